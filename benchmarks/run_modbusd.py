@@ -1,0 +1,75 @@
+"""modbusd for bench_tcp.py, started through the library API so that it holds the benchmark data.
+
+The CLI starts with every table zero; the benchmark wants holding register i = i for
+i < 100 on every server (the same bytes on the wire as pymodbus and libmodbus), so this
+launcher fills the Device before serving.  It imports modbusd from the checkout
+(bench_tcp.py puts src/ on PYTHONPATH), never from an older installed copy.
+
+Prints "ready port=N" on stdout once listening; SIGTERM/SIGINT stop it (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import resource
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from modbusd import Device, Server
+
+PRELOADED = 100
+
+
+def raise_fd_limit() -> None:
+    """Allow the 1000-idle-connection memory test, whatever `ulimit -n` says."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def build_device() -> Device:
+    """Default Device (four separate 65536-entry tables), holding register i = i for i < 100."""
+    device = Device()
+    for i in range(PRELOADED):
+        device.holding_registers[i] = i
+    return device
+
+
+async def serve(port: int) -> None:
+    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully."""
+    server = Server(build_device(), host="127.0.0.1", port=port)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"ready port={server.port}", flush=True)
+    await stop.wait()
+    await server.stop()
+
+
+def run(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
+    """Run on asyncio's default loop, or on uvloop when asked (Python 3.11 has no loop_factory)."""
+    if not use_uvloop:
+        asyncio.run(main)
+        return
+    import uvloop  # optional: only this row needs it
+
+    uvloop.run(main)
+
+
+def main() -> None:
+    """Parse options, keep logging at WARNING so it costs nothing, serve."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    raise_fd_limit()
+    run(serve(args.port), args.uvloop)
+
+
+if __name__ == "__main__":
+    main()

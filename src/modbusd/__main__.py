@@ -1,0 +1,3 @@
+from modbusd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sans-I/O data model: tables, devices, diagnostics. Imports `modbusd.protocol` only."""

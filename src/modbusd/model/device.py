@@ -1,0 +1,80 @@
+"""A Modbus device: four tables in one of three layouts, identification, and diagnostics.
+
+Layouts (seed 000's MBAsyncServer, seed 001):
+- ``separate``: four independent tables (the default, and what most devices do).
+- ``overlaid``: one address space: coil n and discrete input n are the same bit, and holding register n
+  and input register n the same word (§4.3 allows it).
+- ``packed``: ``overlaid``, and the bits live inside the registers, 16 per register: coil n is bit n % 16
+  of holding register n // 16, bit 0 being the register's least significant bit. So coils 0..15 read as
+  one register whose value is the sum of coil_i << i, the same LSB-first order in which FC01 packs coils
+  into bytes; 65536 bits fill the first 4096 registers.
+"""
+
+from enum import StrEnum
+
+from modbusd.model.diagnostics import Diagnostics
+from modbusd.model.identification import Identification
+from modbusd.model.tables import BitTable, WordTable
+from modbusd.protocol.codes import ADDRESS_SPACE
+from modbusd.version import __version__
+
+
+class Layout(StrEnum):
+    SEPARATE = "separate"
+    OVERLAID = "overlaid"
+    PACKED = "packed"
+
+
+def default_identification(version: str) -> dict[int, str | bytes]:
+    return {
+        0x00: "modbusd",
+        0x01: "modbusd",
+        0x02: version,
+        0x04: "modbusd Modbus server",
+        0x05: "modbusd",
+    }
+
+
+class Device:
+    """What answers one unit id. Safe to read and write from the program that owns it.
+
+    Table sizes are the number of addresses implemented, 0..65536. In the overlaid and packed layouts the
+    coil and holding-register sizes apply to the shared tables and the other two sizes must not differ.
+    """
+
+    def __init__(
+        self,
+        layout: Layout | str = Layout.SEPARATE,
+        *,
+        coils: int = ADDRESS_SPACE,
+        discrete_inputs: int | None = None,
+        holding_registers: int = ADDRESS_SPACE,
+        input_registers: int | None = None,
+        identification: dict[int, str | bytes] | None = None,
+        server_id: bytes = b"modbusd",
+    ) -> None:
+        self.layout = Layout(layout)
+        self.holding_registers = WordTable(holding_registers)
+        if self.layout is Layout.SEPARATE:
+            self.input_registers = WordTable(ADDRESS_SPACE if input_registers is None else input_registers)
+            self.coils = BitTable(coils)
+            self.discrete_inputs = BitTable(ADDRESS_SPACE if discrete_inputs is None else discrete_inputs)
+        else:
+            for name, size, shared in (
+                ("input_registers", input_registers, holding_registers),
+                ("discrete_inputs", discrete_inputs, coils),
+            ):
+                if size is not None and size != shared:
+                    raise ValueError(f"the {self.layout} layout shares one table: {name} cannot differ in size")
+            self.input_registers = self.holding_registers
+            if self.layout is Layout.PACKED:
+                bits = min(coils, 16 * holding_registers)
+                self.coils = BitTable(bits, registers=self.holding_registers)
+            else:
+                self.coils = BitTable(coils)
+            self.discrete_inputs = self.coils
+        self.identification = Identification(identification or default_identification(__version__))
+        self.server_id = server_id
+        self.running = True
+        self.exception_status = 0
+        self.diagnostics = Diagnostics()

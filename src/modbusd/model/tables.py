@@ -1,0 +1,158 @@
+"""Data tables on compact byte buffers.
+
+Registers are kept as big-endian bytes, so that reading N registers for a client is one slice. Bits are kept
+packed the way Modbus sends them (LSB first), so that reading N coils is one integer shift. A table may share
+its buffer with another table: that is how the overlaid and packed layouts of `device.py` are built.
+"""
+
+from collections.abc import Iterable
+
+from modbusd.protocol.bits import byte_count, pack_bits, unpack_bits
+from modbusd.protocol.codes import ADDRESS_SPACE
+from modbusd.protocol.errors import IllegalDataAddress, IllegalDataValue
+
+
+def _check_size(size: int) -> int:
+    if not 0 <= size <= ADDRESS_SPACE:
+        raise ValueError(f"table size {size} outside 0..{ADDRESS_SPACE}")
+    return size
+
+
+def _swap_pairs(data: bytes | bytearray) -> bytearray:
+    """Big-endian words ↔ little-endian words: turns register bytes into LSB-first bit order and back."""
+    out = bytearray(len(data))
+    out[0::2] = data[1::2]
+    out[1::2] = data[0::2]
+    return out
+
+
+class WordTable:
+    """16-bit registers, addresses 0..size-1; anything past the end is exception 02."""
+
+    __slots__ = ("_words", "size")
+
+    def __init__(self, size: int = ADDRESS_SPACE) -> None:
+        self.size = _check_size(size)
+        self._words = bytearray(2 * size)
+
+    @property
+    def buffer(self) -> bytearray:
+        """The big-endian storage itself, for tables that overlay this one."""
+        return self._words
+
+    def check(self, address: int, quantity: int) -> None:
+        if address < 0 or quantity < 0 or address + quantity > self.size:
+            raise IllegalDataAddress(f"registers {address}..{address + quantity - 1} outside 0..{self.size - 1}")
+
+    def read(self, address: int, quantity: int) -> bytes:
+        """`quantity` registers as big-endian bytes, as a read response carries them."""
+        end = address + quantity
+        if address < 0 or quantity < 0 or end > self.size:
+            self.check(address, quantity)
+        return bytes(self._words[2 * address : 2 * end])
+
+    def write(self, address: int, data: bytes) -> None:
+        """Store big-endian register bytes from `address` on; the whole write or nothing."""
+        self.check(address, len(data) // 2)
+        self._words[2 * address : 2 * address + len(data)] = data
+
+    def mask_write(self, address: int, and_mask: int, or_mask: int) -> int:
+        """FC22 (§6.16): keep the bits where and_mask is 1, take or_mask's bits where it is 0.
+
+        Clients use it to change single bits without a read-modify-write race, so it is one step here.
+        Returns the new value.
+        """
+        current = self[address]
+        value = (current & and_mask) | (or_mask & ~and_mask & 0xFFFF)
+        self[address] = value
+        return value
+
+    def __getitem__(self, address: int) -> int:
+        self.check(address, 1)
+        return (self._words[2 * address] << 8) | self._words[2 * address + 1]
+
+    def __setitem__(self, address: int, value: int) -> None:
+        self.check(address, 1)
+        if not 0 <= value <= 0xFFFF:
+            raise IllegalDataValue(f"register value {value} outside 0..65535")
+        self._words[2 * address : 2 * address + 2] = value.to_bytes(2, "big")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def values(self, address: int, quantity: int) -> list[int]:
+        data = self.read(address, quantity)
+        return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+    def set_values(self, address: int, values: Iterable[int]) -> None:
+        values = list(values)
+        if any(not 0 <= v <= 0xFFFF for v in values):
+            raise IllegalDataValue("register values must be within 0..65535")
+        self.write(address, b"".join(v.to_bytes(2, "big") for v in values))
+
+
+class BitTable:
+    """Single bits, addresses 0..size-1, stored packed.
+
+    With `in_registers`, the bits live in a WordTable's buffer, 16 per register: bit n is bit n % 16 of
+    register n // 16, where bit 0 is the register's least significant bit (see `device.py` for why).
+    """
+
+    __slots__ = ("_buf", "_in_registers", "size")
+
+    def __init__(self, size: int = ADDRESS_SPACE, *, registers: WordTable | None = None) -> None:
+        self.size = _check_size(size)
+        self._in_registers = registers is not None
+        if registers is not None:
+            if size > 16 * registers.size:
+                raise ValueError(f"{size} bits do not fit in {registers.size} registers")
+            self._buf = registers.buffer
+        else:
+            self._buf = bytearray(byte_count(size))
+
+    def check(self, address: int, quantity: int) -> None:
+        if address < 0 or quantity < 0 or address + quantity > self.size:
+            raise IllegalDataAddress(f"bits {address}..{address + quantity - 1} outside 0..{self.size - 1}")
+
+    def _span(self, address: int, quantity: int) -> tuple[int, int, int]:
+        """Byte range holding the bits, and the bit offset of `address` within it."""
+        end = address + quantity
+        if self._in_registers:
+            return (address >> 4) << 1, ((end + 15) >> 4) << 1, address & 15
+        return address >> 3, (end + 7) >> 3, address & 7
+
+    def _load(self, start: int, end: int) -> int:
+        chunk = self._buf[start:end]
+        return int.from_bytes(_swap_pairs(chunk) if self._in_registers else chunk, "little")
+
+    def read_packed(self, address: int, quantity: int) -> bytes:
+        """`quantity` bits from `address`, packed LSB first as a read response carries them."""
+        self.check(address, quantity)
+        start, end, shift = self._span(address, quantity)
+        value = (self._load(start, end) >> shift) & ((1 << quantity) - 1)
+        return value.to_bytes(byte_count(quantity), "little")
+
+    def write_packed(self, address: int, quantity: int, packed: bytes) -> None:
+        """Store `quantity` bits from a packed bit string; padding bits past `quantity` are ignored."""
+        self.check(address, quantity)
+        start, end, shift = self._span(address, quantity)
+        mask = ((1 << quantity) - 1) << shift
+        new = (int.from_bytes(packed, "little") << shift) & mask
+        chunk = ((self._load(start, end) & ~mask) | new).to_bytes(end - start, "little")
+        self._buf[start:end] = _swap_pairs(chunk) if self._in_registers else chunk
+
+    def read(self, address: int, quantity: int) -> list[bool]:
+        return [b == 1 for b in unpack_bits(self.read_packed(address, quantity), quantity)]
+
+    def write(self, address: int, values: Iterable[bool]) -> None:
+        bits = bytes(1 if v else 0 for v in values)
+        self.write_packed(address, len(bits), pack_bits(bits))
+
+    def __getitem__(self, address: int) -> bool:
+        return self.read_packed(address, 1) == b"\x01"
+
+    def __setitem__(self, address: int, value: bool) -> None:
+        self.write_packed(address, 1, b"\x01" if value else b"\x00")
+
+    def __len__(self) -> int:
+        return self.size

@@ -1,0 +1,1 @@
+"""Sans-I/O Modbus codec: bytes in, messages out, and back. Imports the standard library only."""

@@ -1,0 +1,68 @@
+"""MBAP framing (TCP guide §3.1.3): finds frame boundaries in a TCP byte stream. Knows nothing of function codes.
+
+A frame is found by its length field alone, never by TCP segment boundaries: a request may arrive in
+several segments, and several requests may arrive in one.
+"""
+
+import struct
+from typing import Final, NamedTuple
+
+from modbusd.protocol.errors import FrameError
+
+MBAP: Final = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
+MIN_LENGTH: Final = 2  # unit id + function code
+MAX_LENGTH: Final = 254  # unit id + 253-byte PDU
+
+
+class Adu(NamedTuple):
+    transaction_id: int
+    protocol_id: int
+    unit_id: int
+    pdu: bytes
+
+
+class MbapFramer:
+    """Stateful: keeps the bytes of an incomplete frame until the rest arrives."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> bytes:
+        """The bytes received but not yet framed."""
+        return bytes(self._buf)
+
+    def feed(self, data: bytes) -> list[Adu]:
+        """Return every complete frame, in order; keep the rest.
+
+        Frames with a protocol id other than 0 are returned too: it is the receiver's job to discard them
+        (TCP guide §4.4.1.1), and it needs to know they happened to count them.
+        Raises FrameError when a length field is outside 2..254: the stream has lost its boundaries.
+        """
+        buf = self._buf
+        buf += data
+        size = len(buf)
+        pos = 0
+        adus: list[Adu] = []
+        unpack = MBAP.unpack_from
+        while size - pos >= 7:
+            tid, proto, length, unit = unpack(buf, pos)
+            if not MIN_LENGTH <= length <= MAX_LENGTH:
+                header = bytes(buf[pos : pos + 7]).hex(" ")
+                buf.clear()
+                raise FrameError(f"MBAP length {length} outside {MIN_LENGTH}..{MAX_LENGTH} in header {header}")
+            end = pos + 6 + length
+            if end > size:
+                break  # a partial frame: a normal state, not an error
+            adus.append(Adu(tid, proto, unit, bytes(buf[pos + 7 : end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return adus
+
+
+def frame(transaction_id: int, unit_id: int, pdu: bytes, protocol_id: int = 0) -> bytes:
+    """The MBAP header for `pdu`, followed by the PDU."""
+    return MBAP.pack(transaction_id, protocol_id, len(pdu) + 1, unit_id) + pdu

@@ -1,0 +1,96 @@
+"""One connection's conversation, sans-I/O: bytes from the peer in, bytes for the peer out.
+
+The session frames the stream (MBAP), hands each request PDU to an injected `answer` function and frames
+what comes back. It knows neither sockets nor devices, so a test drives it with plain bytes.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from modbusd.protocol.codes import ExceptionCode
+from modbusd.protocol.mbap import MBAP, MbapFramer
+from modbusd.protocol.pdu import exception_pdu, summary
+
+log = logging.getLogger(__name__)
+
+Answer = Callable[[int, bytes], bytes | None]
+"""(unit id, request PDU) → response PDU, or None for no response."""
+
+Discard = Callable[[int], None]
+"""Told the unit id of each frame discarded for a protocol id other than 0."""
+
+_QUIT_STRIP: Final = b"\r\n "
+
+
+class Session:
+    __slots__ = ("_answer", "_debug", "_discard", "_discards", "_framer", "_on_quit", "_quit_word", "peer")
+
+    def __init__(
+        self,
+        answer: Answer,
+        *,
+        peer: str = "?",
+        discard: Discard | None = None,
+        quit_word: bytes | None = None,
+        on_quit: Callable[[], None] | None = None,
+    ) -> None:
+        self._answer = answer
+        self._discard = discard
+        self._framer = MbapFramer()
+        self._quit_word = quit_word
+        self._on_quit = on_quit
+        self._discards = 0
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self.peer = peer
+
+    def receive(self, data: bytes) -> bytes:
+        """Everything to send back for `data`: the responses to every complete request, in order.
+
+        Raises FrameError when the stream can no longer be framed; the caller closes the connection.
+        """
+        if self._quit_word is not None and self._is_quit(data):
+            return b""
+        out: list[bytes] = []
+        pack = MBAP.pack
+        for tid, proto, unit, pdu in self._framer.feed(data):
+            if proto:
+                self._discarded(proto, unit)
+                continue
+            try:
+                reply = self._answer(unit, pdu)
+            except Exception:  # the answer function's bug must not take the connection down
+                log.exception("%s: failed on request %s", self.peer, pdu.hex(" "))
+                reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+            if self._debug:
+                log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(pdu, reply))
+            if reply is not None:
+                out.append(pack(tid, 0, len(reply) + 1, unit))
+                out.append(reply)
+        return b"".join(out)
+
+    def _discarded(self, proto: int, unit: int) -> None:
+        """TCP guide §4.4.1.1: a protocol id other than 0 is not Modbus; drop the frame, keep the connection."""
+        self._discards += 1
+        level = logging.WARNING if self._discards == 1 else logging.DEBUG
+        log.log(level, "%s: discarding frame with protocol id %d (any more: debug level)", self.peer, proto)
+        if self._discard is not None:
+            self._discard(unit)
+
+    def _is_quit(self, data: bytes) -> bool:
+        """Seed 000's remote shutdown: the connection sent exactly the quit word (a line ending is allowed)."""
+        pending = self._framer.pending + data
+        if pending.rstrip(_QUIT_STRIP) != self._quit_word:
+            return False
+        log.warning("%s sent the quit command; shutting down", self.peer)
+        if self._on_quit is not None:
+            self._on_quit()
+        return True
+
+
+def _outcome(pdu: bytes, reply: bytes | None) -> str:
+    if reply is None:
+        return "no response"
+    if reply[0] & 0x80:
+        return f"exception {reply[1]}"
+    return "ok"

@@ -1,0 +1,79 @@
+"""Modbus/TCP connections as an asyncio.Protocol: the lightest asyncio path from socket to session.
+
+Socket options follow the TCP guide §4.3.1: TCP_NODELAY (one response per request, no Nagle delay) and
+SO_KEEPALIVE (a client that vanishes without closing frees its connection).
+"""
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Protocol
+
+from modbusd.protocol.errors import FrameError
+from modbusd.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from the server that accepted it."""
+
+    def open_session(self, connection: "TcpConnection") -> Session: ...
+
+    def connection_closed(self, connection: "TcpConnection") -> None: ...
+
+
+class TcpConnection(asyncio.Protocol):
+    __slots__ = ("_owner", "_session", "_transport", "last_active", "peer")
+
+    def __init__(self, owner: ConnectionOwner) -> None:
+        self._owner = owner
+        self._transport: asyncio.Transport | None = None
+        self._session: Session | None = None
+        self.peer = "?"
+        self.last_active = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        log.info("connection from %s", self.peer)
+        self._session = self._owner.open_session(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            out = self._session.receive(data)  # type: ignore[union-attr]  # set in connection_made, which runs first
+        except FrameError as exc:
+            log.warning("%s: %s; closing this connection", self.peer, exc)
+            self.close()
+            return
+        if out:
+            self._transport.write(out)  # type: ignore[union-attr]  # as above
+
+    def pause_writing(self) -> None:
+        """The peer is not reading its responses: stop reading its requests until it does."""
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after what is already queued for the peer has been sent."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.info("connection from %s lost: %s", self.peer, exc)
+        else:
+            log.info("connection from %s closed", self.peer)
+        self._owner.connection_closed(self)
