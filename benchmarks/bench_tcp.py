@@ -175,7 +175,11 @@ def children_cpu_seconds() -> float:
 
 
 def raise_fd_limit() -> None:
-    """preexec_fn for mbload: 1000 connections need more than a 1024 `ulimit -n`."""
+    """1000 idle connections need more than a 1024 `ulimit -n`.
+
+    Raised once in this process, so that every child (mbload, the servers) inherits it:
+    no preexec_fn, which is unsafe in a process with threads.
+    """
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -197,7 +201,10 @@ def libmodbus_flags() -> list[str]:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["pkg-config", "--cflags", "--libs", "libmodbus"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
         if out.strip():
             return out.split()
@@ -259,9 +266,7 @@ def check_data(port: int) -> None:
         header = recv_exactly(sock, 7)
         tid, _proto, length, _unit = struct.unpack(">HHHB", header)
         body = recv_exactly(sock, length - 1)
-    expected = bytes((3, 2 * READ_QUANTITY)) + struct.pack(
-        f">{READ_QUANTITY}H", *range(READ_QUANTITY)
-    )
+    expected = bytes((3, 2 * READ_QUANTITY)) + struct.pack(f">{READ_QUANTITY}H", *range(READ_QUANTITY))
     if tid != 0x1234 or body != expected:
         raise RuntimeError(f"unexpected FC03 answer {header.hex(' ')} | {body.hex(' ')}")
 
@@ -274,8 +279,11 @@ def start_server(spec: ServerSpec, logdir: Path, cpu: str | None) -> RunningServ
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 pinned(cpu, spec.argv(port)),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=child_env(spec.env), start_new_session=True,  # Ctrl-C reaches only us
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=child_env(spec.env),
+                start_new_session=True,  # Ctrl-C reaches only us
             )
         server = RunningServer(spec, proc, port, log)
         try:
@@ -308,9 +316,7 @@ def log_tail(log: Path, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def servers_running(
-    specs: Sequence[ServerSpec], logdir: Path, cpu: str | None
-) -> Iterator[dict[str, RunningServer]]:
+def servers_running(specs: Sequence[ServerSpec], logdir: Path, cpu: str | None) -> Iterator[dict[str, RunningServer]]:
     """Start every spec that can start; stop all of them whatever happens."""
     running: dict[str, RunningServer] = {}
     try:
@@ -356,8 +362,11 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
     cpu0, srv0, t0 = children_cpu_seconds(), cpu_seconds(server_pid), time.monotonic()
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=budget,
-            preexec_fn=raise_fd_limit, check=False,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=budget,
+            check=False,
         )
         out, code = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as exc:  # run() has killed its own child already
@@ -375,9 +384,24 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
 
 def scenario_args(opts: LoadOptions, scenario: Scenario) -> list[str]:
     return [
-        "-c", str(scenario.conns), "-d", str(scenario.depth), "-n", str(READ_QUANTITY),
-        "-f", "3", "-a", "0", "-T", str(opts.seconds), "-w", str(opts.warmup),
-        "-o", str(opts.timeout_ms), "-E", str(MAX_ERRORS),
+        "-c",
+        str(scenario.conns),
+        "-d",
+        str(scenario.depth),
+        "-n",
+        str(READ_QUANTITY),
+        "-f",
+        "3",
+        "-a",
+        "0",
+        "-T",
+        str(opts.seconds),
+        "-w",
+        str(opts.warmup),
+        "-o",
+        str(opts.timeout_ms),
+        "-E",
+        str(MAX_ERRORS),
     ]
 
 
@@ -393,9 +417,7 @@ def describe(result: LoadResult) -> str:
     )
 
 
-def ensure_alive(
-    running: dict[str, RunningServer], name: str, logdir: Path, cpu: str | None
-) -> RunningServer:
+def ensure_alive(running: dict[str, RunningServer], name: str, logdir: Path, cpu: str | None) -> RunningServer:
     """A server that died in an earlier run is reported and restarted, so one crash costs one run."""
     server = running[name]
     if server.proc.poll() is None:
@@ -409,14 +431,19 @@ Results = dict[str, dict[str, list[LoadResult]]]
 
 
 def measure_throughput(
-    running: dict[str, RunningServer], opts: LoadOptions, rounds: int, logdir: Path,
+    running: dict[str, RunningServer],
+    opts: LoadOptions,
+    rounds: int,
+    logdir: Path,
     server_cpu: str | None,
 ) -> Results:
     """Every scenario, every round, servers alternately: drift hits all servers alike."""
     results: Results = {s.key: {name: [] for name in running} for s in SCENARIOS}
     for scenario in SCENARIOS:
-        print(f"\n== {scenario.title}: FC03 x{READ_QUANTITY} regs, "
-              f"-c {scenario.conns} -d {scenario.depth}, {opts.seconds:g} s + {opts.warmup:g} s warm-up")
+        print(
+            f"\n== {scenario.title}: FC03 x{READ_QUANTITY} regs, "
+            f"-c {scenario.conns} -d {scenario.depth}, {opts.seconds:g} s + {opts.warmup:g} s warm-up"
+        )
         for rnd in range(1, rounds + 1):
             for name in list(running):
                 try:
@@ -463,13 +490,32 @@ def measure_memory(
     try:
         time.sleep(0.5)
         base, base_sockets = rss_kib(server.pid), socket_count(server.pid)
-        cmd = pinned(opts.cpu, [
-            str(opts.mbload), "-H", HOST, "-p", str(server.port), "-c", str(conns),
-            "-I", "-w", "0", "-T", str(hold), "-C", "60", "-E", str(MAX_ERRORS),
-        ])
+        cmd = pinned(
+            opts.cpu,
+            [
+                str(opts.mbload),
+                "-H",
+                HOST,
+                "-p",
+                str(server.port),
+                "-c",
+                str(conns),
+                "-I",
+                "-w",
+                "0",
+                "-T",
+                str(hold),
+                "-C",
+                "60",
+                "-E",
+                str(MAX_ERRORS),
+            ],
+        )
         loader = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=raise_fd_limit,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             if not wait_for_sockets(server.pid, base_sockets + conns, time.monotonic() + 60):
@@ -502,44 +548,52 @@ def cell_full(result: LoadResult | None) -> str:
     """rps p50 p99 errors."""
     if result is None:
         return f"{'-':>8} {'-':>7} {'-':>7} {'-':>6}"
-    return (f"{result.rps:>8.0f} {result.get('p50_us'):>7.0f} {result.get('p99_us'):>7.0f} "
-            f"{result.get('errors'):>6.0f}")
+    return f"{result.rps:>8.0f} {result.get('p50_us'):>7.0f} {result.get('p99_us'):>7.0f} {result.get('errors'):>6.0f}"
 
 
 def print_summary(results: Results, stat: str) -> None:
     """The table a reader compares: modbusd against pymodbus, with uvloop and the C ceiling."""
-    print(f"\n== Summary ({stat} of rounds; rps = answered requests/s in the measured window, "
-          "latencies in us)")
+    print(f"\n== Summary ({stat} of rounds; rps = answered requests/s in the measured window, latencies in us)")
     full = f"{'rps':>8} {'p50':>7} {'p99':>7} {'err':>6}"
-    print(f"{'scenario':<24}| modbusd {full[8:]} | {'+uvloop':>8} | pymodbus{full[8:]} "
-          f"| {'libmodbus':>9} | modbusd/pymodbus")
+    print(
+        f"{'scenario':<24}| modbusd {full[8:]} | {'+uvloop':>8} | pymodbus{full[8:]} "
+        f"| {'libmodbus':>9} | modbusd/pymodbus"
+    )
     print(f"{'':<24}| {full} | {'rps':>8} | {full} | {'rps':>9} |")
     for scenario in SCENARIOS:
         row = {name: pick(runs, stat) for name, runs in results[scenario.key].items()}
         mb, py = row.get(MODBUSD), row.get(PYMODBUS)
-        print(f"{scenario.title:<24}| {cell_full(mb)} | {cell_rps(row.get(MODBUSD_UVLOOP))} | "
-              f"{cell_full(py)} | {cell_rps(row.get(LIBMODBUS)):>9} | "
-              f"{ratio(mb.rps if mb else None, py.rps if py else None)}")
+        print(
+            f"{scenario.title:<24}| {cell_full(mb)} | {cell_rps(row.get(MODBUSD_UVLOOP))} | "
+            f"{cell_full(py)} | {cell_rps(row.get(LIBMODBUS)):>9} | "
+            f"{ratio(mb.rps if mb else None, py.rps if py else None)}"
+        )
 
 
 def print_pipelining(results: Results, stat: str) -> None:
     """Depth 16: how many requests each server answered, and what it dropped or reordered."""
     print("\n== Pipelining (10 conns x 16 in flight): answered vs lost, whole run incl. warm-up")
-    print(f"{'server':<15} {'sent':>9} {'answered':>9} {'timeouts':>8} {'errors':>7} "
-          f"{'reconnects':>10} {'disconnects':>11} {'out-of-order':>12}")
+    print(
+        f"{'server':<15} {'sent':>9} {'answered':>9} {'timeouts':>8} {'errors':>7} "
+        f"{'reconnects':>10} {'disconnects':>11} {'out-of-order':>12}"
+    )
     for name, runs in results["c10d16"].items():
         result = pick(runs, stat)
         if result is None:
             print(f"{name:<15} no successful run")
             continue
-        print(f"{name:<15} {result.get('sent_total'):>9.0f} {result.get('ok_total'):>9.0f} "
-              f"{result.get('timeouts'):>8.0f} {result.get('errors'):>7.0f} "
-              f"{result.get('reconnects'):>10.0f} {result.get('disconnects'):>11.0f} "
-              f"{result.get('ooo'):>12.0f}")
+        print(
+            f"{name:<15} {result.get('sent_total'):>9.0f} {result.get('ok_total'):>9.0f} "
+            f"{result.get('timeouts'):>8.0f} {result.get('errors'):>7.0f} "
+            f"{result.get('reconnects'):>10.0f} {result.get('disconnects'):>11.0f} "
+            f"{result.get('ooo'):>12.0f}"
+        )
     mb16 = pick(results["c10d16"].get(MODBUSD, []), stat)
     py10 = pick(results["c10"].get(PYMODBUS, []), stat)
-    print("modbusd at depth 16 / pymodbus at 10 conns without pipelining: "
-          f"{ratio(mb16.rps if mb16 else None, py10.rps if py10 else None)}")
+    print(
+        "modbusd at depth 16 / pymodbus at 10 conns without pipelining: "
+        f"{ratio(mb16.rps if mb16 else None, py10.rps if py10 else None)}"
+    )
 
 
 def print_headroom(results: Results, stat: str) -> None:
@@ -549,12 +603,16 @@ def print_headroom(results: Results, stat: str) -> None:
         row = {name: pick(runs, stat) for name, runs in results[scenario.key].items()}
         c_server = row.get(LIBMODBUS)
         fastest_py = max((r.rps for n, r in row.items() if r and n != LIBMODBUS), default=0.0)
-        parts = [f"{scenario.title:<24}: libmodbus {cell_rps(c_server).strip()} rps = "
-                 f"{ratio(c_server.rps if c_server else None, fastest_py)} the fastest Python server"]
+        parts = [
+            f"{scenario.title:<24}: libmodbus {cell_rps(c_server).strip()} rps = "
+            f"{ratio(c_server.rps if c_server else None, fastest_py)} the fastest Python server"
+        ]
         for name, result in row.items():
             if result and result.wall_s:
-                parts.append(f"{name} run: mbload {100 * result.mbload_cpu_s / result.wall_s:.0f}% "
-                             f"/ server {100 * result.server_cpu_s / result.wall_s:.0f}% CPU")
+                parts.append(
+                    f"{name} run: mbload {100 * result.mbload_cpu_s / result.wall_s:.0f}% "
+                    f"/ server {100 * result.server_cpu_s / result.wall_s:.0f}% CPU"
+                )
         print("; ".join(parts))
 
 
@@ -564,8 +622,10 @@ def print_memory(memory: dict[str, MemoryResult | str], conns: int) -> None:
         if isinstance(result, str):
             print(f"{name:<15} n/a: {result}")
         else:
-            print(f"{name:<15} base {result.base_kib:>7} KiB  held {result.held_kib:>7} KiB  "
-                  f"-> {result.per_conn_kib:6.2f} KiB/conn ({result.conns} conns)")
+            print(
+                f"{name:<15} base {result.base_kib:>7} KiB  held {result.held_kib:>7} KiB  "
+                f"-> {result.per_conn_kib:6.2f} KiB/conn ({result.conns} conns)"
+            )
     mb, py = memory.get(MODBUSD), memory.get(PYMODBUS)
     if isinstance(mb, MemoryResult) and isinstance(py, MemoryResult):
         print(f"modbusd/pymodbus KiB per connection: {ratio(mb.per_conn_kib, py.per_conn_kib)}")
@@ -583,8 +643,7 @@ def modbusd_problem() -> str | None:
     )
     for cmd in checks:
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env,
-                                  check=False)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env, check=False)
         except subprocess.TimeoutExpired:
             return f"{' '.join(cmd[1:])} timed out"
         if proc.returncode != 0:
@@ -604,13 +663,12 @@ def server_specs(libmodbus_bin: Path | None, with_modbusd: bool, with_uvloop: bo
     src_env = {"PYTHONPATH": pythonpath_with_src()}
     specs: list[ServerSpec] = []
     if with_modbusd:
-        specs.append(ServerSpec(MODBUSD, lambda p: [py, str(HERE / "run_modbusd.py"), "-p", str(p)],
-                                src_env))
+        specs.append(ServerSpec(MODBUSD, lambda p: [py, str(HERE / "run_modbusd.py"), "-p", str(p)], src_env))
     specs.append(ServerSpec(PYMODBUS, lambda p: [py, str(HERE / "run_pymodbus.py"), "-p", str(p)]))
     if with_modbusd and with_uvloop:
-        specs.append(ServerSpec(
-            MODBUSD_UVLOOP,
-            lambda p: [py, str(HERE / "run_modbusd.py"), "-p", str(p), "--uvloop"], src_env))
+        specs.append(
+            ServerSpec(MODBUSD_UVLOOP, lambda p: [py, str(HERE / "run_modbusd.py"), "-p", str(p), "--uvloop"], src_env)
+        )
     if libmodbus_bin is not None:
         specs.append(ServerSpec(LIBMODBUS, lambda p: [str(libmodbus_bin), str(p)]))
     return specs
@@ -633,24 +691,33 @@ def uvloop_available() -> bool:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="modbusd vs pymodbus over Modbus/TCP on 127.0.0.1, with a libmodbus ceiling.")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="measured seconds per run (default 3)")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="warm-up seconds per run, not measured (default 1)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="runs per server and scenario, alternating servers (default 2)")
-    parser.add_argument("--stat", choices=("best", "median"), default="best",
-                        help="which round to quote (default best: noise only slows a run)")
-    parser.add_argument("--timeout-ms", type=int, default=1000,
-                        help="mbload per-request timeout; a dropped request costs this (default 1000)")
-    parser.add_argument("--idle-conns", type=int, default=1000,
-                        help="idle connections for the memory test, 0 to skip (default 1000)")
+        description="modbusd vs pymodbus over Modbus/TCP on 127.0.0.1, with a libmodbus ceiling."
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run (default 3)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run, not measured (default 1)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="runs per server and scenario, alternating servers (default 2)"
+    )
+    parser.add_argument(
+        "--stat",
+        choices=("best", "median"),
+        default="best",
+        help="which round to quote (default best: noise only slows a run)",
+    )
+    parser.add_argument(
+        "--timeout-ms",
+        type=int,
+        default=1000,
+        help="mbload per-request timeout; a dropped request costs this (default 1000)",
+    )
+    parser.add_argument(
+        "--idle-conns", type=int, default=1000, help="idle connections for the memory test, 0 to skip (default 1000)"
+    )
     parser.add_argument("--no-libmodbus", action="store_true", help="skip the C ceiling row")
-    parser.add_argument("--no-modbusd", action="store_true",
-                        help="pymodbus/libmodbus only (also automatic when modbusd is missing)")
-    parser.add_argument("--mbload-src", type=Path, default=MBLOAD_SRC,
-                        help=f"mbload.c to build (default {MBLOAD_SRC})")
+    parser.add_argument(
+        "--no-modbusd", action="store_true", help="pymodbus/libmodbus only (also automatic when modbusd is missing)"
+    )
+    parser.add_argument("--mbload-src", type=Path, default=MBLOAD_SRC, help=f"mbload.c to build (default {MBLOAD_SRC})")
     return parser.parse_args(argv)
 
 
@@ -672,6 +739,7 @@ def build_tools(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path | None]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    raise_fd_limit()
     server_cpu, load_cpu = pinning()
     with_modbusd = not args.no_modbusd
     if with_modbusd and (problem := modbusd_problem()):
@@ -706,8 +774,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def server_chatter(log: Path) -> list[str]:
     """What a server logged besides its ready line (it logs at WARNING and above only)."""
     with contextlib.suppress(OSError):
-        return [line for line in log.read_text(errors="replace").splitlines()
-                if line.strip() and READY_MARKER not in line]
+        return [
+            line for line in log.read_text(errors="replace").splitlines() if line.strip() and READY_MARKER not in line
+        ]
     return []
 
 

@@ -190,6 +190,10 @@ class Server:
         deadline = time.monotonic() + _CLOSE_GRACE
         while self._connections and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        for connection in list(self._connections):  # a peer that never reads its responses cannot hold us up
+            log.warning("%s did not take its last responses in %g s; dropping the connection", connection.peer,
+                        _CLOSE_GRACE)  # fmt: skip
+            connection.abort()
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None

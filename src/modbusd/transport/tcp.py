@@ -71,6 +71,11 @@ class TcpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        """Close now, dropping whatever the peer has not taken yet."""
+        if self._transport is not None:
+            self._transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             log.info("connection from %s lost: %s", self.peer, exc)
