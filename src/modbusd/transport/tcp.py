@@ -8,7 +8,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 from modbusd.protocol.errors import FrameError
 from modbusd.session import Session
@@ -35,8 +35,8 @@ class TcpConnection(asyncio.Protocol):
         self.last_active = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though uvloop's does not inherit from asyncio.Transport.
+        self._transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
