@@ -6,6 +6,7 @@ responses. It imports the protocol and the model only; who sent the request is t
 
 import contextlib
 import logging
+import struct
 from typing import Final
 
 from modbusd.model import diagnostics as diag
@@ -15,6 +16,7 @@ from modbusd.protocol.codes import (
     COIL_OFF,
     COIL_ON,
     MAX_PDU,
+    MAX_READ_REGISTERS,
     DeviceIdCode,
     DiagnosticSubFunction,
     ExceptionCode,
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 _READ_REGISTERS: Final = FunctionCode.READ_HOLDING_REGISTERS
 _POLLS: Final = (FunctionCode.GET_COMM_EVENT_COUNTER, FunctionCode.GET_COMM_EVENT_LOG)
 _RESTART: Final = bytes((FunctionCode.DIAGNOSTICS, 0x00, DiagnosticSubFunction.RESTART_COMMUNICATIONS_OPTION))
+_ADDRESS_QUANTITY: Final = struct.Struct(">HH")
 _DEVICE_ID_HEADER: Final = 7  # FC, MEI type, code, conformity level, more follows, next object id, count
 
 
@@ -194,6 +197,22 @@ def _device_identification(request: ReadDeviceIdentification, device: Device) ->
     return DeviceIdentificationResponse(request.code, level, False, 0, tuple(chosen))
 
 
+def read_registers_fast(device: Device, pdu: bytes) -> bytes | None:
+    """FC03/FC04 straight from the table's buffer, or None to take the general path.
+
+    Reads of a few registers are what most clients send most of the time; skipping the message objects
+    here saves about half of the server's own time per request. It answers only well-formed, in-range
+    reads, so every error still comes from the general path; a property test holds both to the same bytes.
+    """
+    function = pdu[0]
+    if (function == 3 or function == 4) and len(pdu) == 5:  # noqa: PLR1714  (faster than a tuple lookup)
+        address, quantity = _ADDRESS_QUANTITY.unpack_from(pdu, 1)
+        table = device.holding_registers if function == 3 else device.input_registers
+        if 1 <= quantity <= MAX_READ_REGISTERS and address + quantity <= table.size:
+            return bytes((function, 2 * quantity)) + table.read(address, quantity)
+    return None
+
+
 def _send_event(code: int) -> int:
     if code <= ExceptionCode.ILLEGAL_DATA_VALUE:
         return diag.SEND_EVENT | diag.SEND_READ_EXCEPTION
@@ -235,7 +254,7 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
     d.server_message += 1
     d.log_event(diag.RECEIVE_EVENT | (diag.RECEIVE_BROADCAST if broadcast else 0))
     try:
-        response = encode_response(execute(decode_request(pdu), device))
+        response = read_registers_fast(device, pdu) or encode_response(execute(decode_request(pdu), device))
     except ModbusError as exc:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("exception %d for %s: %s", exc.code, pdu.hex(" "), exc)

@@ -9,8 +9,11 @@ from collections.abc import Callable
 from typing import Final
 
 from modbusd.protocol.codes import ExceptionCode
-from modbusd.protocol.mbap import MBAP, MbapFramer
+from modbusd.protocol.errors import FrameError
+from modbusd.protocol.mbap import MAX_LENGTH, MBAP, MIN_LENGTH, MbapFramer
 from modbusd.protocol.pdu import exception_pdu, summary
+
+__all__ = ["Answer", "Discard", "FrameError", "Session"]  # FrameError: what receive() raises, for the transport
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +54,27 @@ class Session:
         """
         if self._quit_word is not None and self._is_quit(data):
             return b""
-        out: list[bytes] = []
-        pack = MBAP.pack
-        for tid, proto, unit, pdu in self._framer.feed(data):
-            if proto:
-                self._discarded(proto, unit)
-                continue
-            try:
-                reply = self._answer(unit, pdu)
-            except Exception:  # the answer function's bug must not take the connection down
-                log.exception("%s: failed on request %s", self.peer, pdu.hex(" "))
-                reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
-            if self._debug:
-                log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(pdu, reply))
-            if reply is not None:
-                out.append(pack(tid, 0, len(reply) + 1, unit))
-                out.append(reply)
-        return b"".join(out)
+        if len(data) > 7 and self._framer.empty:  # the usual case, one whole request: skip the framer's buffer
+            tid, proto, length, unit = MBAP.unpack_from(data)
+            if len(data) == 6 + length and MIN_LENGTH <= length <= MAX_LENGTH:
+                return self._reply(tid, proto, unit, data[7:])
+        return b"".join([self._reply(*adu) for adu in self._framer.feed(data)])
+
+    def _reply(self, tid: int, proto: int, unit: int, pdu: bytes) -> bytes:
+        """The framed response to one request, or b"" when it gets none."""
+        if proto:
+            self._discarded(proto, unit)
+            return b""
+        try:
+            reply = self._answer(unit, pdu)
+        except Exception:  # the answer function's bug must not take the connection down
+            log.exception("%s: failed on request %s", self.peer, pdu.hex(" "))
+            reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+        if self._debug:
+            log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))
+        if reply is None:
+            return b""
+        return MBAP.pack(tid, 0, len(reply) + 1, unit) + reply
 
     def _discarded(self, proto: int, unit: int) -> None:
         """TCP guide §4.4.1.1: a protocol id other than 0 is not Modbus; drop the frame, keep the connection."""
@@ -88,7 +95,7 @@ class Session:
         return True
 
 
-def _outcome(pdu: bytes, reply: bytes | None) -> str:
+def _outcome(reply: bytes | None) -> str:
     if reply is None:
         return "no response"
     if reply[0] & 0x80:

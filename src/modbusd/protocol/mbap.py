@@ -30,6 +30,11 @@ class MbapFramer:
         self._buf = bytearray()
 
     @property
+    def empty(self) -> bool:
+        """True when no partial frame is waiting for more bytes."""
+        return not self._buf
+
+    @property
     def pending(self) -> bytes:
         """The bytes received but not yet framed."""
         return bytes(self._buf)
