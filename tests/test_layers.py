@@ -1,0 +1,144 @@
+"""The import direction of STYLE.md, read from each module's `ast`: bytes in, bytes out, everything else outside.
+
+Each room may import only the rooms listed above it. Imports inside functions count too: a lazy import is
+still a dependency.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "modbusd"
+
+LEAF = ("modbusd.version",)  # imports nothing, so every room may use it
+
+# room (a module or a package prefix) -> what it may import from modbusd, as module or package prefixes
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "modbusd.version": (),
+    "modbusd.protocol": ("modbusd.protocol",),
+    "modbusd.model": ("modbusd.model", "modbusd.protocol"),
+    "modbusd.handler": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.hooks": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.session": ("modbusd.protocol",),  # the answer function is injected
+    "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
+    "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.config": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
+                       "modbusd.transport", "modbusd.simulator", "modbusd.config"),
+    "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device"),  # Device and Layout for -d
+    "modbusd.__main__": ("modbusd.cli",),
+    "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
+    # the public API re-exports; it must never pull in the command line
+    "modbusd": ("modbusd.protocol", "modbusd.model", "modbusd.server"),
+}  # fmt: skip
+EXACT: dict[str, tuple[str, ...]] = {"modbusd.web": ("modbusd",)}  # modules allowed by name, not as a prefix
+
+NO_IO = ("asyncio", "socket", "ssl", "serial", "logging.config", "selectors")
+SANS_IO_ROOMS = ("modbusd.protocol", "modbusd.model")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def is_package(name: str) -> bool:
+    return (SRC / Path(*name.split("."))).is_dir()
+
+
+def resolve(node: ast.ImportFrom, importer: str) -> str:
+    """The absolute module an ImportFrom names, relative imports included."""
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".") if is_package(importer) else importer.split(".")[:-1]
+    base = base[: len(base) - node.level + 1]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def imports(name: str) -> set[str]:
+    return imports_in(MODULES[name].read_text(encoding="utf-8"), name)
+
+
+def imports_in(source: str, name: str) -> set[str]:
+    """Every module `source` imports; `from pkg import sub` counts as importing pkg.sub when sub is a module."""
+    tree = ast.parse(source)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = resolve(node, name)
+            for alias in node.names:
+                candidate = f"{module}.{alias.name}"
+                found.add(candidate if candidate in MODULES else module)
+    return found
+
+
+def room(name: str) -> str:
+    """The most specific room a module belongs to."""
+    matches = [r for r in ALLOWED if name == r or (r != "modbusd" and name.startswith(r + "."))]
+    assert matches, f"{name} belongs to no room of STYLE.md's import table: add it there and here"
+    return max(matches, key=len)
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_layers_every_module_is_checked() -> None:
+    assert {"modbusd.protocol.pdu", "modbusd.model.device", "modbusd.handler", "modbusd.session"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_layers_module_imports_only_the_rooms_above_it(name: str) -> None:
+    allowed = ALLOWED[room(name)] + LEAF
+    exact = EXACT.get(room(name), ())
+    own = tuple(i for i in imports(name) if i == "modbusd" or i.startswith("modbusd."))
+    forbidden = sorted(i for i in own if i != name and i not in exact and not within(i, allowed))
+    if name in LEAF:
+        forbidden = sorted(i for i in own if i != name)
+    assert not forbidden, f"{name} ({room(name)}) may import only {allowed}, but imports {forbidden}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if within(n, SANS_IO_ROOMS)))
+def test_layers_protocol_and_model_never_import_io(name: str) -> None:
+    io = sorted(i for i in imports(name) if within(i, NO_IO))
+    assert not io, f"{name} is sans-I/O but imports {io}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_layers_nothing_imports_the_cli(name: str) -> None:
+    if name == "modbusd.__main__":
+        return
+    assert not any(within(i, ("modbusd.cli",)) for i in imports(name))
+
+
+def test_layers_checker_sees_imports_inside_functions_and_from_packages() -> None:
+    source = """
+import modbusd.session as s
+from modbusd import handler
+from . import pdu
+from ..model.device import Device
+
+def later():
+    import asyncio
+    from modbusd.server import Server
+"""
+    assert imports_in(source, "modbusd.protocol.mbap") == {
+        "modbusd.session", "modbusd.handler", "modbusd.protocol.pdu", "modbusd.model.device", "asyncio",
+        "modbusd.server",
+    }  # fmt: skip
+
+
+def test_layers_checker_puts_an_unknown_module_in_no_room() -> None:
+    with pytest.raises(AssertionError, match="no room"):
+        room("modbusd.newthing")
+    assert room("modbusd.protocol.rtu") == "modbusd.protocol"
+    assert room("modbusd") == "modbusd"

@@ -1,0 +1,168 @@
+"""Session: one connection's bytes in, bytes out, with a plain function standing in for the server."""
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modbusd import handler
+from modbusd.model.device import Device
+from modbusd.protocol.errors import FrameError
+from modbusd.protocol.mbap import frame
+from modbusd.session import Session
+from tests.strategies import split_at
+
+READ = bytes.fromhex("03 0000 0001")
+
+
+class Recorder:
+    """An answer function that remembers what it was asked and answers FC + the PDU's length."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bytes]] = []
+
+    def __call__(self, unit_id: int, pdu: bytes) -> bytes | None:
+        self.calls.append((unit_id, pdu))
+        return bytes((pdu[0], len(pdu)))
+
+
+def test_session_answers_one_request() -> None:
+    answer = Recorder()
+    assert Session(answer).receive(frame(0x1234, 0x11, READ)) == frame(0x1234, 0x11, b"\x03\x05")
+    assert answer.calls == [(0x11, READ)]
+
+
+def test_session_answers_pipelined_requests_in_order() -> None:
+    session = Session(Recorder())
+    requests = b"".join(frame(tid, 1, bytes((fc,)) + b"\x00" * tid) for tid, fc in enumerate((3, 4, 1, 2), 1))
+    expected = b"".join(frame(tid, 1, bytes((fc, 1 + tid))) for tid, fc in enumerate((3, 4, 1, 2), 1))
+    assert session.receive(requests) == expected
+
+
+def test_session_answers_a_request_fed_one_byte_at_a_time() -> None:
+    answer = Recorder()
+    session = Session(answer)
+    data = frame(9, 1, READ)
+    assert [session.receive(data[i : i + 1]) for i in range(len(data) - 1)] == [b""] * (len(data) - 1)
+    assert answer.calls == []
+    assert session.receive(data[-1:]) == frame(9, 1, b"\x03\x05")
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=5), st.integers(0, 0xFF),
+       st.lists(st.integers(0, 100), max_size=10))  # fmt: skip
+def test_session_echoes_transaction_and_unit_id_however_the_stream_is_cut(
+    transaction_ids: list[int], unit_id: int, cuts: list[int]
+) -> None:
+    session = Session(Recorder())
+    stream = b"".join(frame(tid, unit_id, READ) for tid in transaction_ids)
+    replies = b"".join(session.receive(part) for part in split_at(stream, cuts))
+    assert replies == b"".join(frame(tid, unit_id, b"\x03\x05") for tid in transaction_ids)
+
+
+def test_session_sends_nothing_when_the_answer_is_none() -> None:
+    session = Session(lambda unit_id, pdu: None if pdu[0] == 6 else pdu)
+    data = frame(1, 1, bytes.fromhex("06 0000 0001")) + frame(2, 1, READ)
+    assert session.receive(data) == frame(2, 1, READ)
+
+
+def test_session_discards_a_frame_whose_protocol_id_is_not_zero(caplog: pytest.LogCaptureFixture) -> None:
+    answer, discarded = Recorder(), []
+    session = Session(answer, discard=discarded.append)
+    data = frame(1, 7, READ, protocol_id=1) + frame(2, 8, READ, protocol_id=0xFFFF) + frame(3, 9, READ)
+    with caplog.at_level(logging.DEBUG, logger="modbusd.session"):
+        replies = session.receive(data)
+    assert replies == frame(3, 9, b"\x03\x05")  # no reply to the discarded ones; the next frame still answered
+    assert answer.calls == [(9, READ)]
+    assert discarded == [7, 8]
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "protocol id" in warnings[0].getMessage()
+
+
+def test_session_discards_without_a_discard_callback() -> None:
+    assert Session(Recorder()).receive(frame(1, 1, READ, protocol_id=2) + frame(2, 1, READ)) == frame(2, 1, b"\x03\x05")
+
+
+@pytest.mark.parametrize("length", [0, 1, 255, 0xFFFF])
+def test_session_raises_frame_error_on_a_bad_length(length: int) -> None:
+    answer = Recorder()
+    with pytest.raises(FrameError):
+        Session(answer).receive(b"\x00\x01\x00\x00" + length.to_bytes(2, "big") + b"\x01" + READ)
+    assert answer.calls == []
+
+
+@pytest.mark.parametrize("data", [b"STOP", b"STOP\n", b"STOP\r\n"])
+def test_session_calls_on_quit_for_the_quit_word(data: bytes) -> None:
+    quits: list[None] = []
+    session = Session(Recorder(), quit_word=b"STOP", on_quit=lambda: quits.append(None))
+    assert session.receive(data) == b""
+    assert quits == [None]
+
+
+def test_session_calls_on_quit_for_the_quit_word_split_across_segments() -> None:
+    quits: list[None] = []
+    session = Session(Recorder(), quit_word=b"STOP", on_quit=lambda: quits.append(None))
+    assert session.receive(b"ST") == b""
+    assert quits == []
+    session.receive(b"OP")
+    assert quits == [None]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [pytest.param(b"STO", id="a prefix of the word"), pytest.param(b"STOPX", id="the word with more after it"),
+     pytest.param(b"XSTOP", id="the word after something else"), pytest.param(b"stop", id="another case")],
+)  # fmt: skip
+def test_session_ignores_what_is_not_exactly_the_quit_word(data: bytes) -> None:
+    quits: list[None] = []
+    session = Session(Recorder(), quit_word=b"STOP", on_quit=lambda: quits.append(None))
+    assert session.receive(data) == b""
+    assert quits == []
+
+
+def test_session_ignores_the_quit_word_inside_a_frame() -> None:
+    quits: list[None] = []
+    answer = Recorder()
+    session = Session(answer, quit_word=b"STOP", on_quit=lambda: quits.append(None))
+    assert session.receive(frame(1, 1, b"STOP")) == frame(1, 1, b"S\x04")
+    assert quits == []
+    assert answer.calls == [(1, b"STOP")]
+
+
+def test_session_ignores_the_quit_word_after_a_frame_in_the_same_segment() -> None:
+    quits: list[None] = []
+    session = Session(Recorder(), quit_word=b"STOP", on_quit=lambda: quits.append(None))
+    assert session.receive(frame(1, 1, READ) + b"STOP") == frame(1, 1, b"\x03\x05")
+    assert quits == []
+
+
+def test_session_without_a_quit_word_treats_it_as_stream_bytes() -> None:
+    answer = Recorder()
+    session = Session(answer)
+    assert session.receive(b"STOP") == b""
+    assert answer.calls == []
+
+
+def test_session_answers_exception_4_when_the_answer_function_raises(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[bytes] = []
+
+    def answer(unit_id: int, pdu: bytes) -> bytes:
+        calls.append(pdu)
+        if len(calls) == 1:
+            raise RuntimeError("simulated bug")
+        return pdu
+
+    session = Session(answer)
+    with caplog.at_level(logging.ERROR, logger="modbusd.session"):
+        replies = session.receive(frame(5, 1, READ) + frame(6, 1, READ))
+    assert replies == frame(5, 1, b"\x83\x04") + frame(6, 1, READ)
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None and errors[0].exc_info[0] is RuntimeError
+
+
+def test_session_with_the_handler_answers_an_unknown_function_with_c2_01_and_its_transaction_id() -> None:
+    device = Device()
+    session = Session(lambda unit_id, pdu: handler.respond(device, pdu))
+    assert session.receive(frame(0xBEEF, 0xFF, b"\x42")) == frame(0xBEEF, 0xFF, b"\xc2\x01")
