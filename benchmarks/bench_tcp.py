@@ -293,7 +293,7 @@ def start_server(spec: ServerSpec, logdir: Path, cpu: str | None) -> RunningServ
         except (RuntimeError, OSError) as exc:
             stop_server(server)
             if attempt == 2:
-                raise RuntimeError(f"{spec.name}: {exc}\n{log_tail(log)}") from exc
+                raise RuntimeError(f"{exc}; its log ends with:\n{log_tail(log)}") from exc
     raise AssertionError("unreachable")
 
 
@@ -310,8 +310,9 @@ def stop_server(server: RunningServer) -> None:
 
 
 def log_tail(log: Path, lines: int = 15) -> str:
+    """The end of a server's log, indented so it reads as a quote inside the benchmark's output."""
     with contextlib.suppress(OSError):
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(f"    | {line}" for line in log.read_text(errors="replace").splitlines()[-lines:])
     return ""
 
 
@@ -361,16 +362,11 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
     budget = 15 + opts.warmup + opts.seconds + opts.timeout_ms / 1000 + 40  # > mbload's alarm()
     cpu0, srv0, t0 = children_cpu_seconds(), cpu_seconds(server_pid), time.monotonic()
     try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=budget,
-            check=False,
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
         out, code = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as exc:  # run() has killed its own child already
-        out, code = str(exc.stdout or ""), -1
+        partial = exc.stdout or b""
+        out, code = partial.decode(errors="replace") if isinstance(partial, bytes) else partial, -1
     wall = time.monotonic() - t0
     lines = [line for line in out.splitlines() if line.startswith("requests=")]
     return LoadResult(
@@ -383,37 +379,22 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
 
 
 def scenario_args(opts: LoadOptions, scenario: Scenario) -> list[str]:
-    return [
-        "-c",
-        str(scenario.conns),
-        "-d",
-        str(scenario.depth),
-        "-n",
-        str(READ_QUANTITY),
-        "-f",
-        "3",
-        "-a",
-        "0",
-        "-T",
-        str(opts.seconds),
-        "-w",
-        str(opts.warmup),
-        "-o",
-        str(opts.timeout_ms),
-        "-E",
-        str(MAX_ERRORS),
-    ]
+    """FC03 of READ_QUANTITY registers at 0; -E so high that only our parsing judges errors."""
+    flags = {
+        "-c": scenario.conns, "-d": scenario.depth, "-f": 3, "-a": 0, "-n": READ_QUANTITY,
+        "-T": opts.seconds, "-w": opts.warmup, "-o": opts.timeout_ms, "-E": MAX_ERRORS,
+    }  # fmt: skip
+    return [str(item) for pair in flags.items() for item in pair]
 
 
 def describe(result: LoadResult) -> str:
     """One progress line: figures plus who was busy (server near 100 % = server-bound)."""
     if result.failed:
         return f"FAILED (mbload exit {result.exit_code})"
-    pct = 100.0 / result.wall_s if result.wall_s else 0.0
     return (
         f"rps={result.rps:>9.0f}  p50={result.get('p50_us'):>8.1f}us  "
         f"p99={result.get('p99_us'):>8.1f}us  errors={result.get('errors'):.0f}  "
-        f"cpu: server {result.server_cpu_s * pct:3.0f}%  mbload {result.mbload_cpu_s * pct:3.0f}%"
+        f"cpu: server {cpu_pct(result.server_cpu_s, result):3.0f}%  mbload {cpu_pct(result.mbload_cpu_s, result):3.0f}%"
     )
 
 
@@ -490,32 +471,10 @@ def measure_memory(
     try:
         time.sleep(0.5)
         base, base_sockets = rss_kib(server.pid), socket_count(server.pid)
-        cmd = pinned(
-            opts.cpu,
-            [
-                str(opts.mbload),
-                "-H",
-                HOST,
-                "-p",
-                str(server.port),
-                "-c",
-                str(conns),
-                "-I",
-                "-w",
-                "0",
-                "-T",
-                str(hold),
-                "-C",
-                "60",
-                "-E",
-                str(MAX_ERRORS),
-            ],
-        )
+        flags = {"-H": HOST, "-p": server.port, "-c": conns, "-w": 0, "-T": hold, "-C": 60, "-E": MAX_ERRORS}
+        args = [str(item) for pair in flags.items() for item in pair]
         loader = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            pinned(opts.cpu, [str(opts.mbload), "-I", *args]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
             if not wait_for_sockets(server.pid, base_sockets + conns, time.monotonic() + 60):
@@ -551,30 +510,43 @@ def cell_full(result: LoadResult | None) -> str:
     return f"{result.rps:>8.0f} {result.get('p50_us'):>7.0f} {result.get('p99_us'):>7.0f} {result.get('errors'):>6.0f}"
 
 
+def picked_row(results: Results, scenario: Scenario, stat: str) -> dict[str, LoadResult | None]:
+    return {name: pick(runs, stat) for name, runs in results[scenario.key].items()}
+
+
+def rps_of(result: LoadResult | None) -> float | None:
+    return result.rps if result else None
+
+
+def cpu_pct(seconds: float, result: LoadResult) -> float:
+    """CPU seconds over the run's wall time (warm-up and drain included), as % of one core."""
+    return 100.0 * seconds / result.wall_s if result.wall_s else 0.0
+
+
 def print_summary(results: Results, stat: str) -> None:
     """The table a reader compares: modbusd against pymodbus, with uvloop and the C ceiling."""
-    print(f"\n== Summary ({stat} of rounds; rps = answered requests/s in the measured window, latencies in us)")
-    full = f"{'rps':>8} {'p50':>7} {'p99':>7} {'err':>6}"
+    print(f"\n== Summary ({stat} of rounds; rps = answered requests/s in the measured window; p50/p99 in us)")
+    cols = f"{'rps':>8} {'p50':>7} {'p99':>7} {'err':>6}"
     print(
-        f"{'scenario':<24}| modbusd {full[8:]} | {'+uvloop':>8} | pymodbus{full[8:]} "
-        f"| {'libmodbus':>9} | modbusd/pymodbus"
+        f"{'':<24}| {'modbusd':<31} | {'+uvloop':>8} | {'pymodbus':<31} | {'libmodbus':>9} "
+        f"| {'modbusd /':>9} | {'+uvloop /':>9}"
     )
-    print(f"{'':<24}| {full} | {'rps':>8} | {full} | {'rps':>9} |")
+    print(f"{'scenario':<24}| {cols} | {'rps':>8} | {cols} | {'C rps':>9} | {'pymodbus':>9} | {'pymodbus':>9}")
     for scenario in SCENARIOS:
-        row = {name: pick(runs, stat) for name, runs in results[scenario.key].items()}
-        mb, py = row.get(MODBUSD), row.get(PYMODBUS)
+        row = picked_row(results, scenario, stat)
+        mb, uv, py = row.get(MODBUSD), row.get(MODBUSD_UVLOOP), row.get(PYMODBUS)
         print(
-            f"{scenario.title:<24}| {cell_full(mb)} | {cell_rps(row.get(MODBUSD_UVLOOP))} | "
-            f"{cell_full(py)} | {cell_rps(row.get(LIBMODBUS)):>9} | "
-            f"{ratio(mb.rps if mb else None, py.rps if py else None)}"
+            f"{scenario.title:<24}| {cell_full(mb)} | {cell_rps(uv)} | {cell_full(py)} | "
+            f"{cell_rps(row.get(LIBMODBUS)):>9} | {ratio(rps_of(mb), rps_of(py)):>9} | "
+            f"{ratio(rps_of(uv), rps_of(py)):>9}"
         )
 
 
 def print_pipelining(results: Results, stat: str) -> None:
     """Depth 16: how many requests each server answered, and what it dropped or reordered."""
-    print("\n== Pipelining (10 conns x 16 in flight): answered vs lost, whole run incl. warm-up")
+    print("\n== Pipelining, 10 conns x 16 in flight: answered vs lost (whole run, warm-up included)")
     print(
-        f"{'server':<15} {'sent':>9} {'answered':>9} {'timeouts':>8} {'errors':>7} "
+        f"{'server':<15} {'sent':>9} {'answered':>9} {'answered%':>9} {'timeouts':>8} {'errors':>7} "
         f"{'reconnects':>10} {'disconnects':>11} {'out-of-order':>12}"
     )
     for name, runs in results["c10d16"].items():
@@ -582,38 +554,38 @@ def print_pipelining(results: Results, stat: str) -> None:
         if result is None:
             print(f"{name:<15} no successful run")
             continue
+        sent, answered = result.get("sent_total"), result.get("ok_total")
         print(
-            f"{name:<15} {result.get('sent_total'):>9.0f} {result.get('ok_total'):>9.0f} "
+            f"{name:<15} {sent:>9.0f} {answered:>9.0f} {100 * answered / sent if sent else 0:>8.2f}% "
             f"{result.get('timeouts'):>8.0f} {result.get('errors'):>7.0f} "
-            f"{result.get('reconnects'):>10.0f} {result.get('disconnects'):>11.0f} "
-            f"{result.get('ooo'):>12.0f}"
+            f"{result.get('reconnects'):>10.0f} {result.get('disconnects'):>11.0f} {result.get('ooo'):>12.0f}"
         )
     mb16 = pick(results["c10d16"].get(MODBUSD, []), stat)
     py10 = pick(results["c10"].get(PYMODBUS, []), stat)
-    print(
-        "modbusd at depth 16 / pymodbus at 10 conns without pipelining: "
-        f"{ratio(mb16.rps if mb16 else None, py10.rps if py10 else None)}"
-    )
+    print(f"modbusd at depth 16 / pymodbus at 10 conns without pipelining: {ratio(rps_of(mb16), rps_of(py10))}")
 
 
 def print_headroom(results: Results, stat: str) -> None:
-    """Evidence that mbload is not the limit: the C server's rps and mbload's CPU share."""
-    print("\n== Load generator headroom")
+    """Evidence that mbload is not the limit: the C server's rps, and who was busy in each run.
+
+    A Python server near 100 % of its core while mbload is well below 100 % of its own is
+    server-bound; mbload near 100 % would mean the figure is the client's.
+    """
+    print("\n== Load generator headroom: CPU % of one core, server / mbload, in the quoted run")
+    names = [name for name in (MODBUSD, MODBUSD_UVLOOP, PYMODBUS, LIBMODBUS) if name in results[SCENARIOS[0].key]]
+    print(f"{'scenario':<24}| {'C rps / fastest Python':>22} | " + " | ".join(f"{n:>15}" for n in names))
     for scenario in SCENARIOS:
-        row = {name: pick(runs, stat) for name, runs in results[scenario.key].items()}
-        c_server = row.get(LIBMODBUS)
+        row = picked_row(results, scenario, stat)
         fastest_py = max((r.rps for n, r in row.items() if r and n != LIBMODBUS), default=0.0)
-        parts = [
-            f"{scenario.title:<24}: libmodbus {cell_rps(c_server).strip()} rps = "
-            f"{ratio(c_server.rps if c_server else None, fastest_py)} the fastest Python server"
-        ]
-        for name, result in row.items():
-            if result and result.wall_s:
-                parts.append(
-                    f"{name} run: mbload {100 * result.mbload_cpu_s / result.wall_s:.0f}% "
-                    f"/ server {100 * result.server_cpu_s / result.wall_s:.0f}% CPU"
-                )
-        print("; ".join(parts))
+        cells = []
+        for name in names:
+            result = row.get(name)
+            cells.append(
+                f"{cpu_pct(result.server_cpu_s, result):>8.0f}% /{cpu_pct(result.mbload_cpu_s, result):>3.0f}%"
+                if result
+                else f"{'-':>15}"
+            )
+        print(f"{scenario.title:<24}| {ratio(rps_of(row.get(LIBMODBUS)), fastest_py):>22} | " + " | ".join(cells))
 
 
 def print_memory(memory: dict[str, MemoryResult | str], conns: int) -> None:
