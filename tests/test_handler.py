@@ -548,3 +548,7 @@ def test_handler_discarded_counts_a_communication_error(device: Device) -> None:
     assert device.diagnostics.bus_communication_error == 1
     assert device.diagnostics.events[0] == 0x82  # receive event with the communication error bit
     assert device.diagnostics.event_count == 0
+
+
+def test_handler_gives_no_answer_to_an_empty_pdu() -> None:
+    assert handler.respond(Device(), b"") is None

@@ -166,3 +166,13 @@ def test_session_with_the_handler_answers_an_unknown_function_with_c2_01_and_its
     device = Device()
     session = Session(lambda unit_id, pdu: handler.respond(device, pdu))
     assert session.receive(frame(0xBEEF, 0xFF, b"\x42")) == frame(0xBEEF, 0xFF, b"\xc2\x01")
+
+
+def test_session_answers_the_requests_before_a_bad_frame_then_raises() -> None:
+    """Pipelined good requests followed by garbage in one segment: the good ones still get their answers."""
+    session = Session(lambda unit, pdu: pdu)
+    good = frame(1, 1, b"\x03\x00\x00\x00\x01") + frame(2, 1, b"\x03\x00\x01\x00\x01")
+    bad = b"\x00\x03\x00\x00\x01\x00\x01"  # MBAP length 0x100 = 256 > 254
+    with pytest.raises(FrameError) as caught:
+        session.receive(good + bad)
+    assert caught.value.reply == good

@@ -242,6 +242,8 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
     Moves the FC08/FC11/FC12 counters and event log: every message counts as a bus message; in listen-only
     mode only FC08/01 is acted on; broadcasts are executed and never answered.
     """
+    if not pdu:
+        return None  # no function code to answer with; MBAP's minimum length keeps this off TCP anyway
     d = device.diagnostics
     d.bus_message += 1
     if d.listen_only:

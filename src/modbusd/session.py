@@ -58,7 +58,12 @@ class Session:
             tid, proto, length, unit = MBAP.unpack_from(data)
             if len(data) == 6 + length and MIN_LENGTH <= length <= MAX_LENGTH:
                 return self._reply(tid, proto, unit, data[7:])
-        return b"".join([self._reply(*adu) for adu in self._framer.feed(data)])
+        try:
+            adus = self._framer.feed(data)
+        except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
+            exc.reply = b"".join([self._reply(*adu) for adu in exc.frames])  # type: ignore[misc]  # Adu tuples
+            raise
+        return b"".join([self._reply(*adu) for adu in adus])
 
     def _reply(self, tid: int, proto: int, unit: int, pdu: bytes) -> bytes:
         """The framed response to one request, or b"" when it gets none."""

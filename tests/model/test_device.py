@@ -220,3 +220,10 @@ def test_device_starts_with_clear_diagnostics() -> None:
     assert diagnostics.bus_message == diagnostics.event_count == diagnostics.bus_exception_error == 0
     assert diagnostics.listen_only is False
     assert list(diagnostics.events) == []
+
+
+def test_device_refuses_a_server_id_too_long_for_an_fc17_response() -> None:
+    device = Device()
+    device.server_id = b"x" * 250
+    with pytest.raises(ValueError, match="at most 250"):
+        device.server_id = b"x" * 251

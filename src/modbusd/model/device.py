@@ -18,6 +18,9 @@ from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.version import __version__
 
+# FC17 response: function code, byte count, then server id, run indicator and additional data within 253 bytes.
+MAX_SERVER_ID = 250
+
 
 class Layout(StrEnum):
     SEPARATE = "separate"
@@ -74,7 +77,19 @@ class Device:
                 self.coils = BitTable(coils)
             self.discrete_inputs = self.coils
         self.identification = Identification(identification or default_identification(__version__))
+        self._server_id = b""
         self.server_id = server_id
         self.running = True
         self.exception_status = 0
         self.diagnostics = Diagnostics()
+
+    @property
+    def server_id(self) -> bytes:
+        """FC17's device-specific server id (§6.13)."""
+        return self._server_id
+
+    @server_id.setter
+    def server_id(self, value: bytes) -> None:
+        if len(value) > MAX_SERVER_ID:
+            raise ValueError(f"server id of {len(value)} bytes: at most {MAX_SERVER_ID} fit an FC17 response")
+        self._server_id = bytes(value)

@@ -4,6 +4,7 @@ A `ModbusError` is answered with an exception response and the connection goes o
 the byte stream itself cannot be trusted any more; it is never answered with an exception code.
 """
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from modbusd.protocol.codes import ExceptionCode
@@ -44,4 +45,13 @@ class GatewayTargetDeviceFailedToRespond(ModbusError):
 
 
 class FrameError(Exception):
-    """The stream can no longer be framed (MBAP length outside 2..254): drop the connection, answer nothing."""
+    """The stream can no longer be framed (MBAP length outside 2..254): drop the connection.
+
+    The bad frame itself is never answered, but the whole frames that came before it in the same bytes were
+    real requests: `frames` holds them, and `reply` the responses to them, filled in by whoever answers them.
+    """
+
+    def __init__(self, message: str, frames: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.frames = tuple(frames)
+        self.reply = b""

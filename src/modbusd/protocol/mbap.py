@@ -44,7 +44,8 @@ class MbapFramer:
 
         Frames with a protocol id other than 0 are returned too: it is the receiver's job to discard them
         (TCP guide §4.4.1.1), and it needs to know they happened to count them.
-        Raises FrameError when a length field is outside 2..254: the stream has lost its boundaries.
+        Raises FrameError when a length field is outside 2..254: the stream has lost its boundaries. The
+        frames found before the bad one travel in the error, so that they can still be answered.
         """
         buf = self._buf
         buf += data
@@ -57,7 +58,7 @@ class MbapFramer:
             if not MIN_LENGTH <= length <= MAX_LENGTH:
                 header = bytes(buf[pos : pos + 7]).hex(" ")
                 buf.clear()
-                raise FrameError(f"MBAP length {length} outside {MIN_LENGTH}..{MAX_LENGTH} in header {header}")
+                raise FrameError(f"MBAP length {length} outside {MIN_LENGTH}..{MAX_LENGTH} in header {header}", adus)
             end = pos + 6 + length
             if end > size:
                 break  # a partial frame: a normal state, not an error
