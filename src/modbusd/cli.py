@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _bind_error(exc: OSError, host: str, port: int) -> str:
     if exc.errno == errno.EACCES:
         return (
-            f"modbusd: no permission to listen on port {port}: ports below 1024 need root or "
-            f"CAP_NET_BIND_SERVICE. Use -p 5020, or redirect port 502 to 5020 with iptables (see README)."
+            f"modbusd: no permission to listen on port {port}: low ports (below 1024 unless "
+            f"net.ipv4.ip_unprivileged_port_start says otherwise) need root or CAP_NET_BIND_SERVICE. "
+            "Use -p 5020, or redirect port 502 to 5020 with iptables (see README)."
         )
     if exc.errno == errno.EADDRINUSE:
         return (

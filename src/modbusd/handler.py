@@ -4,7 +4,6 @@
 responses. It imports the protocol and the model only; who sent the request is the session's business.
 """
 
-import contextlib
 import logging
 import struct
 from typing import Final
@@ -105,7 +104,7 @@ def execute(request: Request, device: Device) -> Response:
             d = device.diagnostics
             return CommEventLogResponse(0, d.event_count & 0xFFFF, d.bus_message & 0xFFFF, bytes(d.events))
         case ReportServerId():
-            return ReportServerIdResponse(device.server_id, device.running)
+            return ReportServerIdResponse(device.server_id, device.running, device.additional_data)
         case ReadDeviceIdentification():
             return _device_identification(request, device)
     raise IllegalFunction(f"no handler for {request!r}")  # pragma: no cover - decode_request admits no other
@@ -134,8 +133,7 @@ def _diagnostics(request: Diagnostics, device: Device) -> Diagnostics:
     if sub == DiagnosticSubFunction.RESTART_COMMUNICATIONS_OPTION:
         if value not in (COIL_OFF, COIL_ON):
             raise IllegalDataValue(f"restart option 0x{value:04X} is neither 0x0000 nor 0xFF00")
-        _restart(device, clear_log=value == COIL_ON)
-        return request  # §6.8.1: the normal response is returned before the restart; the restart changes nothing in it
+        return request  # §6.8.1: the response goes out before the restart, which `respond` performs last
     if sub == DiagnosticSubFunction.CHANGE_ASCII_INPUT_DELIMITER:
         if data[1] != 0:
             raise IllegalDataValue("the new ASCII delimiter must be followed by 0x00")
@@ -157,7 +155,14 @@ def _diagnostics(request: Diagnostics, device: Device) -> Diagnostics:
     return Diagnostics(sub, (counter & 0xFFFF).to_bytes(2, "big"))
 
 
-def _restart(device: Device, *, clear_log: bool) -> None:
+_RESTART_OPTIONS: Final = {b"\x00\x00": False, b"\xff\x00": True}  # data → clear the event log too
+
+
+def _restart_if_asked(device: Device, pdu: bytes) -> None:
+    """FC08/01 (§6.8.1): leave listen-only mode and clear the counters, after the response is accounted for."""
+    clear_log = _RESTART_OPTIONS.get(pdu[3:])
+    if pdu[:3] != _RESTART or clear_log is None:
+        return
     d = device.diagnostics
     d.clear_counters()
     d.listen_only = False
@@ -248,18 +253,14 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
     d.bus_message += 1
     if d.listen_only:
         d.log_event(diag.RECEIVE_EVENT | diag.RECEIVE_IN_LISTEN_ONLY | (diag.RECEIVE_BROADCAST if broadcast else 0))
-        if pdu[:3] == _RESTART and len(pdu) == 5:
-            with contextlib.suppress(ModbusError):  # a bad restart option is ignored too: no reply in listen-only
-                _diagnostics(Diagnostics(pdu[2], bytes(pdu[3:5])), device)
         d.server_no_response += 1
+        _restart_if_asked(device, pdu)  # the one request acted on in listen-only mode, and not answered
         return None
     d.server_message += 1
     d.log_event(diag.RECEIVE_EVENT | (diag.RECEIVE_BROADCAST if broadcast else 0))
     try:
         response = read_registers_fast(device, pdu) or encode_response(execute(decode_request(pdu), device))
     except ModbusError as exc:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("exception %d for %s: %s", exc.code, pdu.hex(" "), exc)
         response = exception_pdu(pdu[0], exc.code)
         record_exception(device, exc.code)
     except _NoResponse:
@@ -273,6 +274,8 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
         if pdu[0] not in _POLLS:
             d.event_count += 1  # §6.9: successful completions only, not the polls themselves
         d.log_event(diag.SEND_EVENT)
+        if pdu[0] == FunctionCode.DIAGNOSTICS:
+            _restart_if_asked(device, pdu)
     if broadcast:
         d.server_no_response += 1
         return None

@@ -223,7 +223,7 @@ def test_device_starts_with_clear_diagnostics() -> None:
 
 
 def test_device_refuses_a_server_id_too_long_for_an_fc17_response() -> None:
-    device = Device()
+    device = Device(additional_data=b"")
     device.server_id = b"x" * 250
     with pytest.raises(ValueError, match="at most 250"):
         device.server_id = b"x" * 251

@@ -77,7 +77,7 @@ SPEC_EXAMPLES = [
     pytest.param("0C", "0C 09 0000 0108 0121 80 20 00", {}, id="§6.10 FC12"),
     pytest.param("0F 0013 000A 02 CD01", "0F 0013 000A", {}, id="§6.11 FC15 addr 0x13 qty 10"),
     pytest.param("10 0001 0002 04 000A 0102", "10 0001 0002", {}, id="§6.12 FC16 addr 1 qty 2"),
-    pytest.param("11", "11 08 6D6F6462757364 FF", {}, id="§6.13 FC17 server id 'modbusd', running"),
+    pytest.param("11", "11 02 01 FF", {}, id="§6.13 FC17 server id 01, running"),
     pytest.param("16 0004 00F2 0025", "16 0004 00F2 0025", {4: 0x12}, id="§6.16 FC22 echo"),
     pytest.param(
         "17 0003 0006 000E 0003 06 00FF 00FF 00FF", "17 0C 00FE 0ACD 0001 0003 000D 00FF", {},

@@ -54,7 +54,8 @@ class Device:
         holding_registers: int = ADDRESS_SPACE,
         input_registers: int | None = None,
         identification: dict[int, str | bytes] | None = None,
-        server_id: bytes = b"modbusd",
+        server_id: bytes = b"\x01",
+        additional_data: bytes = b"",
     ) -> None:
         self.layout = Layout(layout)
         self.holding_registers = WordTable(holding_registers)
@@ -77,6 +78,7 @@ class Device:
                 self.coils = BitTable(coils)
             self.discrete_inputs = self.coils
         self.identification = Identification(identification or default_identification(__version__))
+        self.additional_data = additional_data
         self._server_id = b""
         self.server_id = server_id
         self.running = True
@@ -85,11 +87,15 @@ class Device:
 
     @property
     def server_id(self) -> bytes:
-        """FC17's device-specific server id (§6.13)."""
+        """FC17's device-specific server id (§6.13).
+
+        One byte and no additional data by default: the length is the device's choice, but libmodbus's
+        `modbus_report_slave_id` takes the second byte for the run indicator and pymodbus the last one.
+        """
         return self._server_id
 
     @server_id.setter
     def server_id(self, value: bytes) -> None:
-        if len(value) > MAX_SERVER_ID:
-            raise ValueError(f"server id of {len(value)} bytes: at most {MAX_SERVER_ID} fit an FC17 response")
+        if len(value) + len(self.additional_data) > MAX_SERVER_ID:
+            raise ValueError(f"server id and additional data: at most {MAX_SERVER_ID} bytes fit an FC17 response")
         self._server_id = bytes(value)

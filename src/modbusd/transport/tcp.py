@@ -10,8 +10,7 @@ import socket
 import time
 from typing import Protocol, cast
 
-from modbusd.protocol.errors import FrameError
-from modbusd.session import Session
+from modbusd.session import FrameError, Session  # the transport knows the session, not the protocol
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,8 @@ class TcpConnection(asyncio.Protocol):
             out = self._session.receive(data)  # type: ignore[union-attr]  # set in connection_made, which runs first
         except FrameError as exc:
             log.warning("%s: %s; closing this connection", self.peer, exc)
+            if exc.reply:  # responses owed to the requests before the bad frame
+                self._transport.write(exc.reply)  # type: ignore[union-attr]  # as above
             self.close()
             return
         if out:

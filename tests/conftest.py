@@ -1,0 +1,176 @@
+"""Fixtures for the socket tests: servers on 127.0.0.1 with a free port, pymodbus clients, raw TCP clients.
+
+Every server, client and socket made here is closed by the fixture that made it, and every wait is bounded.
+"""
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from modbusd import Device, Server
+
+HOST = "127.0.0.1"
+TIMEOUT = 3.0  # seconds any single socket operation may take before the test fails
+MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id: written out here, not taken from modbusd
+
+
+def mbap_frame(transaction_id: int, unit_id: int, pdu: bytes | str, protocol_id: int = 0) -> bytes:
+    """A Modbus/TCP ADU built by hand; `pdu` may be hex text such as "03 0000 0001"."""
+    body = bytes.fromhex(pdu) if isinstance(pdu, str) else pdu
+    return MBAP.pack(transaction_id, protocol_id, len(body) + 1, unit_id) + body
+
+
+class RawClient:
+    """A plain TCP socket that speaks bytes: for what a well-behaved client library will not send."""
+
+    def __init__(self, port: int, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+
+    frame = staticmethod(mbap_frame)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_exact(self, count: int, timeout: float | None = None) -> bytes:
+        """Exactly `count` bytes, or AssertionError when the peer closes or the time runs out first."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        data = bytearray()
+        while len(data) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out with {len(data)} of {count} bytes: {bytes(data).hex(' ')}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(count - len(data))
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise AssertionError(f"connection closed after {len(data)} of {count} bytes")
+            data += chunk
+        return bytes(data)
+
+    def read_adu(self, timeout: float | None = None) -> tuple[int, int, int, bytes]:
+        """(transaction id, protocol id, unit id, pdu) of the next response."""
+        tid, proto, length, unit = MBAP.unpack(self.recv_exact(MBAP.size, timeout))
+        return tid, proto, unit, self.recv_exact(length - 1, timeout)
+
+    def request(self, pdu: bytes | str, *, transaction_id: int = 1, unit_id: int = 1) -> bytes:
+        """Send one request and return the response PDU, checking that the MBAP header echoes the request's."""
+        self.send(mbap_frame(transaction_id, unit_id, pdu))
+        tid, proto, unit, reply = self.read_adu()
+        assert (tid, proto, unit) == (transaction_id, 0, unit_id)
+        return reply
+
+    def is_silent(self, seconds: float = 0.5) -> bool:
+        """True when nothing at all arrives within `seconds` (and the peer has not closed)."""
+        self.sock.settimeout(seconds)
+        try:
+            data = self.sock.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
+        assert data, "the server closed the connection instead of staying silent"
+        return False
+
+    def closed_by_peer(self, timeout: float | None = None) -> bool:
+        """True when the peer closes (EOF or reset) within `timeout`; any data that arrives first is discarded."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                if not self.sock.recv(4096):
+                    return True
+            except TimeoutError:
+                return False
+            except ConnectionResetError:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., Server]]:
+    """start_server(devices=None, **options) → a Server on 127.0.0.1 (port 0: a free one) in a background thread."""
+    servers: list[Server] = []
+
+    def start(devices: Device | Mapping[int, Device] | None = None, **options: Any) -> Server:
+        options.setdefault("port", 0)
+        server = Server(devices if devices is not None else Device(), host=HOST, **options)
+        server.start_thread(timeout=TIMEOUT)
+        servers.append(server)
+        assert server.port != 0
+        return server
+
+    yield start
+    for server in servers:
+        server.stop_thread(timeout=TIMEOUT)
+    assert wait_until(lambda: not any(t.name == "modbusd" for t in threading.enumerate())), "a server thread lives on"
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    """One device in the default (separate) layout, answering every unit id."""
+    return start_server()
+
+
+@pytest.fixture
+def connect_client() -> Iterator[Callable[..., ModbusTcpClient]]:
+    """connect_client(server) → a connected pymodbus client with a short time-out and no retries."""
+    clients: list[ModbusTcpClient] = []
+
+    def connect(server: Server, timeout: float = TIMEOUT) -> ModbusTcpClient:
+        client = ModbusTcpClient(HOST, port=server.port, timeout=timeout, retries=0)
+        clients.append(client)
+        assert client.connect(), f"pymodbus could not connect to port {server.port}"
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(server: Server, connect_client: Callable[..., ModbusTcpClient]) -> ModbusTcpClient:
+    return connect_client(server)
+
+
+@pytest.fixture
+def open_raw() -> Iterator[Callable[..., RawClient]]:
+    """open_raw(server_or_port) → a RawClient connected to it; closed at the end of the test."""
+    raws: list[RawClient] = []
+
+    def open_(target: Server | int, timeout: float = TIMEOUT) -> RawClient:
+        raw = RawClient(target.port if isinstance(target, Server) else target, timeout)
+        raws.append(raw)
+        return raw
+
+    yield open_
+    for raw in raws:
+        raw.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+@pytest.fixture
+def eventually() -> Callable[..., bool]:
+    """The bounded `wait_until` poller, as a fixture so test modules need not import conftest."""
+    return wait_until

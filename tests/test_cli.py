@@ -1,0 +1,332 @@
+"""`python -m modbusd` as a subprocess: the banner, remote shutdown, signals, one-line errors, exit codes, options.
+
+Each test starts its own modbusd on a free port of 127.0.0.1, waits a bounded time for "Server running...", and
+ends only the process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+import modbusd
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 15.0  # seconds for the interpreter to start and print the banner
+EXIT_TIMEOUT = 10.0
+SRC = Path(modbusd.__file__).resolve().parents[1]  # the sources this test run imported, for the child too
+STAMP = "%a %b %d %H:%M:%S %Y"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+class Modbusd:
+    """One `python -m modbusd` child; its stdout and stderr are drained by threads so neither pipe can fill."""
+
+    def __init__(self, args: list[str], prefix: list[str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen(
+            [*(prefix or []), sys.executable, "-m", "modbusd", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env, cwd="/",
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout, self._lines), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.stderr, None), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(stream: IO[str], lines: list[str], notify: queue.Queue[str | None] | None) -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+            if notify is not None:
+                notify.put(line.rstrip("\n"))
+        if notify is not None:
+            notify.put(None)
+
+    def wait_for(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        """The first stdout line containing `text`; fails if it does not come in time or the process exits."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self.finish()
+                pytest.fail(f"modbusd exited before {text!r}; stdout {self.stdout}, stderr {self.stderr}")
+            if text in line:
+                return line
+        pytest.fail(f"no {text!r} within {timeout} s; stdout {self.stdout}, stderr {self.stderr}")
+
+    def running(self) -> list[str]:
+        """Wait for the banner; return its lines."""
+        self.wait_for("Server running...")
+        return list(self.stdout)
+
+    def finish(self, timeout: float = EXIT_TIMEOUT) -> int:
+        """Wait for the process to exit (it fails the test if it does not) and for its output to be read."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+            pytest.fail(f"modbusd did not exit within {timeout} s; stdout {self.stdout}, stderr {self.stderr}")
+        for reader in self._readers:
+            reader.join(timeout)
+        return code
+
+    def stop(self, sig: signal.Signals) -> int:
+        self.proc.send_signal(sig)
+        return self.finish()
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., Modbusd]]:
+    """launch(*args) → a running-or-exiting modbusd child; killed at the end of the test if it is still alive."""
+    children: list[Modbusd] = []
+
+    def start(*args: str, prefix: list[str] | None = None) -> Modbusd:
+        child = Modbusd(list(args), prefix)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.kill()
+        child.proc.wait(EXIT_TIMEOUT)
+        for stream in (child.proc.stdout, child.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def read_register(port: int, address: int = 0, unit_id: int = 1) -> int:
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        reply = client.read_holding_registers(address, count=1, device_id=unit_id)
+        assert not reply.isError(), reply
+        return reply.registers[0]
+    finally:
+        client.close()
+
+
+def assert_one_line_error(child: Modbusd) -> str:
+    assert child.finish() == 2
+    assert child.stdout == []
+    assert len(child.stderr) == 1, child.stderr
+    assert "Traceback" not in child.stderr[0]
+    return child.stderr[0]
+
+
+# ------------------------------------------------------------------------------------------- start, stop
+
+
+def test_modbusd_prints_its_banner_and_serves_until_sigint(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST)
+    version, starting, running = child.running()
+    assert version.split() == ["modbusd", "version", modbusd.__version__]
+    prefix = f"Starting server on {HOST} port {port}. "
+    assert starting.startswith(prefix)
+    time.strptime(starting.removeprefix(prefix), STAMP)  # the time it started
+    assert running == "Server running..."
+    assert read_register(port) == 0
+    assert child.stop(signal.SIGINT) == 0
+    last = child.stdout[-1]
+    assert last.startswith("Operator terminated server at ")
+    time.strptime(last.removeprefix("Operator terminated server at "), STAMP)
+    assert not any("unit=" in line for line in child.stderr)  # no per-request log without -v
+    assert not any("Traceback" in line for line in child.stderr)
+
+
+def test_modbusd_closes_every_connection_and_exits_0_on_sigterm(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST)
+    child.running()
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(bytes.fromhex("0001 0000 0006 01 03 0000 0001"))
+        assert sock.recv(64) == bytes.fromhex("0001 0000 0005 01 03 02 0000")
+        assert child.stop(signal.SIGTERM) == 0
+        assert sock.recv(64) == b""  # the server closed the connection on its way out
+    assert child.stdout[-1].startswith("Operator terminated server at ")
+
+
+def test_client_sending_the_quit_word_makes_modbusd_exit_0(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "-q", "shutdown")
+    child.running()
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(b"shutdownx")  # not exactly the word: that connection is dropped, the server stays
+        assert sock.recv(64) == b""
+    assert read_register(port) == 0
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(b"shutdown")
+        assert child.finish() == 0
+    assert child.stdout[-1].startswith("Remote shutdown command received")
+    time.strptime(child.stdout[-1].rsplit(" at ", 1)[1], STAMP)
+
+
+def test_modbusd_warns_when_the_quit_word_is_enabled_beyond_loopback(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", "0.0.0.0", "-q", "stop")
+    child.running()
+    assert child.stop(signal.SIGTERM) == 0
+    warnings = [line for line in child.stderr if "WARNING" in line and "quit" in line]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0]
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+
+def test_modbusd_refuses_a_port_in_use_with_one_line_and_exit_2(launch: Callable[..., Modbusd]) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = assert_one_line_error(launch("-p", str(port), "--host", HOST))
+    assert str(port) in line and "in use" in line and "-p" in line
+
+
+def _without_bind_privilege() -> list[str]:
+    """A command prefix that starts the child without CAP_NET_BIND_SERVICE (nothing when we lack it anyway).
+
+    setpriv (util-linux, always on Debian) drops the capability from the bounding set, so the exec'd interpreter
+    never gets it even as root. Switching to 'nobody' instead would not do here: the interpreter may live under a
+    directory only root may enter (/root/.pyenv on this machine).
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is needed to run modbusd without privilege as root"
+    return [setpriv, "--bounding-set", "-net_bind_service"]
+
+
+def _free_privileged_port() -> int:
+    for port in range(1023, 900, -1):
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind((HOST, port))
+            return port
+    pytest.fail("no free port in 901..1023 to test with")
+
+
+def test_modbusd_without_privilege_refuses_a_low_port_and_suggests_5020(launch: Callable[..., Modbusd]) -> None:
+    prefix = _without_bind_privilege()
+    port = _free_privileged_port() if prefix else 502
+    unprivileged_start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    child = launch("-p", str(port), "--host", HOST, prefix=prefix)
+    if port >= unprivileged_start:  # this machine lets anyone bind the port: then modbusd simply starts
+        child.running()
+        assert child.stop(signal.SIGTERM) == 0
+        return
+    line = assert_one_line_error(child)
+    assert str(port) in line and "permission" in line and "-p 5020" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--bogus"], id="unknown flag"),
+        pytest.param(["-d", "sideways"], id="unknown layout"),
+        pytest.param(["-p", "70000"], id="port out of range"),
+        pytest.param(["--unit-ids", "0,1"], id="unit id 0"),
+        pytest.param(["--max-connections", "0"], id="max connections 0"),
+        pytest.param(["--idle-timeout", "soon"], id="idle timeout not a number"),
+    ],
+)
+def test_modbusd_rejects_a_wrong_option_with_one_line_and_exit_2(
+    launch: Callable[..., Modbusd], args: list[str]
+) -> None:
+    line = assert_one_line_error(launch(*args))
+    assert line.startswith("modbusd: ")
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+def test_modbusd_packed_layout_with_two_unit_ids(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "-d", "packed", "--unit-ids", "1,2")
+    child.running()
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert not client.write_coil(17, True, device_id=1).isError()
+        assert client.read_holding_registers(1, count=1, device_id=1).registers == [0b10]
+        assert client.read_holding_registers(1, count=1, device_id=2).registers == [0]
+        assert client.read_holding_registers(0, count=1, device_id=3).exception_code == 0x0B
+    finally:
+        client.close()
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_modbusd_max_connections_and_idle_timeout(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "--max-connections", "2", "--idle-timeout", "0.5")
+    child.running()
+    request = bytes.fromhex("0001 0000 0006 01 03 0000 0001")
+    with (
+        socket.create_connection((HOST, port), timeout=5) as oldest,
+        socket.create_connection((HOST, port), timeout=5) as b,
+    ):
+        oldest.sendall(request)
+        assert len(oldest.recv(64)) == 11
+        time.sleep(0.05)
+        b.sendall(request)
+        assert len(b.recv(64)) == 11
+        with socket.create_connection((HOST, port), timeout=5) as c:
+            assert oldest.recv(64) == b""  # the limit closed the longest unused connection
+            c.sendall(request)
+            assert len(c.recv(64)) == 11
+            c.settimeout(5)
+            assert c.recv(64) == b""  # and after half a second of silence the idle time-out closed this one
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_modbusd_verbose_logs_one_line_per_request(launch: Callable[..., Modbusd]) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "-v")
+    child.running()
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        client_port = client.socket.getsockname()[1]
+        assert not client.read_holding_registers(5, count=2, device_id=7).isError()
+        assert client.read_coils(65535, count=2).exception_code == 2
+    finally:
+        client.close()
+    assert child.stop(signal.SIGINT) == 0
+    requests = [line for line in child.stderr if "unit=" in line]
+    assert len(requests) == 2, requests
+    for line, needed in zip(
+        requests,
+        [("unit=7", "fc=3", "address=5", "quantity=2", "ok"), ("unit=1", "fc=1", "address=65535", "exception 2")],
+        strict=True,
+    ):
+        assert f"127.0.0.1:{client_port}" in line
+        assert all(part in line for part in needed), line
