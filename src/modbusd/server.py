@@ -16,7 +16,7 @@ from modbusd.model.device import Device
 from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.session import Answer, Session
-from modbusd.transport.tcp import TcpConnection
+from modbusd.transport.tcp import TcpConnection, read_buffer
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Server:
         single = self._single
         respond = handler.respond
         if single is not None:
-            return lambda unit_id, pdu: respond(single, pdu)  # TCP guide: a direct device ignores the unit id
+            return lambda _unit_id, pdu: respond(single, pdu)  # TCP guide: a direct device ignores the unit id
         devices = self.devices
         silent = self.unknown_unit is UnknownUnit.IGNORE
         gateway_failure = ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND
@@ -160,8 +160,9 @@ class Server:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
+        buffer = read_buffer()
         self._listener = await loop.create_server(
-            lambda: TcpConnection(self), self.host or None, self.port, reuse_address=True, backlog=1024
+            lambda: TcpConnection(self, buffer), self.host or None, self.port, reuse_address=True, backlog=1024
         )
         self.port = self._listener.sockets[0].getsockname()[1]
         if self.idle_timeout:
