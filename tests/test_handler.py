@@ -508,7 +508,8 @@ def _broken(self: object, *args: object) -> bytes:
 
 
 BUGS = [  # a data-model method that fails, a request that reaches it, and its normal answer once fixed
-    pytest.param((WordTable, "read"), "03 0000 0001", "03 02 0000", id="FC03 read"),
+    pytest.param((BitTable, "read_packed"), "01 0000 0001", "01 01 00", id="FC01 read"),
+    pytest.param((WordTable, "read"), "17 0000 0001 0000 0001 02 0000", "17 02 0000", id="FC23 read"),
     pytest.param((BitTable, "write_packed"), "05 0000 FF00", "05 0000 FF00", id="FC05 write"),
     pytest.param((WordTable, "mask_write"), "16 0000 FFFF 0000", "16 0000 FFFF 0000", id="FC22 mask write"),
 ]

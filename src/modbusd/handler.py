@@ -55,7 +55,9 @@ from modbusd.protocol.pdu import (
 log = logging.getLogger(__name__)
 
 _READ_REGISTERS: Final = FunctionCode.READ_HOLDING_REGISTERS
-_POLLS: Final = (FunctionCode.GET_COMM_EVENT_COUNTER, FunctionCode.GET_COMM_EVENT_LOG)
+_POLLS: Final = frozenset((int(FunctionCode.GET_COMM_EVENT_COUNTER), int(FunctionCode.GET_COMM_EVENT_LOG)))
+_DIAGNOSTICS: Final = int(FunctionCode.DIAGNOSTICS)
+_RECEIVED: Final = (diag.RECEIVE_EVENT, diag.RECEIVE_EVENT | diag.RECEIVE_BROADCAST)  # indexed by `broadcast`
 _RESTART: Final = bytes((FunctionCode.DIAGNOSTICS, 0x00, DiagnosticSubFunction.RESTART_COMMUNICATIONS_OPTION))
 _ADDRESS_QUANTITY: Final = struct.Struct(">HH")
 _DEVICE_ID_HEADER: Final = 7  # FC, MEI type, code, conformity level, more follows, next object id, count
@@ -213,8 +215,9 @@ def read_registers_fast(device: Device, pdu: bytes) -> bytes | None:
     if (function == 3 or function == 4) and len(pdu) == 5:  # noqa: PLR1714  (faster than a tuple lookup)
         address, quantity = _ADDRESS_QUANTITY.unpack_from(pdu, 1)
         table = device.holding_registers if function == 3 else device.input_registers
-        if 1 <= quantity <= MAX_READ_REGISTERS and address + quantity <= table.size:
-            return bytes((function, 2 * quantity)) + table.read(address, quantity)
+        end = address + quantity
+        if 1 <= quantity <= MAX_READ_REGISTERS and end <= table.size:  # so the slice needs no more checks
+            return bytes((function, 2 * quantity)) + table.buffer[2 * address : 2 * end]
     return None
 
 
@@ -257,7 +260,8 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
         _restart_if_asked(device, pdu)  # the one request acted on in listen-only mode, and not answered
         return None
     d.server_message += 1
-    d.log_event(diag.RECEIVE_EVENT | (diag.RECEIVE_BROADCAST if broadcast else 0))
+    events = d.events
+    events.appendleft(_RECEIVED[broadcast])  # appendleft: newest first, as FC12 reports them
     try:
         response = read_registers_fast(device, pdu) or encode_response(execute(decode_request(pdu), device))
     except ModbusError as exc:
@@ -271,10 +275,11 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
         response = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
         record_exception(device, ExceptionCode.SERVER_DEVICE_FAILURE)
     else:
-        if pdu[0] not in _POLLS:
+        function = pdu[0]
+        if function not in _POLLS:
             d.event_count += 1  # §6.9: successful completions only, not the polls themselves
-        d.log_event(diag.SEND_EVENT)
-        if pdu[0] == FunctionCode.DIAGNOSTICS:
+        events.appendleft(diag.SEND_EVENT)
+        if function == _DIAGNOSTICS:
             _restart_if_asked(device, pdu)
     if broadcast:
         d.server_no_response += 1
