@@ -372,8 +372,8 @@ def test_handler_fc12_logs_events_newest_first(device: Device, monkeypatch: pyte
     ask(device, "03 0000 0001")  # 80, 40
     ask(device, "03 FFFF 0002")  # 80, 41: exception 1..3
     with monkeypatch.context() as patch:
-        patch.setattr(WordTable, "read", _broken)
-        assert ask(device, "03 0000 0001") == hexb("83 04")  # 80, 42: exception 4
+        patch.setattr(BitTable, "read_packed", _broken)
+        assert ask(device, "01 0000 0001") == hexb("81 04")  # 80, 42: exception 4
     handler.respond(device, hexb("06 0000 0001"), broadcast=True)  # C0: broadcast received, 40
     ask(device, "08 0004 0000")  # 80, 04: entered listen-only
     ask(device, "03 0000 0001")  # A0: received in listen-only

@@ -20,7 +20,7 @@ from pymodbus.exceptions import ConnectionException
 from pymodbus.pdu import ModbusPDU
 
 from modbusd import Device, Layout, Server
-from modbusd.model.tables import WordTable
+from modbusd.model.tables import BitTable
 from modbusd.transport.tcp import TcpConnection
 
 if TYPE_CHECKING:
@@ -657,16 +657,16 @@ def test_failure_inside_handling_gives_exception_4_and_everything_goes_on(
     client: ModbusTcpClient,
     connect_client: ConnectClient,
 ) -> None:
-    def broken(self: WordTable, address: int, quantity: int) -> bytes:
+    def broken(self: BitTable, address: int, quantity: int) -> bytes:
         raise RuntimeError("simulated bug in the data model")
 
     with monkeypatch.context() as patch:
-        patch.setattr(WordTable, "read", broken)
+        patch.setattr(BitTable, "read_packed", broken)
         with caplog.at_level(logging.ERROR, logger="modbusd"):
-            check_exception(client.read_holding_registers(0, count=1), SERVER_DEVICE_FAILURE)
-        check_ok(client.write_register(0, 77))  # the same connection goes on
-        check_exception(connect_client(server).read_input_registers(0, count=1), SERVER_DEVICE_FAILURE)
-    assert check_ok(client.read_holding_registers(0, count=1)).registers == [77]
+            check_exception(client.read_coils(0, count=1), SERVER_DEVICE_FAILURE)
+        check_ok(client.write_coil(0, True))  # the same connection goes on
+        check_exception(connect_client(server).read_discrete_inputs(0, count=1), SERVER_DEVICE_FAILURE)
+    assert check_ok(client.read_coils(0, count=1)).bits[0] is True
     tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("modbusd")]
     assert len(tracebacks) == 2  # one per failed request, no more
     assert all("simulated bug" in str(record.exc_info[1]) for record in tracebacks)  # type: ignore[index]  # exc_info checked above
