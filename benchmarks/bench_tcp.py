@@ -14,6 +14,10 @@ Why it is built this way:
   checked to answer FC03 with exactly those values before it is measured.
 * A libmodbus C server is measured in the same run: its figure shows how much mbload can
   drive, i.e. that the Python figures are the servers' limits, not the client's.
+* An "asyncio floor" server (run_asyncio_floor.py: modbusd's transport answering canned FC03
+  responses, no Modbus work) is measured in the same run too: its figure is the most any
+  Protocol-based server can do on that loop, so a target ratio to pymodbus above the floor's
+  own ratio is shown, not argued, to be out of reach.
 
 Only processes started here are stopped (by pid), all traffic stays on 127.0.0.1, and every
 wait is bounded.  Standard library only; the servers need pymodbus and optionally uvloop.
@@ -55,6 +59,9 @@ MODBUSD = "modbusd"
 MODBUSD_UVLOOP = "modbusd+uvloop"
 PYMODBUS = "pymodbus"
 LIBMODBUS = "libmodbus C"
+FLOOR = "asyncio floor"
+FLOOR_UVLOOP = "asyncio floor+uvloop"
+NAME_WIDTH = len(FLOOR_UVLOOP)  # the longest row label, so progress lines and tables align
 
 
 # --------------------------------------------------------------------------- data types
@@ -110,6 +117,7 @@ class LoadResult:
     wall_s: float
     mbload_cpu_s: float
     server_cpu_s: float
+    server_sys_s: float = 0.0  # the part of server_cpu_s spent in the kernel (syscalls, TCP)
 
     def get(self, key: str) -> float:
         return self.values.get(key, 0.0)
@@ -148,13 +156,17 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process (fields 14 and 15 of /proc/PID/stat)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a live process (fields 14 and 15 of /proc/PID/stat), in seconds.
+
+    Kept apart because the kernel's share is what no event loop can make cheaper.
+    """
     with contextlib.suppress(OSError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+    return 0.0, 0.0
 
 
 def socket_count(pid: int) -> int:
@@ -360,7 +372,7 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
     """One bounded mbload run, with mbload's CPU (rusage delta) and the server's (/proc delta)."""
     cmd = pinned(opts.cpu, [str(opts.mbload), "-H", HOST, "-p", str(port), *args])
     budget = 15 + opts.warmup + opts.seconds + opts.timeout_ms / 1000 + 40  # > mbload's alarm()
-    cpu0, srv0, t0 = children_cpu_seconds(), cpu_seconds(server_pid), time.monotonic()
+    cpu0, (usr0, sys0), t0 = children_cpu_seconds(), cpu_times(server_pid), time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
         out, code = proc.stdout, proc.returncode
@@ -368,13 +380,15 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
         partial = exc.stdout or b""
         out, code = partial.decode(errors="replace") if isinstance(partial, bytes) else partial, -1
     wall = time.monotonic() - t0
+    usr1, sys1 = cpu_times(server_pid)
     lines = [line for line in out.splitlines() if line.startswith("requests=")]
     return LoadResult(
         values=parse_kv(lines[-1]) if lines else {},
         exit_code=code,
         wall_s=wall,
         mbload_cpu_s=children_cpu_seconds() - cpu0,
-        server_cpu_s=cpu_seconds(server_pid) - srv0,
+        server_cpu_s=(usr1 + sys1) - (usr0 + sys0),
+        server_sys_s=sys1 - sys0,
     )
 
 
@@ -430,11 +444,11 @@ def measure_throughput(
                 try:
                     server = ensure_alive(running, name, logdir, server_cpu)
                 except RuntimeError as exc:
-                    print(f"  {name:<15} round {rnd}: restart failed: {exc}")
+                    print(f"  {name:<{NAME_WIDTH}} round {rnd}: restart failed: {exc}")
                     continue
                 result = run_mbload(opts, server.port, scenario_args(opts, scenario), server.pid)
                 results[scenario.key][name].append(result)
-                print(f"  {name:<15} round {rnd}: {describe(result)}")
+                print(f"  {name:<{NAME_WIDTH}} round {rnd}: {describe(result)}")
     return results
 
 
@@ -540,23 +554,72 @@ def print_summary(results: Results, stat: str) -> None:
             f"{cell_rps(row.get(LIBMODBUS)):>9} | {ratio(rps_of(mb), rps_of(py)):>9} | "
             f"{ratio(rps_of(uv), rps_of(py)):>9}"
         )
+    print_floor(results, stat)
+
+
+def percent(a: float | None, b: float | None) -> str:
+    return f"{100 * a / b:.0f}%" if a is not None and b else "n/a"
+
+
+def picked_rps(results: Results, scenario: Scenario, stat: str) -> dict[str, float | None]:
+    return {name: rps_of(result) for name, result in picked_row(results, scenario, stat).items()}
+
+
+def print_floor(results: Results, stat: str) -> None:
+    """modbusd next to the asyncio floor, both as ratios to pymodbus and as a share of the floor.
+
+    The floor's ratio to pymodbus bounds what any Protocol-based server can reach on that loop:
+    a target above it cannot be met by making modbusd's own work cheaper.
+    """
+    if FLOOR not in results[SCENARIOS[0].key]:
+        return
+    print(f"\n-- Against the asyncio floor: {FLOOR} = modbusd's transport answering canned FC03, no Modbus work")
+    heads = ("floor", "floor+uv", "modbusd /", "floor /", "+uvloop /", "floor+uv /")
+    print(f"{'':<24}| " + " | ".join(f"{h:>10}" for h in heads))
+    units = ("rps", "rps", "pymodbus", "pymodbus", "pymodbus", "pymodbus")
+    print(f"{'scenario':<24}| " + " | ".join(f"{u:>10}" for u in units))
+    for scenario in SCENARIOS:
+        rps = picked_rps(results, scenario, stat)
+        py = rps.get(PYMODBUS)
+        cells = (
+            f"{rps[FLOOR]:.0f}" if rps.get(FLOOR) else "-",
+            f"{rps[FLOOR_UVLOOP]:.0f}" if rps.get(FLOOR_UVLOOP) else "-",
+            ratio(rps.get(MODBUSD), py),
+            ratio(rps.get(FLOOR), py),
+            ratio(rps.get(MODBUSD_UVLOOP), py),
+            ratio(rps.get(FLOOR_UVLOOP), py),
+        )
+        print(f"{scenario.title:<24}| " + " | ".join(f"{c:>10}" for c in cells))
+    if MODBUSD in results[SCENARIOS[0].key]:
+        print_floor_shares(results, stat)
+
+
+def print_floor_shares(results: Results, stat: str) -> None:
+    """One line per scenario: the share of the floor modbusd reaches, i.e. what its own work costs."""
+    for scenario in SCENARIOS:
+        rps = picked_rps(results, scenario, stat)
+        line = f"{scenario.title}: modbusd reaches {percent(rps.get(MODBUSD), rps.get(FLOOR))} of the asyncio floor"
+        if FLOOR_UVLOOP in rps and MODBUSD_UVLOOP in rps:
+            uv_share = percent(rps.get(MODBUSD_UVLOOP), rps.get(FLOOR_UVLOOP))
+            line += f" (modbusd+uvloop: {uv_share} of the floor+uvloop)"
+        print(line)
 
 
 def print_pipelining(results: Results, stat: str) -> None:
     """Depth 16: how many requests each server answered, and what it dropped or reordered."""
     print("\n== Pipelining, 10 conns x 16 in flight: answered vs lost (whole run, warm-up included)")
     print(
-        f"{'server':<15} {'sent':>9} {'answered':>9} {'answered%':>9} {'timeouts':>8} {'errors':>7} "
+        f"{'server':<{NAME_WIDTH}} {'sent':>9} {'answered':>9} {'answered%':>9} {'timeouts':>8} {'errors':>7} "
         f"{'reconnects':>10} {'disconnects':>11} {'out-of-order':>12}"
     )
     for name, runs in results["c10d16"].items():
         result = pick(runs, stat)
         if result is None:
-            print(f"{name:<15} no successful run")
+            print(f"{name:<{NAME_WIDTH}} no successful run")
             continue
         sent, answered = result.get("sent_total"), result.get("ok_total")
         print(
-            f"{name:<15} {sent:>9.0f} {answered:>9.0f} {100 * answered / sent if sent else 0:>8.2f}% "
+            f"{name:<{NAME_WIDTH}} {sent:>9.0f} {answered:>9.0f} {100 * answered / sent if sent else 0:>8.2f}% "
             f"{result.get('timeouts'):>8.0f} {result.get('errors'):>7.0f} "
             f"{result.get('reconnects'):>10.0f} {result.get('disconnects'):>11.0f} {result.get('ooo'):>12.0f}"
         )
@@ -572,20 +635,44 @@ def print_headroom(results: Results, stat: str) -> None:
     server-bound; mbload near 100 % would mean the figure is the client's.
     """
     print("\n== Load generator headroom: CPU % of one core, server / mbload, in the quoted run")
-    names = [name for name in (MODBUSD, MODBUSD_UVLOOP, PYMODBUS, LIBMODBUS) if name in results[SCENARIOS[0].key]]
-    print(f"{'scenario':<24}| {'C rps / fastest Python':>22} | " + " | ".join(f"{n:>15}" for n in names))
+    order = (MODBUSD, MODBUSD_UVLOOP, PYMODBUS, FLOOR, FLOOR_UVLOOP, LIBMODBUS)
+    names = [name for name in order if name in results[SCENARIOS[0].key]]
+    widths = {name: max(15, len(name)) for name in names}
+    print(f"{'scenario':<24}| {'C rps / fastest Python':>22} | " + " | ".join(f"{n:>{widths[n]}}" for n in names))
     for scenario in SCENARIOS:
         row = picked_row(results, scenario, stat)
-        fastest_py = max((r.rps for n, r in row.items() if r and n != LIBMODBUS), default=0.0)
+        not_servers = (LIBMODBUS, FLOOR, FLOOR_UVLOOP)  # the ceiling and the floors: yardsticks, not servers
+        fastest_py = max((r.rps for n, r in row.items() if r and n not in not_servers), default=0.0)
         cells = []
         for name in names:
             result = row.get(name)
-            cells.append(
-                f"{cpu_pct(result.server_cpu_s, result):>8.0f}% /{cpu_pct(result.mbload_cpu_s, result):>3.0f}%"
+            cell = (
+                f"{cpu_pct(result.server_cpu_s, result):.0f}% /{cpu_pct(result.mbload_cpu_s, result):>3.0f}%"
                 if result
-                else f"{'-':>15}"
+                else "-"
             )
+            cells.append(f"{cell:>{widths[name]}}")
         print(f"{scenario.title:<24}| {ratio(rps_of(row.get(LIBMODBUS)), fastest_py):>22} | " + " | ".join(cells))
+
+
+def print_kernel_share(results: Results, stat: str) -> None:
+    """How much of each server's CPU went to the kernel (socket syscalls, loopback TCP).
+
+    An event loop (uvloop included) can only shrink the rest, so a high kernel share at one
+    request per read is why uvloop adds little there.
+    """
+    print("\n== Server CPU spent in the kernel, % of the server's own CPU, in the quoted run")
+    names = list(results[SCENARIOS[0].key])
+    widths = {name: max(8, len(name)) for name in names}
+    print(f"{'scenario':<24}| " + " | ".join(f"{n:>{widths[n]}}" for n in names))
+    for scenario in SCENARIOS:
+        row = picked_row(results, scenario, stat)
+        cells = []
+        for name in names:
+            result = row.get(name)
+            share = percent(result.server_sys_s, result.server_cpu_s) if result else "-"
+            cells.append(f"{share:>{widths[name]}}")
+        print(f"{scenario.title:<24}| " + " | ".join(cells))
 
 
 def print_memory(memory: dict[str, MemoryResult | str], conns: int) -> None:
@@ -629,18 +716,25 @@ def pythonpath_with_src() -> str:
     return os.pathsep.join(p for p in parts if p)
 
 
-def server_specs(libmodbus_bin: Path | None, with_modbusd: bool, with_uvloop: bool) -> list[ServerSpec]:
+def server_specs(
+    libmodbus_bin: Path | None, with_modbusd: bool, with_uvloop: bool, with_floor: bool
+) -> list[ServerSpec]:
     """The servers in the order they alternate within a round."""
     py = sys.executable
     src_env = {"PYTHONPATH": pythonpath_with_src()}
+    floor = str(HERE / "run_asyncio_floor.py")
     specs: list[ServerSpec] = []
     if with_modbusd:
         specs.append(ServerSpec(MODBUSD, lambda p: [py, str(HERE / "run_modbusd.py"), "-p", str(p)], src_env))
     specs.append(ServerSpec(PYMODBUS, lambda p: [py, str(HERE / "run_pymodbus.py"), "-p", str(p)]))
+    if with_floor:
+        specs.append(ServerSpec(FLOOR, lambda p: [py, floor, "-p", str(p)]))
     if with_modbusd and with_uvloop:
         specs.append(
             ServerSpec(MODBUSD_UVLOOP, lambda p: [py, str(HERE / "run_modbusd.py"), "-p", str(p), "--uvloop"], src_env)
         )
+    if with_floor and with_uvloop:
+        specs.append(ServerSpec(FLOOR_UVLOOP, lambda p: [py, floor, "-p", str(p), "--uvloop"]))
     if libmodbus_bin is not None:
         specs.append(ServerSpec(LIBMODBUS, lambda p: [str(libmodbus_bin), str(p)]))
     return specs
@@ -656,7 +750,7 @@ def pinning() -> tuple[str | None, str | None]:
 
 def uvloop_available() -> bool:
     if importlib.util.find_spec("uvloop") is None:
-        print("NOTE: uvloop is not importable: the modbusd+uvloop row is skipped")
+        print("NOTE: uvloop is not importable: the modbusd+uvloop and asyncio floor+uvloop rows are skipped")
         return False
     return True
 
@@ -688,6 +782,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-libmodbus", action="store_true", help="skip the C ceiling row")
     parser.add_argument(
         "--no-modbusd", action="store_true", help="pymodbus/libmodbus only (also automatic when modbusd is missing)"
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the asyncio floor rows (canned answers, no Modbus work)"
     )
     parser.add_argument("--mbload-src", type=Path, default=MBLOAD_SRC, help=f"mbload.c to build (default {MBLOAD_SRC})")
     return parser.parse_args(argv)
@@ -721,7 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmpdir)
         mbload, lib_bin = build_tools(args, tmp)
         opts = LoadOptions(mbload, args.seconds, args.warmup, args.timeout_ms, load_cpu)
-        specs = server_specs(lib_bin, with_modbusd, uvloop_available())
+        specs = server_specs(lib_bin, with_modbusd, uvloop_available(), not args.no_floor)
         print(f"servers on cpu {server_cpu}, mbload on cpu {load_cpu}; python {sys.version.split()[0]}")
         with servers_running(specs, tmp, server_cpu) as running:
             results = measure_throughput(running, opts, args.rounds, tmp, server_cpu)
@@ -737,6 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(results, args.stat)
         print_pipelining(results, args.stat)
         print_headroom(results, args.stat)
+        print_kernel_share(results, args.stat)
         if memory:
             print_memory(memory, args.idle_conns)
         print_server_logs(logs)
