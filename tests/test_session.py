@@ -176,3 +176,26 @@ def test_session_answers_the_requests_before_a_bad_frame_then_raises() -> None:
     with pytest.raises(FrameError) as caught:
         session.receive(good + bad)
     assert caught.value.reply == good
+
+
+_FUNCTIONS = st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 22, 23, 43, 0, 0x42, 0x80, 0xFF])
+_PDUS = st.builds(lambda fc, rest: bytes((fc,)) + rest, _FUNCTIONS, st.binary(max_size=252))
+_FRAMES = st.builds(frame, st.integers(0, 0xFFFF), st.integers(0, 255), _PDUS)
+
+
+@given(st.lists(st.one_of(_FRAMES, st.binary(max_size=20)), max_size=12), st.sampled_from(["separate", "packed"]))
+def test_session_with_the_handler_survives_any_byte_stream(chunks: list[bytes], layout: str) -> None:
+    """Whatever a client sends, the session either answers (never with exception 04) or raises FrameError."""
+    device = Device(layout)
+    session = Session(lambda unit, pdu: handler.respond(device, pdu))
+    for chunk in chunks:
+        try:
+            out = session.receive(chunk)
+        except FrameError:
+            session = Session(lambda unit, pdu: handler.respond(device, pdu))  # the transport would reconnect
+            continue
+        while out:
+            length = int.from_bytes(out[4:6], "big")
+            pdu = out[7 : 6 + length]
+            assert not (pdu[0] & 0x80 and pdu[1] == 0x04), f"exception 04 for a client's bytes: {pdu.hex()}"
+            out = out[6 + length :]
