@@ -11,16 +11,17 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-def test_readme_has_an_asyncio_and_a_thread_example() -> None:
-    assert len(EXAMPLES) == 2
-    assert "await server.start()" in EXAMPLES[0]
-    assert "server.start_thread()" in EXAMPLES[1]
+def test_readme_has_a_values_an_asyncio_and_a_thread_example() -> None:
+    assert len(EXAMPLES) == 3
+    assert "write_value" in EXAMPLES[0]
+    assert "await server.start()" in EXAMPLES[1]
+    assert "server.start_thread()" in EXAMPLES[2]
 
 
 @pytest.mark.parametrize(
     ("index", "expected"),
-    [(0, ["[215]", "1234"]), (1, ["[1, 2, 3]", "[True, False, True]"])],
-    ids=["asyncio", "thread"],
+    [(0, ["[0, 16812]", "21.5"]), (1, ["[215]", "1234"]), (2, ["[1, 2, 3]", "[True, False, True]"])],
+    ids=["values", "asyncio", "thread"],
 )
 def test_readme_example_runs_and_prints_what_it_promises(index: int, expected: list[str]) -> None:
     result = subprocess.run(
