@@ -1,16 +1,18 @@
 """One connection's conversation, sans-I/O: bytes from the peer in, bytes for the peer out.
 
-The session frames the stream (MBAP), hands each request PDU to an injected `answer` function and frames
-what comes back. It knows neither sockets nor devices, so a test drives it with plain bytes.
+The session finds requests with an injected framer (MBAP by default; RTU or ASCII on serial lines), hands
+each request PDU to an injected `answer` function and frames what comes back. It knows neither sockets nor
+devices, so a test drives it with plain bytes.
 """
 
 import logging
 from collections.abc import Callable
 from typing import Final
 
+from modbusd.protocol.adu import Adu, Framer
 from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.errors import FrameError
-from modbusd.protocol.mbap import MAX_LENGTH, MBAP, MIN_LENGTH, MbapFramer
+from modbusd.protocol.mbap import MbapFramer
 from modbusd.protocol.pdu import exception_pdu, summary
 
 __all__ = ["Answer", "Discard", "FrameError", "Session"]  # FrameError: what receive() raises, for the transport
@@ -33,6 +35,7 @@ class Session:
         self,
         answer: Answer,
         *,
+        framer: Framer | None = None,
         peer: str = "?",
         discard: Discard | None = None,
         quit_word: bytes | None = None,
@@ -40,7 +43,7 @@ class Session:
     ) -> None:
         self._answer = answer
         self._discard = discard
-        self._framer = MbapFramer()
+        self._framer: Framer = MbapFramer() if framer is None else framer
         self._quit_word = quit_word
         self._on_quit = on_quit
         self._discards = 0
@@ -54,19 +57,18 @@ class Session:
         """
         if self._quit_word is not None and self._is_quit(data):
             return b""
-        if len(data) > 7 and self._framer.empty:  # the usual case, one whole request: skip the framer's buffer
-            tid, proto, length, unit = MBAP.unpack_from(data)
-            if len(data) == 6 + length and MIN_LENGTH <= length <= MAX_LENGTH:
-                return self._reply(tid, proto, unit, data[7:])
         try:
             adus = self._framer.feed(data)
         except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
-            exc.reply = b"".join([self._reply(*adu) for adu in exc.frames])  # type: ignore[misc]  # Adu tuples
+            exc.reply = b"".join([self._reply(adu) for adu in exc.frames])  # type: ignore[arg-type]  # Adus
             raise
-        return b"".join([self._reply(*adu) for adu in adus])
+        if len(adus) == 1:  # the usual case
+            return self._reply(adus[0])
+        return b"".join([self._reply(adu) for adu in adus])
 
-    def _reply(self, tid: int, proto: int, unit: int, pdu: bytes) -> bytes:
+    def _reply(self, adu: Adu) -> bytes:
         """The framed response to one request, or b"" when it gets none."""
+        _, proto, unit, pdu = adu
         if proto:
             self._discarded(proto, unit)
             return b""
@@ -79,7 +81,7 @@ class Session:
             log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))
         if reply is None:
             return b""
-        return MBAP.pack(tid, 0, len(reply) + 1, unit) + reply
+        return self._framer.frame(adu, reply)
 
     def _discarded(self, proto: int, unit: int) -> None:
         """TCP guide §4.4.1.1: a protocol id other than 0 is not Modbus; drop the frame, keep the connection."""
