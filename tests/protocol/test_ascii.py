@@ -68,3 +68,14 @@ def test_ascii_framer_honours_a_changed_delimiter() -> None:
 
 def test_ascii_framer_ignores_noise_between_frames() -> None:
     assert len(AsciiFramer().feed(b"xx\r\n" + SPEC_FRAME + b"yy")) == 1
+
+
+def test_ascii_framer_changes_its_delimiter_after_the_response_that_confirms_the_change() -> None:
+    framer = AsciiFramer()
+    framer.change_delimiter(ord("!"))
+    assert framer.frame(Adu(0, 0, 1, b""), bytes.fromhex("08 0003 2100")).endswith(b"\r\n")
+    assert framer.delimiter == ord("!")
+    assert framer.feed(SPEC_FRAME) == []  # CR LF no longer ends a frame
+    assert framer.feed(b":F7031389000A60\r!") != []
+    framer.change_delimiter(ord("!"))  # no change: nothing pending
+    assert framer.frame(Adu(0, 0, 1, b""), b"\x07").endswith(b"\r!")

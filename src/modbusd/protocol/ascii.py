@@ -22,13 +22,22 @@ def lrc(data: bytes | bytearray) -> int:
 
 
 class AsciiFramer:
-    __slots__ = ("_buf", "_in_frame", "_on_discard", "delimiter")
+    __slots__ = ("_buf", "_in_frame", "_next_delimiter", "_on_discard", "delimiter")
 
     def __init__(self, *, on_discard: Discard | None = None, delimiter: int = LF) -> None:
         self._buf = bytearray()
         self._in_frame = False
         self._on_discard = on_discard
+        self._next_delimiter: int | None = None
         self.delimiter = delimiter
+
+    def change_delimiter(self, delimiter: int) -> None:
+        """FC08/03: `delimiter` ends the frames that follow the response being framed now.
+
+        The response to the request that changed it still ends in the delimiter that request came with,
+        which is what the client that sent it is waiting for.
+        """
+        self._next_delimiter = None if delimiter == self.delimiter else delimiter
 
     @property
     def pending(self) -> bytes:
@@ -85,4 +94,7 @@ class AsciiFramer:
 
     def frame(self, request: Adu, pdu: bytes) -> bytes:
         raw = bytes((request[2],)) + pdu
-        return b":" + (raw + bytes((lrc(raw),))).hex().upper().encode("ascii") + b"\r" + bytes((self.delimiter,))
+        text = b":" + (raw + bytes((lrc(raw),))).hex().upper().encode("ascii") + b"\r" + bytes((self.delimiter,))
+        if self._next_delimiter is not None:
+            self.delimiter, self._next_delimiter = self._next_delimiter, None
+        return text
