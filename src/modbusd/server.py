@@ -85,8 +85,13 @@ class SerialLine:
             return self.stopbits
         return 2 if self.parity == "N" else 1
 
+    @property
+    def settings(self) -> str:
+        """`19200 8E1`, as serial settings are usually written."""
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.effective_stopbits}"
+
     def __str__(self) -> str:
-        return f"{self.framing.upper()} on {self.device} ({self.baudrate} {self.bytesize}{self.parity}{self.effective_stopbits})"  # noqa: E501
+        return f"{self.framing.upper()} on {self.device} ({self.settings})"
 
 
 class StartError(OSError):
@@ -452,15 +457,21 @@ class Server:
             log.error("serial port %s closed: %s; no longer served", connection, exc or "end of file")
 
     def listening(self) -> list[str]:
-        """What this server serves, one item per transport, for the banner."""
+        """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for
+        Modbus/TCP, then `RTU on /dev/ttyUSB0 (19200 8E1, unit 1)`, `UDP on 0.0.0.0 port 5021` …"""
+        host = self.host or "*"
         items = []
         if self.port is not None:
-            items.append(f"TCP port {self.port}")
-        items.extend(str(line) for line in self.serial_lines)
-        if self.rtu_over_tcp_port is not None:
-            items.append(f"RTU over TCP port {self.rtu_over_tcp_port}")
+            items.append(f"{host} port {self.port}")
+        if self._bus is not None:
+            units = ", ".join(str(unit) for unit in sorted(self._bus.units))
+            which = f"unit{'s' if len(self._bus.units) > 1 else ''} {units}"
+            for line in self.serial_lines:
+                items.append(f"{line.framing.upper()} on {line.device} ({line.settings}, {which})")
+            if self.rtu_over_tcp_port is not None:
+                items.append(f"RTU over TCP on {host} port {self.rtu_over_tcp_port} ({which})")
         if self.udp_port is not None:
-            items.append(f"UDP port {self.udp_port}")
+            items.append(f"UDP on {host} port {self.udp_port}")
         return items
 
     async def serve_forever(self) -> None:
