@@ -1,10 +1,17 @@
-"""Fixtures for the socket tests: servers on 127.0.0.1 with a free port, pymodbus clients, raw TCP clients.
+"""Fixtures for the socket tests: servers on 127.0.0.1 with a free port, pymodbus clients, raw TCP clients,
+and virtual serial lines (socat pty pairs).
 
-Every server, client and socket made here is closed by the fixture that made it, and every wait is bounded.
+Every server, client, socket and process made here is closed by the fixture that made it, and every wait is
+bounded.
 """
 
+import os
+import re
+import selectors
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -174,3 +181,60 @@ def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, interval
 def eventually() -> Callable[..., bool]:
     """The bounded `wait_until` poller, as a fixture so test modules need not import conftest."""
     return wait_until
+
+
+class PtyPair:
+    """A virtual serial cable: bytes written to one end come out of the other, as on a null-modem cable."""
+
+    def __init__(self, timeout: float = TIMEOUT) -> None:
+        socat = shutil.which("socat")
+        if socat is None:
+            pytest.fail("socat is not installed: apt-get install socat (.ci/run does)")
+        self.proc = subprocess.Popen(
+            [socat, "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        paths: list[str] = []
+        text = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stderr, selectors.EVENT_READ)
+            while len(paths) < 2 and (left := deadline - time.monotonic()) > 0:
+                if not selector.select(left):
+                    continue
+                chunk = os.read(self.proc.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                text += chunk
+                paths = re.findall(r"PTY is (\S+)", text.decode(errors="replace"))
+        if len(paths) < 2:
+            self.close()
+            pytest.fail(f"socat did not report two ptys in {timeout} s: {text!r}")
+        self.server_end, self.client_end = paths[0], paths[1]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[Callable[[], PtyPair]]:
+    """pty_pair() → a new PtyPair; every socat started is stopped at the end of the test."""
+    pairs: list[PtyPair] = []
+
+    def make() -> PtyPair:
+        pair = PtyPair()
+        pairs.append(pair)
+        return pair
+
+    yield make
+    for pair in pairs:
+        pair.close()

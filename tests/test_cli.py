@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from pymodbus.client import ModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient, ModbusUdpClient
 
 import modbusd
+from tests.conftest import PtyPair
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0  # seconds for the interpreter to start and print the banner
@@ -330,3 +332,94 @@ def test_modbusd_verbose_logs_one_line_per_request(launch: Callable[..., Modbusd
     ):
         assert f"127.0.0.1:{client_port}" in line
         assert all(part in line for part in needed), line
+
+
+# ------------------------------------------------------------------------------ serial lines, UDP, RTU over TCP
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on, from /proc: its socket inodes, matched in /proc/net/tcp{,6}."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_modbusd_rtu_alone_serves_the_serial_line_and_opens_no_tcp_port(
+    pty_pair: Callable[[], PtyPair], launch: Callable[..., Modbusd]
+) -> None:
+    pair = pty_pair()
+    child = launch("--rtu", pair.server_end, "--parity", "N", "--unit", "5")
+    starting = child.running()[1]
+    assert starting.startswith(f"Starting server with RTU on {pair.server_end} (19200 8N2, unit 5). ")
+    assert listening_tcp_ports(child.proc.pid) == set()
+    client = ModbusSerialClient(pair.client_end, framer=FramerType.RTU, baudrate=19200, parity="N", stopbits=2,
+                                timeout=3, retries=0)  # fmt: skip
+    try:
+        assert client.connect()
+        assert not client.write_register(3, 33, device_id=5).isError()
+        assert client.read_holding_registers(3, count=1, device_id=5).registers == [33]
+    finally:
+        client.close()
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_modbusd_serves_every_transport_named_on_one_data_model(
+    pty_pair: Callable[[], PtyPair], launch: Callable[..., Modbusd]
+) -> None:
+    pair = pty_pair()
+    port, rtu_port, udp_port = free_port(), free_port(), free_port()
+    child = launch("--host", HOST, "-p", str(port), "--ascii", pair.server_end, "--parity", "n",
+                   "--rtu-over-tcp", str(rtu_port), "--udp", str(udp_port))  # fmt: skip
+    starting = child.running()[1]
+    assert starting.startswith(
+        f"Starting server on {HOST} port {port}, ASCII on {pair.server_end} (19200 8N2, unit 1), "
+        f"RTU over TCP on {HOST} port {rtu_port} (unit 1), UDP on {HOST} port {udp_port}. "
+    )
+    assert listening_tcp_ports(child.proc.pid) == {port, rtu_port}
+    udp = ModbusUdpClient(HOST, port=udp_port, timeout=3, retries=0)
+    try:
+        assert udp.connect()
+        assert not udp.write_register(0, 777, device_id=1).isError()
+    finally:
+        udp.close()
+    assert read_register(port) == 777
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_modbusd_refuses_a_missing_serial_device_with_one_line_and_exit_2(launch: Callable[..., Modbusd]) -> None:
+    line = assert_one_line_error(launch("--rtu", "/dev/ttyUSB-modbusd-test-none"))
+    assert "/dev/ttyUSB-modbusd-test-none" in line and "does not exist" in line
+
+
+def test_modbusd_says_in_one_line_what_to_install_when_pyserial_is_missing(
+    launch: Callable[..., Modbusd], tmp_path: Path
+) -> None:
+    (tmp_path / "serial_asyncio_fast.py").write_text("raise ImportError('gone', name='serial_asyncio_fast')\n")
+    prefix = ["env", f"PYTHONPATH={tmp_path}{os.pathsep}{SRC}"]
+    line = assert_one_line_error(launch("--rtu", "/dev/ttyUSB0", prefix=prefix))
+    assert "pip install 'modbusd[serial]'" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--rtu", "/dev/ttyUSB0", "--bytesize", "7"], "RTU needs 8"),
+        (["--unit", "248"], "1..247"),
+        (["--parity", "X"], "invalid choice"),
+    ],
+)
+def test_modbusd_rejects_wrong_serial_options_with_one_line(
+    launch: Callable[..., Modbusd], args: list[str], words: str
+) -> None:
+    assert words in assert_one_line_error(launch(*args))

@@ -556,3 +556,47 @@ def test_handler_discarded_counts_a_communication_error(device: Device) -> None:
 
 def test_handler_gives_no_answer_to_an_empty_pdu() -> None:
     assert handler.respond(Device(), b"") is None
+
+
+# ------------------------------------------------------------------------ seed 002's address register
+
+
+@pytest.mark.parametrize(
+    ("pdu_hex", "value"),
+    [
+        pytest.param("06 07D0 0002", 2, id="FC06 on the register"),
+        pytest.param("06 07D1 0002", None, id="FC06 elsewhere"),
+        pytest.param("10 07CF 0002 04 0000 0009", 9, id="FC16 covering it"),
+        pytest.param("10 07D1 0001 02 0009", None, id="FC16 past it"),
+        pytest.param("10 07CF 0002 04 00", None, id="FC16 cut short"),
+        pytest.param("03 07D0 0001", None, id="a read"),
+    ],
+)
+def test_handler_address_written_finds_the_value_a_write_leaves_in_the_register(
+    pdu_hex: str, value: int | None
+) -> None:
+    assert handler.address_written(bytes.fromhex(pdu_hex), 0x07D0) == value
+
+
+@pytest.mark.parametrize("value", [0, 248, 0xFFFF])
+def test_handler_refuses_a_unit_id_outside_1_to_247_in_the_address_register(value: int) -> None:
+    device = Device(address_register=0x07D0)
+    device.holding_registers[0x07D0] = 1
+    assert handler.respond(device, bytes.fromhex(f"06 07D0 {value:04X}")) == bytes.fromhex("86 03")
+    assert handler.respond(device, bytes.fromhex(f"10 07D0 0001 02 {value:04X}")) == bytes.fromhex("90 03")
+    assert device.holding_registers[0x07D0] == 1
+    assert handler.respond(device, bytes.fromhex("06 07D1 0000")) == bytes.fromhex("06 07D1 0000")  # not the register
+
+
+def test_handler_refuse_counts_like_an_exception_response() -> None:
+    device = Device()
+    assert handler.refuse(device, bytes.fromhex("06 07D0 0002"), handler.ExceptionCode.ILLEGAL_DATA_VALUE) == (
+        bytes.fromhex("86 03")
+    )
+    d = device.diagnostics
+    assert (d.bus_message, d.server_message, d.bus_exception_error) == (1, 1, 1)
+
+
+def test_device_address_register_must_be_a_holding_register() -> None:
+    with pytest.raises(ValueError, match="address register"):
+        Device(holding_registers=10, address_register=10)

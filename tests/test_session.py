@@ -10,6 +10,7 @@ from modbusd import handler
 from modbusd.model.device import Device
 from modbusd.protocol.errors import FrameError
 from modbusd.protocol.mbap import frame
+from modbusd.protocol.rtu import RtuFramer, with_crc
 from modbusd.session import Session
 from tests.strategies import split_at
 
@@ -199,3 +200,55 @@ def test_session_with_the_handler_survives_any_byte_stream(chunks: list[bytes], 
             pdu = out[7 : 6 + length]
             assert not (pdu[0] & 0x80 and pdu[1] == 0x04), f"exception 04 for a client's bytes: {pdu.hex()}"
             out = out[6 + length :]
+
+
+# ------------------------------------------------------------------------------ serial lines: time and addresses
+
+RTU_READ = bytes.fromhex("01 03 0000 0001 840A")  # seed-style RTU request: unit 1, FC03 address 0 quantity 1
+
+
+def test_session_answers_an_unknown_length_rtu_frame_at_the_end_of_frame() -> None:
+    answer = Recorder()
+    session = Session(answer, framer=RtuFramer())
+    request = with_crc(bytes.fromhex("01 08 0000 1234"))  # FC08's length depends on its sub-function: needs silence
+    assert session.receive(request) == b""
+    assert session.end_of_frame() == with_crc(bytes.fromhex("01 08 05"))
+    assert answer.calls == [(1, bytes.fromhex("08 0000 1234"))]
+
+
+def test_session_gap_makes_the_framer_drop_the_frame_it_broke() -> None:
+    reasons: list[str] = []
+    answer = Recorder()
+    session = Session(answer, framer=RtuFramer(on_discard=reasons.append))
+    assert session.receive(RTU_READ[:3]) == b""
+    session.gap()
+    assert session.receive(RTU_READ[3:]) == b""
+    assert session.end_of_frame() == b""
+    assert answer.calls == [] and len(reasons) == 2  # the gap, then the tail that is no frame
+
+
+def test_session_without_a_timed_framer_ignores_silences() -> None:
+    session = Session(Recorder())
+    session.gap()
+    assert session.end_of_frame() == b""
+
+
+def test_session_frames_an_addressed_answer_from_the_unit_it_names() -> None:
+    def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
+        return (1, pdu) if unit_id == 0xFF else None
+
+    session = Session(answer, framer=RtuFramer(), addressed=True)
+    assert session.receive(bytes.fromhex("FF 06 07D0 0002 1D58")) == bytes.fromhex("01 06 07D0 0002 0886")
+    assert session.receive(RTU_READ) == b""  # None: not addressed to anyone here
+
+
+def test_session_addressed_answer_that_raises_gives_exception_4_but_never_to_a_broadcast(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
+        raise RuntimeError("bug")
+
+    session = Session(answer, framer=RtuFramer(), addressed=True)
+    with caplog.at_level(logging.ERROR):
+        assert session.receive(RTU_READ) == with_crc(bytes.fromhex("01 83 04"))
+        assert session.receive(with_crc(bytes.fromhex("00 06 0000 0001"))) == b""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from modbusd.model.device import Device, Layout
-from modbusd.server import Server, UnknownUnit
+from modbusd.server import SerialLine, Server, StartError, UnknownUnit
 from modbusd.version import __version__
 
 log = logging.getLogger("modbusd")
@@ -67,12 +67,37 @@ def _port(text: str) -> int:
     return port
 
 
+def _slave_id(text: str) -> int:
+    try:
+        unit = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a unit id") from None
+    if not 1 <= unit <= 247:
+        raise argparse.ArgumentTypeError(f"unit id {unit} outside 1..247, the slave ids of a serial line")
+    return unit
+
+
+def _register(text: str) -> int:
+    try:
+        address = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a register address such as 0x07D0") from None
+    if not 0 <= address <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"register address {address} outside 0..65535")
+    return address
+
+
+DEFAULT_PORT = 502
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="modbusd",
-        description="A Modbus/TCP server (slave): a device for Modbus clients to talk to.",
+        description="A Modbus server (slave): a device for Modbus clients to talk to, over TCP, UDP, RTU over TCP "
+        "and serial lines (RTU, ASCII). With no transport named it serves Modbus/TCP on port 502; naming "
+        "any serves exactly those.",
     )
-    parser.add_argument("-p", "--port", type=_port, default=502, help="TCP port to listen on (default 502)")
+    parser.add_argument("-p", "--port", type=_port, help="Modbus/TCP port to listen on (default 502)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, every IPv4 address)")
     parser.add_argument(
         "-d", "--data-table", choices=[layout.value for layout in Layout], default=Layout.SEPARATE.value,
@@ -96,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--idle-timeout", type=_positive(float), metavar="SECONDS", help="close connections idle that long"
     )
+    serial = parser.add_argument_group("serial lines and other transports")
+    serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")
+    serial.add_argument("--ascii", action="append", default=[], metavar="DEVICE", help="serve ASCII on a serial port")
+    serial.add_argument("--baudrate", type=_positive(int), default=19200, help="serial baud rate (default 19200)")
+    serial.add_argument("--parity", choices=["E", "O", "N"], type=str.upper, default="E",
+                        help="E (default, as the serial line spec requires), O or N")  # fmt: skip
+    serial.add_argument("--bytesize", type=int, choices=[7, 8], default=8, help="8 (default); ASCII may use 7")
+    serial.add_argument("--stopbits", type=int, choices=[1, 2], help="default 1, or 2 with --parity N")
+    serial.add_argument("--unit", type=_slave_id, default=1, metavar="N",
+                        help="the device's slave id on serial lines and RTU over TCP (default 1); with -u each "
+                        "listed id is a device of its own")  # fmt: skip
+    serial.add_argument("--address-register", type=_register, metavar="ADDR",
+                        help="seed 002's address change: writing a unit id to this holding register (e.g. 0x07D0), "
+                        "also at unit id 0xFF, moves the device to it (default: off)")  # fmt: skip
+    serial.add_argument("--rtu-over-tcp", type=_port, metavar="PORT", help="serve RTU frames over TCP on PORT")
+    serial.add_argument("--udp", type=_port, metavar="PORT", help="serve Modbus (MBAP) over UDP on PORT")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
     parser.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
     parser.add_argument("--version", action="version", version=f"modbusd {__version__}")
@@ -119,6 +160,22 @@ def _bind_error(exc: OSError, host: str, port: int) -> str:
     return f"modbusd: cannot listen on {host} port {port}: {exc.strerror or exc}"
 
 
+def _start_error(exc: StartError, host: str) -> str:
+    if exc.kind != "serial":
+        return _bind_error(exc, host, int(exc.target))
+    device = exc.target
+    if exc.errno == errno.ENOENT:
+        return f"modbusd: serial port {device} does not exist: check its name (ls /dev/ttyUSB* /dev/ttyACM*)."
+    if exc.errno == errno.EACCES:
+        return (
+            f"modbusd: no permission to open serial port {device}: add the user to its group "
+            "(usually dialout: sudo usermod -aG dialout $USER, then log in again) or run as root."
+        )
+    if exc.errno in (errno.EBUSY, errno.EAGAIN):
+        return f"modbusd: serial port {device} is in use by another program."
+    return f"modbusd: cannot open serial port {device}: {exc.strerror or exc.cause}"
+
+
 def _stamp() -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y")
 
@@ -127,13 +184,17 @@ async def _serve(server: Server, host: str) -> int:
     loop = asyncio.get_running_loop()
     try:
         await server.start()
-    except OSError as exc:
-        print(_bind_error(exc, host, server.port), file=sys.stderr)
+    except StartError as exc:
+        print(_start_error(exc, host), file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:  # the serial extra is not installed
+        print(f"modbusd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     print(f"modbusd version {__version__}")
-    print(f"Starting server on {host} port {server.port}. {_stamp()}")
+    served = ", ".join(server.listening())
+    print(f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}")
     print("Server running...", flush=True)
     await server.serve_forever()
     if server.quit_requested:
@@ -150,14 +211,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.unit_ids:
-        devices: Device | dict[int, Device] = {unit: Device(args.data_table) for unit in args.unit_ids}
-    else:
-        devices = Device(args.data_table)
-    server = Server(
-        devices, host=args.host, port=args.port, unknown_unit=args.unknown_unit,
-        max_connections=args.max_connections, idle_timeout=args.idle_timeout, quit_word=args.quit_command,
-    )  # fmt: skip
+    named = args.port is not None or args.rtu or args.ascii or args.rtu_over_tcp is not None or args.udp is not None
+    port = args.port if named else DEFAULT_PORT  # naming transports serves exactly those
+    try:
+        lines = [
+            SerialLine(device, framing, args.baudrate, args.bytesize, args.parity, args.stopbits)
+            for framing, devices_named in (("rtu", args.rtu), ("ascii", args.ascii))
+            for device in devices_named
+        ]
+        if args.unit_ids:
+            devices: Device | dict[int, Device] = {
+                unit: Device(args.data_table, address_register=args.address_register) for unit in args.unit_ids
+            }
+        else:
+            devices = Device(args.data_table, address_register=args.address_register)
+        server = Server(
+            devices, host=args.host, port=port, unknown_unit=args.unknown_unit,
+            max_connections=args.max_connections, idle_timeout=args.idle_timeout, quit_word=args.quit_command,
+            serial=lines, unit_id=args.unit, rtu_over_tcp=args.rtu_over_tcp, udp=args.udp,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"modbusd: {exc} (see modbusd --help)", file=sys.stderr)
+        return EXIT_USAGE
     if args.quit_command and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "the quit command is enabled on %s: any client that can reach the port can stop the server", args.host

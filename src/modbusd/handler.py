@@ -16,6 +16,8 @@ from modbusd.protocol.codes import (
     COIL_ON,
     MAX_PDU,
     MAX_READ_REGISTERS,
+    MAX_UNIT_ID,
+    MIN_UNIT_ID,
     DeviceIdCode,
     DiagnosticSubFunction,
     ExceptionCode,
@@ -80,12 +82,16 @@ def execute(request: Request, device: Device) -> Response:
             device.coils.write_packed(request.address, 1, b"\x01" if request.value else b"\x00")
             return request
         case WriteSingleRegister():
+            if device.address_register is not None:
+                _check_address_value(device, request.address, request.value.to_bytes(2, "big"))
             device.holding_registers.write(request.address, request.value.to_bytes(2, "big"))
             return request
         case WriteMultipleCoils():
             device.coils.write_packed(request.address, request.quantity, request.values)
             return WriteMultipleResponse(request.function, request.address, request.quantity)
         case WriteMultipleRegisters():
+            if device.address_register is not None:
+                _check_address_value(device, request.address, request.values)
             device.holding_registers.write(request.address, request.values)
             return WriteMultipleResponse(request.function, request.address, request.quantity)
         case MaskWriteRegister():
@@ -110,6 +116,26 @@ def execute(request: Request, device: Device) -> Response:
         case ReadDeviceIdentification():
             return _device_identification(request, device)
     raise IllegalFunction(f"no handler for {request!r}")  # pragma: no cover - decode_request admits no other
+
+
+def _check_address_value(device: Device, address: int, values: bytes) -> None:
+    """A write covering the address register must leave a serial unit id there (1..247, Serial Line §2.2)."""
+    offset = 2 * (device.address_register - address)  # type: ignore[operator]  # checked by the caller
+    if 0 <= offset < len(values) and not MIN_UNIT_ID <= int.from_bytes(values[offset : offset + 2]) <= MAX_UNIT_ID:
+        raise IllegalDataValue(f"unit id {int.from_bytes(values[offset : offset + 2])} outside 1..247")
+
+
+def address_written(pdu: bytes, register: int) -> int | None:
+    """The value an FC06 or FC16 request `pdu` writes into holding register `register`, None if it writes none."""
+    if len(pdu) == 5 and pdu[0] == FunctionCode.WRITE_SINGLE_REGISTER:
+        address, value = _ADDRESS_QUANTITY.unpack_from(pdu, 1)
+        return value if address == register else None
+    if len(pdu) >= 6 and pdu[0] == FunctionCode.WRITE_MULTIPLE_REGISTERS:
+        address, quantity = _ADDRESS_QUANTITY.unpack_from(pdu, 1)
+        offset = 6 + 2 * (register - address)
+        if address <= register < address + quantity and offset + 2 <= len(pdu):
+            return int.from_bytes(pdu[offset : offset + 2])
+    return None
 
 
 _COUNTERS: Final = {
@@ -285,6 +311,19 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
         d.server_no_response += 1
         return None
     return response
+
+
+def refuse(device: Device, pdu: bytes, code: ExceptionCode) -> bytes | None:
+    """Answer `pdu` with exception `code` decided outside the device (e.g. a unit id taken by another device),
+    moving the counters as `respond` would for the same exception."""
+    d = device.diagnostics
+    if d.listen_only:
+        return respond(device, pdu)  # not acted on, not answered: respond does the counting
+    d.bus_message += 1
+    d.server_message += 1
+    d.events.appendleft(diag.RECEIVE_EVENT)
+    record_exception(device, code)
+    return exception_pdu(pdu[0], code)
 
 
 def discarded(device: Device) -> None:

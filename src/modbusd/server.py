@@ -2,21 +2,34 @@
 
 It is the one module that knows all the others. Unit-id dispatch, connection limits, idle time-outs and
 the remote quit command live here because they need the clock, the devices or the set of connections.
+
+Two unit-id semantics meet here. Modbus/TCP and UDP: one device answers every unit id, or one device per
+unit id with a policy for the others. Serial lines (RTU, ASCII, and RTU over TCP, which carries a serial
+line's frames): each device has one slave id, requests for other ids are ignored (other devices on the
+bus answer them), 0 is a broadcast, and frames that fail their check are counted, never answered.
 """
 
 import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from modbusd import handler
 from modbusd.model.device import Device
-from modbusd.protocol.codes import ExceptionCode
+from modbusd.protocol.ascii import AsciiFramer
+from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
 from modbusd.protocol.pdu import exception_pdu
-from modbusd.session import Answer, Session
+from modbusd.protocol.rtu import RtuFramer, silent_intervals
+from modbusd.session import AddressedAnswer, Answer, Session
 from modbusd.transport.tcp import TcpConnection, read_buffer
+from modbusd.transport.udp import UdpEndpoint
+
+if TYPE_CHECKING:  # imported when a serial line is opened: pyserial is an optional dependency
+    from modbusd.transport.serial import SerialConnection
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +43,147 @@ class UnknownUnit(StrEnum):
     IGNORE = "ignore"  # no response, as a serial device that is not there; the client times out
 
 
+ANY_UNIT_ID = 0xFF
+"""Seed 002: the address change is also accepted at 0xFF, for a device whose address nobody remembers."""
+
+ASCII_TIMEOUT = 1.0  # Serial Line §2.5.2.1: the inter-character time-out, 1 s by default
+
+
+class Framing(StrEnum):
+    RTU = "rtu"
+    ASCII = "ascii"
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """One serial port to serve. Defaults are Serial Line §2.5.1's: 19200 baud, 8 data bits, even parity
+    (required of every device, and the default), 1 stop bit; without parity, 2 stop bits, so that every
+    character keeps its 11 bits. ASCII may use 7 data bits."""
+
+    device: str
+    framing: Framing | str = Framing.RTU
+    baudrate: int = 19200
+    bytesize: int = 8
+    parity: str = "E"
+    stopbits: int | None = None  # None: 1, or 2 when parity is N
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "framing", Framing(self.framing))
+        object.__setattr__(self, "parity", self.parity.upper())
+        if self.parity not in ("E", "O", "N"):
+            raise ValueError(f"parity {self.parity!r} is none of E, O, N")
+        if self.bytesize not in (7, 8) or (self.framing is Framing.RTU and self.bytesize != 8):
+            raise ValueError(f"{self.bytesize} data bits: RTU needs 8, ASCII 7 or 8")
+        if self.stopbits not in (None, 1, 2):
+            raise ValueError(f"{self.stopbits} stop bits: 1 or 2")
+        if self.baudrate <= 0:
+            raise ValueError(f"baud rate {self.baudrate} must be positive")
+
+    @property
+    def effective_stopbits(self) -> int:
+        if self.stopbits is not None:
+            return self.stopbits
+        return 2 if self.parity == "N" else 1
+
+    @property
+    def settings(self) -> str:
+        """`19200 8E1`, as serial settings are usually written."""
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.effective_stopbits}"
+
+    def __str__(self) -> str:
+        return f"{self.framing.upper()} on {self.device} ({self.settings})"
+
+
+class StartError(OSError):
+    """A transport could not be started. `kind`: tcp, rtu-over-tcp, udp or serial; `target`: port or device."""
+
+    def __init__(self, kind: str, target: int | str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.kind = kind
+        self.target = target
+        self.cause = cause
+
+
+class _Bus:
+    """The devices reached over serial lines and RTU over TCP, by slave id: one bus, whatever the port."""
+
+    def __init__(self, units: dict[int, Device]) -> None:
+        self.units = units  # shared with the server: an address change is seen by every transport
+
+    def answer(self, unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
+        found = self.answer_from(unit_id, pdu)
+        return None if found is None else (found[1], found[2])
+
+    def answer_from(self, unit_id: int, pdu: bytes) -> tuple[Device, int, bytes] | None:
+        """(device, unit id it answers from, response PDU), or None when the bus stays silent."""
+        if unit_id == BROADCAST_UNIT_ID:
+            self._broadcast(pdu)
+            return None
+        device = self.units.get(unit_id)
+        if device is None:
+            if unit_id != ANY_UNIT_ID:
+                return None  # another device's request: it answers, not us (Serial Line §2.2)
+            found = self._address_register_at_any(pdu)
+            if found is None:
+                return None
+            unit_id, device = found
+        register = device.address_register
+        if register is not None and (new := handler.address_written(pdu, register)) is not None:
+            reply = self._change_address(device, unit_id, new, pdu)
+        else:
+            reply = handler.respond(device, pdu)
+        return None if reply is None else (device, unit_id, reply)
+
+    def _broadcast(self, pdu: bytes) -> None:
+        """Serial Line §2.1: every device carries out a broadcast, and none answers it."""
+        for device in {id(d): d for d in self.units.values()}.values():
+            register = device.address_register
+            if register is not None and handler.address_written(pdu, register) is not None:
+                continue  # one address for every device would be no address at all: not even written
+            handler.respond(device, pdu, broadcast=True)
+
+    def _address_register_at_any(self, pdu: bytes) -> tuple[int, Device] | None:
+        takers = [(unit_id, device) for unit_id, device in self.units.items()
+                  if device.address_register is not None
+                  and handler.address_written(pdu, device.address_register) is not None]  # fmt: skip
+        if len(takers) > 1:
+            log.warning("address change at 0xFF ignored: units %s could all take it, as on a real bus they would",
+                        ", ".join(str(u) for u, _ in takers))  # fmt: skip
+            return None
+        return takers[0] if takers else None
+
+    def _change_address(self, device: Device, old: int, new: int, pdu: bytes) -> bytes | None:
+        """Seed 002: answered from the old address; the new one holds from the next frame on."""
+        holder = self.units.get(new)
+        if holder is not None and holder is not device:
+            log.warning("unit %d asked to move to unit id %d, which another device has; refused", old, new)
+            return handler.refuse(device, pdu, ExceptionCode.ILLEGAL_DATA_VALUE)
+        reply = handler.respond(device, pdu)
+        if reply is not None and not reply[0] & 0x80 and new != old:
+            del self.units[old]
+            self.units[new] = device
+            log.info("unit %d now answers at unit id %d", old, new)
+        return reply
+
+
+class _LineErrors:
+    """Counts a line's discarded frames on every device of the bus; says so once at WARNING, then at DEBUG."""
+
+    def __init__(self, name: str, bus: _Bus) -> None:
+        self._name = name
+        self._bus = bus
+        self._count = 0
+
+    def __call__(self, reason: str) -> None:
+        for device in {id(d): d for d in self._bus.units.values()}.values():
+            handler.discarded(device)  # bus message + bus communication error (FC08/0B, 0C)
+        self._count += 1
+        level = logging.WARNING if self._count == 1 else logging.DEBUG
+        log.log(level, "%s: frame discarded: %s (counted; any more: debug level)", self._name, reason)
+
+
 class Server:
-    """A Modbus/TCP server for one device (answering every unit id) or several (one per unit id).
+    """A Modbus server for one device (answering every unit id) or several (one per unit id).
 
     Use it inside a running asyncio loop (`await start()` … `await stop()`, or `async with`), or from
     plain threaded code (`start_thread()` … `stop_thread()`).
@@ -47,16 +199,23 @@ class Server:
         max_connections: int | None = None,
         idle_timeout: float | None = None,
         quit_word: str | bytes | None = None,
+        serial: SerialLine | Sequence[SerialLine] = (),
+        unit_id: int = 1,
+        rtu_over_tcp: int | None = None,
+        udp: int | None = None,
     ) -> None:
+        """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
+        `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
+        serial lines and RTU over TCP (with one device per unit id, each answers at its own)."""
         if devices is None:
             devices = Device()
         if isinstance(devices, Device):
             self._single: Device | None = devices
             self.devices: dict[int, Device] = {}
         else:
-            for unit_id in devices:
-                if not 0 <= unit_id <= 255:
-                    raise ValueError(f"unit id {unit_id} outside 0..255")
+            for unit in devices:
+                if not 0 <= unit <= 255:
+                    raise ValueError(f"unit id {unit} outside 0..255")
             self._single = None
             self.devices = dict(devices)
         self.host = host
@@ -68,9 +227,19 @@ class Server:
         self.idle_timeout = idle_timeout
         self.quit_word = quit_word.encode() if isinstance(quit_word, str) else quit_word
         self.quit_requested = False
+        self.serial_lines = (serial,) if isinstance(serial, SerialLine) else tuple(serial)
+        self.rtu_over_tcp_port = rtu_over_tcp
+        self.udp_port = udp
+        if self.serial_lines or rtu_over_tcp is not None:
+            self._bus: _Bus | None = self._make_bus(unit_id)
+        else:
+            self._bus = None
         self._answer = self._make_answer()
         self._connections: set[TcpConnection] = set()
         self._listener: asyncio.Server | None = None
+        self._rtu_listener: asyncio.Server | None = None
+        self._udp: UdpEndpoint | None = None
+        self._serial: list[SerialConnection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -106,6 +275,28 @@ class Server:
 
         return answer
 
+    @property
+    def unit_id(self) -> int:
+        """A single device's slave id on serial lines (it changes with seed 002's address change)."""
+        if self._single is None or self._bus is None:
+            raise AttributeError("only a single device served on a serial line has one slave id")
+        return next(iter(self._bus.units))
+
+    def _make_bus(self, unit_id: int) -> _Bus:
+        if self._single is not None:
+            if not MIN_UNIT_ID <= unit_id <= MAX_UNIT_ID:
+                raise ValueError(f"unit id {unit_id} outside 1..247, the slave ids of a serial line")
+            units = {unit_id: self._single}
+        else:
+            bad = [u for u in self.devices if not MIN_UNIT_ID <= u <= MAX_UNIT_ID]
+            if bad:
+                raise ValueError(f"unit ids {bad} outside 1..247, the slave ids of a serial line")
+            units = self.devices  # the same dict: an address change moves the device for TCP too
+        for unit, device in units.items():
+            if device.address_register is not None:  # the register reads back the address
+                device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
+        return _Bus(units)
+
     def _discarded(self, unit_id: int) -> None:
         device = self.device_for(unit_id)
         if device is not None:
@@ -118,6 +309,43 @@ class Server:
         return len(self._connections)
 
     def open_session(self, connection: TcpConnection) -> Session:
+        self._admit(connection)
+        return Session(
+            self._answer, peer=connection.peer, discard=self._discarded,
+            quit_word=self.quit_word, on_quit=self._remote_quit,
+        )  # fmt: skip
+
+    def _open_rtu_session(self, connection: TcpConnection) -> Session:
+        """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""
+        self._admit(connection)
+        assert self._bus is not None
+        errors = _LineErrors(f"RTU over TCP from {connection.peer}", self._bus)
+        return Session(self._bus.answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
+                       peer=connection.peer, quit_word=self.quit_word, on_quit=self._remote_quit)  # fmt: skip
+
+    def _udp_session(self, peer: str) -> Session:
+        return Session(self._answer, peer=peer, discard=self._discarded)
+
+    def _serial_session(self, line: SerialLine) -> Session:
+        assert self._bus is not None
+        bus = self._bus
+        errors = _LineErrors(line.device, bus)
+        if line.framing is Framing.RTU:
+            return Session(bus.answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=line.device)
+        framer = AsciiFramer(on_discard=errors)
+
+        def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
+            found = bus.answer_from(unit_id, pdu)
+            if found is None:
+                return None
+            device, from_unit, reply = found
+            framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
+            return from_unit, reply
+
+        line_answer: AddressedAnswer = answer
+        return Session(line_answer, framer=framer, addressed=True, peer=line.device)
+
+    def _admit(self, connection: TcpConnection) -> None:
         if self.max_connections is not None and len(self._connections) >= self.max_connections:
             oldest = min(self._connections, key=lambda c: c.last_active)
             log.warning(
@@ -127,10 +355,6 @@ class Server:
             self._connections.discard(oldest)  # TCP guide §4.2.1: close the oldest unused connection
             oldest.close()
         self._connections.add(connection)
-        return Session(
-            self._answer, peer=connection.peer, discard=self._discarded,
-            quit_word=self.quit_word, on_quit=self._remote_quit,
-        )  # fmt: skip
 
     def connection_closed(self, connection: TcpConnection) -> None:
         self._connections.discard(connection)
@@ -156,22 +380,103 @@ class Server:
     # -------------------------------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
-        """Listen. Raises OSError when the address cannot be bound (port in use, no privilege)."""
+        """Listen on every configured transport.
+
+        Raises StartError (an OSError) naming the transport that could not start (port in use, no
+        privilege, serial port missing); whatever had started by then is stopped again.
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
-        buffer = read_buffer()
-        self._listener = await loop.create_server(
-            lambda: TcpConnection(self, buffer), self.host or None, self.port, reuse_address=True, backlog=1024
-        )
-        self.port = self._listener.sockets[0].getsockname()[1]
+        try:
+            await self._start_transports(loop)
+        except BaseException:
+            await self.stop()
+            raise
         if self.idle_timeout:
             self._reaper = loop.create_task(self._reap_idle(self.idle_timeout))
-        log.info("listening on %s port %d", self.host or "*", self.port)
+
+    async def _start_transports(self, loop: asyncio.AbstractEventLoop) -> None:
+        buffer = read_buffer()
+        host = self.host or None
+        if self.port is not None:
+            try:
+                self._listener = await loop.create_server(
+                    lambda: TcpConnection(self, buffer), host, self.port, reuse_address=True, backlog=1024
+                )
+            except OSError as exc:
+                raise StartError("tcp", self.port, exc) from exc
+            self.port = self._listener.sockets[0].getsockname()[1]
+            log.info("listening on %s port %d (Modbus/TCP)", self.host or "*", self.port)
+        if self.rtu_over_tcp_port is not None:
+            try:
+                self._rtu_listener = await loop.create_server(
+                    lambda: TcpConnection(self, buffer, self._open_rtu_session), host, self.rtu_over_tcp_port,
+                    reuse_address=True,
+                )  # fmt: skip
+            except OSError as exc:
+                raise StartError("rtu-over-tcp", self.rtu_over_tcp_port, exc) from exc
+            self.rtu_over_tcp_port = self._rtu_listener.sockets[0].getsockname()[1]
+            log.info("listening on %s port %d (RTU over TCP)", self.host or "*", self.rtu_over_tcp_port)
+        if self.udp_port is not None:
+            try:
+                transport, endpoint = await loop.create_datagram_endpoint(
+                    lambda: UdpEndpoint(self._udp_session), local_addr=(host or "0.0.0.0", self.udp_port)
+                )
+            except OSError as exc:
+                raise StartError("udp", self.udp_port, exc) from exc
+            self._udp = endpoint
+            self.udp_port = transport.get_extra_info("sockname")[1]
+            log.info("listening on %s port %d (Modbus over UDP)", self.host or "*", self.udp_port)
+        for line in self.serial_lines:
+            await self._open_serial(line)
+
+    async def _open_serial(self, line: SerialLine) -> None:
+        try:
+            from modbusd.transport import serial
+        except ImportError as exc:  # the `serial` extra is not installed
+            raise ImportError(
+                f"serial lines need pyserial-asyncio-fast ({exc.name} is missing): pip install 'modbusd[serial]'"
+            ) from exc
+        if line.framing is Framing.RTU:
+            gap, end = silent_intervals(line.baudrate)
+            timing: dict[str, float] = {"gap_after": gap, "end_after": end}
+        else:
+            timing = {"end_after": ASCII_TIMEOUT}
+        connection = serial.SerialConnection(self._serial_session(line), on_lost=self._serial_lost, **timing)
+        try:
+            await serial.open_port(connection, line.device, baudrate=line.baudrate, bytesize=line.bytesize,
+                                   parity=line.parity, stopbits=line.effective_stopbits)  # fmt: skip
+        except OSError as exc:
+            raise StartError("serial", line.device, exc) from exc
+        self._serial.append(connection)
+        log.info("serving %s", line)
+
+    def _serial_lost(self, connection: "SerialConnection", exc: Exception | None) -> None:
+        if connection in self._serial and self._stopped is not None and not self._stopped.is_set():
+            log.error("serial port %s closed: %s; no longer served", connection, exc or "end of file")
+
+    def listening(self) -> list[str]:
+        """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for
+        Modbus/TCP, then `RTU on /dev/ttyUSB0 (19200 8E1, unit 1)`, `UDP on 0.0.0.0 port 5021` …"""
+        host = self.host or "*"
+        items = []
+        if self.port is not None:
+            items.append(f"{host} port {self.port}")
+        if self._bus is not None:
+            units = ", ".join(str(unit) for unit in sorted(self._bus.units))
+            which = f"unit{'s' if len(self._bus.units) > 1 else ''} {units}"
+            for line in self.serial_lines:
+                items.append(f"{line.framing.upper()} on {line.device} ({line.settings}, {which})")
+            if self.rtu_over_tcp_port is not None:
+                items.append(f"RTU over TCP on {host} port {self.rtu_over_tcp_port} ({which})")
+        if self.udp_port is not None:
+            items.append(f"UDP on {host} port {self.udp_port}")
+        return items
 
     async def serve_forever(self) -> None:
         """Start (if not started) and serve until `stop()` or the quit command."""
-        if self._listener is None:
+        if self._stopped is None or self._stopped.is_set():
             await self.start()
         assert self._stopped is not None
         await self._stopped.wait()
@@ -184,20 +489,27 @@ class Server:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
-        if self._listener is not None:
-            self._listener.close()
+        listeners = [x for x in (self._listener, self._rtu_listener) if x is not None]
+        for listener in listeners:
+            listener.close()
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        serial_lines, self._serial = self._serial, []
+        for line in serial_lines:
+            line.close()
         for connection in list(self._connections):
             connection.close()
         deadline = time.monotonic() + _CLOSE_GRACE
-        while self._connections and time.monotonic() < deadline:
+        while (self._connections or not all(c.closed for c in serial_lines)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self._connections):  # a peer that never reads its responses cannot hold us up
             log.warning("%s did not take its last responses in %g s; dropping the connection", connection.peer,
                         _CLOSE_GRACE)  # fmt: skip
             connection.abort()
-        if self._listener is not None:
-            await self._listener.wait_closed()
-            self._listener = None
+        for listener in listeners:
+            await listener.wait_closed()
+        self._listener = self._rtu_listener = None
 
     async def __aenter__(self) -> "Server":
         await self.start()

@@ -108,8 +108,13 @@ def test_every_order_is_its_own_inverse(data: bytes, order: Order) -> None:
 
 @given(typed_values())
 def test_format_value_reads_back_as_the_same_registers(case: tuple[ValueType, object, Order, int]) -> None:
+    """Exactly the same registers, except for NaN: its sign and payload bits have no text form ("nan")."""
     vtype, value, order, _ = case
-    assert encode(vtype, parse_value(vtype, format_value(vtype, value)), order) == encode(vtype, value, order)
+    text = format_value(vtype, value)
+    if isinstance(value, float) and math.isnan(value):
+        assert math.isnan(parse_value(vtype, text))  # type: ignore[arg-type]  # a float for float types
+        return
+    assert encode(vtype, parse_value(vtype, text), order) == encode(vtype, value, order)
 
 
 # ------------------------------------------------------------------------------------------ known byte patterns

@@ -56,6 +56,7 @@ class Device:
         identification: dict[int, str | bytes] | None = None,
         server_id: bytes = b"\x01",
         additional_data: bytes = b"",
+        address_register: int | None = None,
     ) -> None:
         self.layout = Layout(layout)
         self.holding_registers = WordTable(holding_registers)
@@ -84,6 +85,12 @@ class Device:
         self.running = True
         self.exception_status = 0
         self.diagnostics = Diagnostics()
+        if address_register is not None and not 0 <= address_register < self.holding_registers.size:
+            raise ValueError(f"address register {address_register} is not a holding register of this device")
+        self.address_register = address_register
+        """Seed 002's address change, off (None) by default: the holding register that holds the device's
+        unit id on serial lines. A write to it (FC06, or FC16 covering it), also accepted at unit id 0xFF, is
+        answered from the old unit id, and the device answers at the new one from the next frame on."""
 
     @property
     def server_id(self) -> bytes:

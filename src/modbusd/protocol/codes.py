@@ -84,3 +84,8 @@ MAX_EVENT_LOG: Final = 64  # §6.10: 0..64 event bytes
 ADDRESS_SPACE: Final = 0x10000  # every table is addressed 0..65535 (§4.4)
 COIL_ON: Final = 0xFF00  # §6.5
 COIL_OFF: Final = 0x0000
+
+# Serial Line §2.2: 0 is the broadcast address, 1..247 individual devices, 248..255 reserved.
+BROADCAST_UNIT_ID: Final = 0
+MIN_UNIT_ID: Final = 1
+MAX_UNIT_ID: Final = 247

@@ -5,20 +5,14 @@ several segments, and several requests may arrive in one.
 """
 
 import struct
-from typing import Final, NamedTuple
+from typing import Final
 
+from modbusd.protocol.adu import Adu
 from modbusd.protocol.errors import FrameError
 
 MBAP: Final = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 MIN_LENGTH: Final = 2  # unit id + function code
 MAX_LENGTH: Final = 254  # unit id + 253-byte PDU
-
-
-class Adu(NamedTuple):
-    transaction_id: int
-    protocol_id: int
-    unit_id: int
-    pdu: bytes
 
 
 class MbapFramer:
@@ -48,6 +42,10 @@ class MbapFramer:
         frames found before the bad one travel in the error, so that they can still be answered.
         """
         buf = self._buf
+        if not buf and len(data) > 7:  # the usual case, exactly one whole frame: no buffering at all
+            tid, proto, length, unit = MBAP.unpack_from(data)
+            if len(data) == 6 + length and MIN_LENGTH <= length <= MAX_LENGTH:
+                return [Adu(tid, proto, unit, data[7:])]
         buf += data
         size = len(buf)
         pos = 0
@@ -67,6 +65,11 @@ class MbapFramer:
         if pos:
             del buf[:pos]
         return adus
+
+
+    def frame(self, request: Adu, pdu: bytes) -> bytes:
+        """TCP guide §3.1.3: transaction id and unit id echoed, protocol id 0."""
+        return MBAP.pack(request[0], 0, len(pdu) + 1, request[2]) + pdu
 
 
 def frame(transaction_id: int, unit_id: int, pdu: bytes, protocol_id: int = 0) -> bytes:

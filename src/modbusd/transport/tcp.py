@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from modbusd.session import FrameError, Session  # the transport knows the session, not the protocol
@@ -28,6 +29,10 @@ class ConnectionOwner(Protocol):
     def connection_closed(self, connection: "TcpConnection") -> None: ...
 
 
+OpenSession = Callable[["TcpConnection"], Session]
+"""Makes the session for a new connection: MBAP framing by default, RTU framing for RTU over TCP."""
+
+
 READ_BUFFER_SIZE = 65536
 
 
@@ -37,10 +42,12 @@ def read_buffer() -> memoryview:
 
 
 class TcpConnection(asyncio.BufferedProtocol):
-    __slots__ = ("_buffer", "_owner", "_session", "_transport", "last_active", "peer")
+    __slots__ = ("_buffer", "_open_session", "_owner", "_session", "_transport", "last_active", "peer")
 
-    def __init__(self, owner: ConnectionOwner, buffer: memoryview) -> None:
+    def __init__(self, owner: ConnectionOwner, buffer: memoryview, open_session: OpenSession | None = None) -> None:
+        """`open_session`: who makes this connection's session; the owner's `open_session` unless given."""
         self._owner = owner
+        self._open_session = owner.open_session if open_session is None else open_session
         self._buffer = buffer
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
@@ -57,7 +64,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         log.info("connection from %s", self.peer)
-        self._session = self._owner.open_session(self)
+        self._session = self._open_session(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer

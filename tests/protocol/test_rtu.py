@@ -1,0 +1,113 @@
+"""RTU framing: CRC, lengths by function code, silence, resynchronisation."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modbusd.protocol.adu import Adu
+from modbusd.protocol.rtu import RtuFramer, crc16, crc_ok, request_length, silent_intervals, with_crc
+from tests.strategies import split_at
+
+# Seed 002's address change: a write of 2 to holding register 0x07D0 sent to address 0xFF, and the answer
+# from the device's old address 1.
+SEED_002_REQUEST = bytes.fromhex("FF 06 07D0 0002 1D58")
+SEED_002_RESPONSE = bytes.fromhex("01 06 07D0 0002 0886")
+
+
+def test_crc_matches_seed_002_frames() -> None:
+    assert with_crc(SEED_002_REQUEST[:-2]) == SEED_002_REQUEST
+    assert with_crc(SEED_002_RESPONSE[:-2]) == SEED_002_RESPONSE
+    assert crc16(b"") == 0xFFFF
+
+
+def test_crc_of_a_frame_with_its_crc_is_zero() -> None:
+    assert crc_ok(SEED_002_REQUEST)
+    assert not crc_ok(SEED_002_REQUEST[:-1] + b"\x00")
+
+
+def test_rtu_framer_frames_a_known_length_request_without_waiting_for_silence() -> None:
+    framer = RtuFramer()
+    assert framer.feed(SEED_002_REQUEST[:5]) == []
+    assert framer.feed(SEED_002_REQUEST[5:]) == [Adu(0, 0, 0xFF, bytes.fromhex("06 07D0 0002"))]
+    assert framer.pending == b""
+
+
+def test_rtu_framer_frames_back_to_back_requests() -> None:
+    a = with_crc(bytes.fromhex("01 03 0000 000A"))
+    b = with_crc(bytes.fromhex("02 10 0001 0002 04 000A 0102"))
+    assert [adu.unit_id for adu in RtuFramer().feed(a + b)] == [1, 2]
+
+
+@given(st.lists(st.integers(0, 300)))
+def test_rtu_framer_any_split_gives_the_same_frames(cuts: list[int]) -> None:
+    stream = b"".join(
+        with_crc(bytes.fromhex(h))
+        for h in (
+            "01 03 0000 000A",
+            "11 0F 0013 000A 02 CD01",
+            "05 17 0003 0006 000E 0003 06 00FF 00FF 00FF",
+            "01 2B 0E 01 00",
+        )
+    )
+    framer = RtuFramer()
+    adus = [adu for part in split_at(stream, cuts) for adu in framer.feed(part)]
+    assert [adu.unit_id for adu in adus] == [1, 0x11, 5, 1]
+
+
+def test_rtu_framer_waits_for_silence_when_the_length_is_unknown() -> None:
+    diagnostic = with_crc(bytes.fromhex("01 08 0000 A537 1234"))  # FC08/00 echoes any amount of data
+    framer = RtuFramer()
+    assert framer.feed(diagnostic) == []
+    assert framer.end_of_frame() == [Adu(0, 0, 1, bytes.fromhex("08 0000 A537 1234"))]
+
+
+def test_rtu_framer_discards_a_bad_crc_at_the_silence_and_says_why() -> None:
+    reasons: list[str] = []
+    framer = RtuFramer(on_discard=reasons.append)
+    assert framer.feed(SEED_002_REQUEST[:-1] + b"\x00") == []
+    assert framer.end_of_frame() == []
+    assert len(reasons) == 1 and "CRC" in reasons[0]
+    assert framer.feed(SEED_002_REQUEST) != []  # the line goes on
+
+
+def test_rtu_framer_drops_a_frame_broken_by_a_gap() -> None:
+    reasons: list[str] = []
+    framer = RtuFramer(on_discard=reasons.append)
+    framer.feed(SEED_002_REQUEST[:4])
+    framer.gap()
+    assert framer.feed(SEED_002_REQUEST[4:]) == []
+    assert len(reasons) == 1 and "1.5" in reasons[0]
+
+
+def test_rtu_framer_with_resync_finds_the_next_good_frame_after_garbage() -> None:
+    reasons: list[str] = []
+    framer = RtuFramer(on_discard=reasons.append, resync=True)
+    good = with_crc(bytes.fromhex("01 03 0000 000A"))
+    assert framer.feed(b"\x01\x03garbage" + good) == [Adu(0, 0, 1, bytes.fromhex("03 0000 000A"))]
+    assert len(reasons) == 1
+    unknown = with_crc(bytes.fromhex("01 42 0102"))
+    assert framer.feed(unknown) == [Adu(0, 0, 1, bytes.fromhex("42 0102"))]  # answered with exception 01
+
+
+def test_rtu_framer_discards_endless_bytes_past_the_largest_frame() -> None:
+    reasons: list[str] = []
+    framer = RtuFramer(on_discard=reasons.append)
+    framer.feed(b"\x01\x63" + bytes(300))  # function 0x63: length unknown, and no silence comes
+    assert framer.pending == b"" and len(reasons) == 1
+
+
+def test_rtu_framer_answers_from_the_address_asked() -> None:
+    assert RtuFramer().frame(Adu(0, 0, 1, b""), bytes.fromhex("06 07D0 0002")) == SEED_002_RESPONSE
+
+
+def test_request_length_by_function_code() -> None:
+    assert request_length(b"\x01\x03") == 8
+    assert request_length(b"\x01\x10\x00\x01\x00\x02\x04") == 13
+    assert request_length(b"\x01\x10\x00\x01") is None  # the byte count has not arrived yet
+    assert request_length(b"\x01\x08") is None
+    assert request_length(b"\x01") is None
+
+
+def test_silent_intervals_follow_the_baud_rate_then_stay_fixed_above_19200() -> None:
+    t15, t35 = silent_intervals(9600)
+    assert abs(t35 - 3.5 * 11 / 9600) < 1e-12 and abs(t15 - 1.5 * 11 / 9600) < 1e-12
+    assert silent_intervals(115200) == (0.000750, 0.001750)
