@@ -12,12 +12,16 @@ Layouts (seed 000's MBAsyncServer, seed 001):
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from modbusd.model.diagnostics import Diagnostics
 from modbusd.model.identification import Identification
 from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.version import __version__
+
+if TYPE_CHECKING:
+    from modbusd.model.points import Point
 
 # FC17 response: function code, byte count, then server id, run indicator and additional data within 253 bytes.
 MAX_SERVER_ID = 250
@@ -110,6 +114,7 @@ class Device:
         self.running = True
         self.exception_status = 0
         self.diagnostics = Diagnostics()
+        self.points: dict[str, Point] = {}  # the device's named data points (the device file's), by name
 
     @property
     def server_id(self) -> bytes:
