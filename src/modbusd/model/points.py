@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from modbusd.model.device import Device
-from modbusd.model.names import Location
+from modbusd.model.names import LAST_FIVE_DIGIT, Location, Notation, format_address
 from modbusd.model.values import (
     BIT,
     USHORT,
@@ -52,6 +52,16 @@ class Point:
 
     def __post_init__(self) -> None:
         check_type(self.location, self.type)
+
+    def notations(self) -> dict[str, str]:
+        """The point's address in every notation that can spell it: name (``1.0.ir``), 5-digit, 6-digit."""
+        where = self.location
+        forms = {"name": str(where)}
+        if where.bit is None:
+            for notation in (Notation.FIVE_DIGIT, Notation.SIX_DIGIT):
+                if notation is Notation.SIX_DIGIT or where.address < LAST_FIVE_DIGIT:
+                    forms[notation.value] = format_address(where.table, where.address, notation)
+        return forms
 
     @property
     def span(self) -> range:
