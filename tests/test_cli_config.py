@@ -257,3 +257,8 @@ def test_http_api_off_loopback_needs_a_token(launch: Launch) -> None:
     assert modbusd_cli("set", "--http", str(api), "--token", TOKEN, "40001", "ushort:5").stdout == "5\n"
     assert modbusd_cli("get", "--http", str(api), "40001", env={"MODBUSD_HTTP_TOKEN": TOKEN}).stdout == "5\n"
     assert child.stop(signal.SIGTERM) == 0
+
+
+def test_readme_shows_the_init_example_verbatim() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"```toml\n{EXAMPLE}```" in readme
