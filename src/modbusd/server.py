@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from modbusd.protocol.ascii import AsciiFramer
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.protocol.rtu import RtuFramer, silent_intervals
+from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.session import AddressedAnswer, Answer, Session
 from modbusd.transport.tcp import TcpConnection, read_buffer
 from modbusd.transport.udp import UdpEndpoint
@@ -51,51 +51,6 @@ ANY_UNIT_ID = 0xFF
 """Seed 002: the address change is also accepted at 0xFF, for a device whose address nobody remembers."""
 
 ASCII_TIMEOUT = 1.0  # Serial Line §2.5.2.1: the inter-character time-out, 1 s by default
-
-
-class Framing(StrEnum):
-    RTU = "rtu"
-    ASCII = "ascii"
-
-
-@dataclass(frozen=True, slots=True)
-class SerialLine:
-    """One serial port to serve. Defaults are Serial Line §2.5.1's: 19200 baud, 8 data bits, even parity
-    (required of every device, and the default), 1 stop bit; without parity, 2 stop bits, so that every
-    character keeps its 11 bits. ASCII may use 7 data bits."""
-
-    device: str
-    framing: Framing | str = Framing.RTU
-    baudrate: int = 19200
-    bytesize: int = 8
-    parity: str = "E"
-    stopbits: int | None = None  # None: 1, or 2 when parity is N
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "framing", Framing(self.framing))
-        object.__setattr__(self, "parity", self.parity.upper())
-        if self.parity not in ("E", "O", "N"):
-            raise ValueError(f"parity {self.parity!r} is none of E, O, N")
-        if self.bytesize not in (7, 8) or (self.framing is Framing.RTU and self.bytesize != 8):
-            raise ValueError(f"{self.bytesize} data bits: RTU needs 8, ASCII 7 or 8")
-        if self.stopbits not in (None, 1, 2):
-            raise ValueError(f"{self.stopbits} stop bits: 1 or 2")
-        if self.baudrate <= 0:
-            raise ValueError(f"baud rate {self.baudrate} must be positive")
-
-    @property
-    def effective_stopbits(self) -> int:
-        if self.stopbits is not None:
-            return self.stopbits
-        return 2 if self.parity == "N" else 1
-
-    @property
-    def settings(self) -> str:
-        """`19200 8E1`, as serial settings are usually written."""
-        return f"{self.baudrate} {self.bytesize}{self.parity}{self.effective_stopbits}"
-
-    def __str__(self) -> str:
-        return f"{self.framing.upper()} on {self.device} ({self.settings})"
 
 
 class StartError(OSError):
