@@ -152,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="E (default, as the serial line spec requires), O or N")  # fmt: skip
     serial.add_argument("--bytesize", type=int, choices=[7, 8], default=8, help="8 (default); ASCII may use 7")
     serial.add_argument("--stopbits", type=int, choices=[1, 2], help="default 1, or 2 with --parity N")
-    serial.add_argument("--unit", type=_slave_id, default=1, metavar="N",
-                        help="the device's slave id on serial lines and RTU over TCP (default 1); with -u each "
-                        "listed id is a device of its own")  # fmt: skip
+    serial.add_argument("--unit", type=_slave_id, metavar="N",
+                        help="the device's slave id on serial lines and RTU over TCP (default 1, or the device "
+                        "file's serial_unit_id); with -u each listed id is a device of its own")  # fmt: skip
     serial.add_argument("--address-register", type=_register, metavar="ADDR",
                         help="seed 002's address change: writing a unit id to this holding register (e.g. 0x07D0), "
                         "also at unit id 0xFF, moves the device to it (default: off)")  # fmt: skip
@@ -298,11 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for device in devices_named
         ]
         named = bool(lines) or args.rtu_over_tcp is not None or args.udp is not None
+        # naming transports serves exactly those (Modbus/TCP only when -p names it too); naming none serves the
+        # device file's, if any (-p then sets the port of its Modbus/TCP, even one the file turned off)
+        transports = {"serial": lines, "rtu_over_tcp": args.rtu_over_tcp, "udp": args.udp, "port": args.port}
         server = Server.from_config(
-            config, address_register=args.address_register, serial=lines, unit_id=args.unit,
-            rtu_over_tcp=args.rtu_over_tcp, udp=args.udp,
-            # naming transports serves exactly those: Modbus/TCP only when -p names it too
-            **({"port": args.port} if named else {}),
+            config, address_register=args.address_register, **(transports if named else {}),
+            **({"unit_id": args.unit} if args.unit is not None else {}),
         )  # fmt: skip
     except (device_file.ConfigError, ValueError) as exc:
         return _fail(str(exc))

@@ -1,18 +1,20 @@
 """The device file: TOML (read with the standard library's tomllib) → frozen dataclasses → devices.
 
 Imports the protocol and the model only; `Server.from_config` and the command line put it to use. Every mistake
-is one `ConfigError` naming the file, the line, the key and what is wrong. tomllib reports no positions for
-keys, so `_KeyLines` scans the text for table headers and keys to find the line; for a CSV point file the line is
-the CSV line.
+is one `ConfigError` naming the file, the line, the key and what is wrong. tomllib reports no positions for keys,
+so `_KeyLines` scans the text for table headers and keys to find the line; for a CSV point file the line is the
+CSV line.
 
 The file's shape (``modbusd init`` writes a commented example, `EXAMPLE` below):
 
-- ``[server]``: host, port, layout (the default for devices), max_connections, idle_timeout, quit_command,
-  unknown_unit. Transports other than Modbus/TCP get their own sub-table here (``[server.udp]``,
-  ``[server.serial]``, ``[server.rtu_over_tcp]``): see `TRANSPORTS`, the one place to add them.
+- ``[server]``: host, port (``false``: no Modbus/TCP), layout (the default for devices), max_connections,
+  idle_timeout, quit_command, unknown_unit. The other transports are sub-tables, each off unless present:
+  ``[server.udp]`` and ``[server.rtu_over_tcp]`` (port), ``[[server.serial]]`` (one per serial port: device,
+  framing, baudrate, bytesize, parity, stopbits).
 - ``[http]``: the control API (port, host, token); absent means off.
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
-  layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
+  serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (seed 002), layout,
+  order (the default word order of its points), sparse, points_csv, ``[device.size]``,
   ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment).
 """
 
@@ -22,7 +24,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -42,21 +44,15 @@ from modbusd.model.values import (
     parse_bit_string,
     parse_value,
 )
-from modbusd.protocol.codes import ADDRESS_SPACE
+from modbusd.protocol.codes import ADDRESS_SPACE, MIN_UNIT_ID
+from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
+from modbusd.protocol.serial_line import Framing, SerialLine
 
 DEFAULT_HTTP_PORT = 8020
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
 CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
-
-# Transports besides Modbus/TCP, each a sub-table of [server]. Not implemented in this version: the file names
-# them so that a typo is still caught and the message says what is missing. To add one: a frozen dataclass for
-# its settings, a parser in `_Loader._server`, a field in `ServerConfig`, and remove it from this table.
-TRANSPORTS: Mapping[str, str] = MappingProxyType({
-    "udp": "Modbus/UDP",
-    "serial": "Modbus RTU/ASCII on a serial line",
-    "rtu_over_tcp": "Modbus RTU framing over TCP",
-})  # fmt: skip
+SERIAL_KEYS = ("device", "framing", "baudrate", "bytesize", "parity", "stopbits")
 
 
 class ConfigError(ValueError):
@@ -83,13 +79,20 @@ class HttpConfig:
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "0.0.0.0"
-    port: int = 502
+    port: int | None = 502  # None: no Modbus/TCP (`port = false`)
     layout: Layout = Layout.SEPARATE
     max_connections: int | None = None
     idle_timeout: float | None = None
     quit_command: str | None = None
     unknown_unit: str = "exception"
-    # transports besides TCP go here, one optional field each (see TRANSPORTS)
+    udp: int | None = None  # [server.udp] port
+    rtu_over_tcp: int | None = None  # [server.rtu_over_tcp] port
+    serial: tuple[SerialLine, ...] = ()  # [[server.serial]], one per port
+
+    @property
+    def serves_serial(self) -> bool:
+        """Serial lines or RTU over TCP: the transports whose unit ids (slave ids) are 1..247."""
+        return bool(self.serial) or self.rtu_over_tcp is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,8 @@ class DeviceConfig:
     identification: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Point, ...] = ()
     values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))  # point name → initial value
+    serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
+    address_register: int | None = None  # seed 002's address change: the holding register with the unit id
 
     def addresses(self) -> dict[str, list[int]]:
         """The implemented addresses of each sparse table: what its data points cover."""
@@ -123,6 +128,8 @@ class DeviceConfig:
             device.points[point.name] = point
             if point.name in self.values:
                 write_at(device, point.location, point.type, self.values[point.name], point.order)
+        if self.address_register is not None:
+            device.set_address_register(self.address_register)
         return device
 
 
@@ -272,7 +279,7 @@ class _Loader:
                                    f"got {type(data).__name__}")  # fmt: skip
         for key in data:
             if key not in known:
-                close = [k for k in known if _similar(k, key)]
+                close = sorted((k for k in known if _similar(k, key)), key=lambda k: _closeness(k, key))
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; expected one of: {', '.join(known)}"
                 raise self.error((*path, key), f"unknown key{hint}")
         return data
@@ -306,20 +313,31 @@ class _Loader:
             raise self.error(("device",), "devices are [[device]] tables (double brackets), one per device")
         devices = tuple(self.device(raw, ("device", i), server.layout) for i, raw in enumerate(raw_devices))
         self.check_devices(devices, raw_devices)
+        if server.serves_serial:
+            self.check_serial_unit_ids(devices, raw_devices)
         return Config(self.name, server, http, devices)
 
     def server(self, data: object) -> ServerConfig:
         path: _Path = ("server",)
         raw = self.table(data, path, ("host", "port", "layout", "max_connections", "idle_timeout", "quit_command",
-                                      "unknown_unit", *TRANSPORTS))  # fmt: skip
-        for key, what in TRANSPORTS.items():
-            if key in raw:
-                raise self.error((*path, key), f"{what} is not supported by this version of modbusd yet")
+                                      "unknown_unit", "udp", "rtu_over_tcp", "serial"))  # fmt: skip
         options: dict[str, Any] = {}
         if "host" in raw:
             options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1 or 0.0.0.0")
         if "port" in raw:
-            options["port"] = self.integer(raw, path, "port", 0, 65535)
+            port = raw["port"]
+            if port is False:
+                options["port"] = None
+            elif isinstance(port, int) and not isinstance(port, bool):
+                options["port"] = self.integer(raw, path, "port", 0, 65535)
+            else:
+                raise self.error((*path, "port"), f"expected a port number 0..65535, or false for no Modbus/TCP, "
+                                                  f"got {port!r}")  # fmt: skip
+        for key, what in (("udp", "Modbus over UDP"), ("rtu_over_tcp", "RTU over TCP")):
+            if key in raw:
+                options[key] = self.listener(raw[key], (*path, key), what)
+        if "serial" in raw:
+            options["serial"] = self.serial(raw["serial"], (*path, "serial"))
         if "layout" in raw:
             options["layout"] = Layout(self.choice(raw, path, "layout", [x.value for x in Layout]))
         if "max_connections" in raw:
@@ -336,7 +354,58 @@ class _Loader:
             options["quit_command"] = word
         if "unknown_unit" in raw:
             options["unknown_unit"] = self.choice(raw, path, "unknown_unit", UNKNOWN_UNIT_POLICIES)
-        return ServerConfig(**options)
+        config = ServerConfig(**options)
+        if config.port is None and not config.serves_serial and config.udp is None:
+            raise self.error((*path, "port"), "Modbus/TCP is off and no other transport is given "
+                                              "([server.udp], [server.rtu_over_tcp], [[server.serial]]): "
+                                              "nothing would be served")  # fmt: skip
+        if config.rtu_over_tcp is not None and config.rtu_over_tcp == config.port != 0:
+            raise self.error((*path, "rtu_over_tcp", "port"), f"port {config.port} is Modbus/TCP's already "
+                                                              "([server] port): give RTU over TCP another "
+                                                              "one")  # fmt: skip
+        return config
+
+    def listener(self, data: object, path: _Path, what: str) -> int:
+        """[server.udp] or [server.rtu_over_tcp]: the port."""
+        raw = self.table(data, path, ("port",))
+        if "port" not in raw:
+            raise self.error(path, f"{what} needs a port (0: any free one)")
+        return self.integer(raw, path, "port", 0, 65535)
+
+    def serial(self, data: object, path: _Path) -> tuple[SerialLine, ...]:
+        """[[server.serial]]: each line checked by `SerialLine`'s own rules, one key at a time, then together."""
+        if not isinstance(data, list):
+            raise self.error(path, "serial lines are [[server.serial]] tables (double brackets), one per port")
+        lines: list[SerialLine] = []
+        for i, item in enumerate(data):
+            where: _Path = (*path, i)
+            raw = self.table(item, where, SERIAL_KEYS)
+            if "device" not in raw:
+                raise self.error(where, 'a serial line needs a device, such as "/dev/ttyUSB0"')
+            device = self.typed(raw, where, "device", str, 'a serial port such as "/dev/ttyUSB0"')
+            if not device:
+                raise self.error((*where, "device"), 'the device cannot be empty: a serial port such as "/dev/ttyUSB0"')
+            framing = self.choice(raw, where, "framing", [f.value for f in Framing]) if "framing" in raw else "rtu"
+            settings: dict[str, Any] = {}
+            for key in ("baudrate", "bytesize", "stopbits"):
+                if key in raw:
+                    settings[key] = self.typed(raw, where, key, int, "a whole number")
+            if "parity" in raw:
+                settings["parity"] = self.typed(raw, where, "parity", str, 'one of "E", "O", "N"')
+            for key, value in settings.items():  # one at a time, so that the message names the key
+                try:
+                    SerialLine(device, framing, **{key: value})
+                except ValueError as exc:
+                    raise self.error((*where, key), str(exc)) from None
+            try:
+                line = SerialLine(device, framing, **settings)
+            except ValueError as exc:  # a rule about several keys together
+                raise self.error(where, str(exc)) from None
+            for j, other in enumerate(lines):
+                if other.device == device:
+                    raise self.error((*where, "device"), f"{device} is served by server.serial[{j}] already")
+            lines.append(line)
+        return tuple(lines)
 
     def http(self, data: object) -> HttpConfig:
         path: _Path = ("http",)
@@ -360,8 +429,8 @@ class _Loader:
     # -------------------------------------------------------------------------------------------- device
 
     def device(self, data: object, path: _Path, layout: Layout) -> DeviceConfig:
-        raw = self.table(data, path, ("unit_id", "unit_ids", "layout", "order", "sparse", "size", "identification",
-                                      "points_csv", "point"))  # fmt: skip
+        raw = self.table(data, path, ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout",
+                                      "order", "sparse", "size", "identification", "points_csv", "point"))  # fmt: skip
         if "unit_id" in raw and "unit_ids" in raw:
             raise self.error((*path, "unit_ids"), "give unit_id or unit_ids, not both")
         unit_ids: tuple[int, ...] = ()
@@ -374,6 +443,13 @@ class _Loader:
             if len(set(ids)) != len(ids):
                 raise self.error((*path, "unit_ids"), f"a unit id appears twice in {ids!r}")
             unit_ids = tuple(ids)
+        serial_unit_id = None
+        if "serial_unit_id" in raw:
+            serial_unit_id = self.integer(raw, path, "serial_unit_id", MIN_UNIT_ID, MAX_SERIAL_UNIT_ID)
+            if unit_ids:
+                raise self.error((*path, "serial_unit_id"), "a device with unit_id or unit_ids answers at those on "
+                                                            "serial lines too: serial_unit_id is for one device "
+                                                            "answering every unit id")  # fmt: skip
         if "layout" in raw:
             layout = Layout(self.choice(raw, path, "layout", [x.value for x in Layout]))
         order = Order(self.choice(raw, path, "order", [o.value for o in Order])) if "order" in raw else Order.ABCD
@@ -389,11 +465,28 @@ class _Loader:
         if "points_csv" in raw:
             points.extend(self.csv_points(raw, path, order, unit_ids))
         self.check_points(points, sizes, layout)
-        return DeviceConfig(
+        config = DeviceConfig(
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),
             values=MappingProxyType({p.name: v for p, v, _ in points if v is not None}),
+            serial_unit_id=serial_unit_id,
         )  # fmt: skip
+        if "address_register" in raw:
+            config = replace(config, address_register=self.address_register(raw, path, config))
+        return config
+
+    def address_register(self, raw: Mapping[str, Any], path: _Path, device: DeviceConfig) -> int:
+        """Seed 002's register: a holding register this device implements (its protocol address, e.g. 0x07D0)."""
+        address = self.integer(raw, path, "address_register", 0, ADDRESS_SPACE - 1)
+        size = device.sizes.get("holding_registers", ADDRESS_SPACE)
+        if address >= size:
+            raise self.error((*path, "address_register"), f"{address} is outside the holding registers, "
+                                                          f"addresses 0..{size - 1}")  # fmt: skip
+        sparse = device.addresses().get("holding_registers")
+        if sparse is not None and address not in sparse:
+            raise self.error((*path, "address_register"), f"holding register {address} is not implemented: the "
+                                                          "table is sparse, and no data point covers it")  # fmt: skip
+        return address
 
     def sizes(self, data: object, path: _Path, layout: Layout) -> dict[str, int]:
         raw = self.table(data, path, TABLES)
@@ -624,6 +717,17 @@ class _Loader:
                 names[point.name] = i
 
 
+    def check_serial_unit_ids(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
+        """With serial lines or RTU over TCP every device's unit ids are serial unit ids too: 1..247."""
+        for i, device in enumerate(devices):
+            bad = [u for u in device.unit_ids if not MIN_UNIT_ID <= u <= MAX_SERIAL_UNIT_ID]
+            if bad:
+                key = "unit_id" if "unit_id" in raw[i] else "unit_ids"
+                raise self.error(("device", i, key), f"unit id {bad[0]} is outside {MIN_UNIT_ID}.."
+                                                     f"{MAX_SERIAL_UNIT_ID}, the unit ids of serial lines and RTU "
+                                                     "over TCP, which this file serves")  # fmt: skip
+
+
 def _shared(layout: Layout, table: str) -> str:
     if layout is Layout.SEPARATE:
         return table
@@ -639,12 +743,25 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _similar(a: str, b: str) -> bool:
-    """Close enough to be a typo: same letters give or take one, or one a prefix of the other."""
-    if a.startswith(b) or b.startswith(a):
-        return True
-    if abs(len(a) - len(b)) > 1:
-        return False
-    return sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b)) <= 2
+    """Close enough to be a typo: one a prefix of the other, or at most two letters changed, added or dropped
+    (`stop_bits` for stopbits, `prot` for port)."""
+    return a.startswith(b) or b.startswith(a) or _distance(a, b) <= 2
+
+
+def _closeness(a: str, b: str) -> int:
+    """For ranking likely keys: 0 for a prefix, else the edit distance."""
+    return 0 if a.startswith(b) or b.startswith(a) else _distance(a, b)
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance: the fewest letters to change, add or drop to turn `a` into `b`."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -653,12 +770,21 @@ def _similar(a: str, b: str) -> bool:
 def summary(config: Config) -> list[str]:
     """What `modbusd check` prints: the server, then one line per device and per data point."""
     s = config.server
-    lines = [f"{config.path}: OK", f"server: tcp {s.host} port {s.port}"]
+    lines = [f"{config.path}: OK", f"server: tcp {s.host} port {s.port}" if s.port is not None else "server: tcp off"]
+    if s.udp is not None:
+        lines.append(f"server: udp {s.host} port {s.udp}")
+    if s.rtu_over_tcp is not None:
+        lines.append(f"server: rtu over tcp {s.host} port {s.rtu_over_tcp}")
+    lines.extend(f"server: serial {line.framing} {line.device} {line.settings}" for line in s.serial)
     if config.http is not None:
         lines.append(f"http control API: {config.http.host} port {config.http.port}"
                      + (" (token required)" if config.http.token else ""))  # fmt: skip
     for device in config.devices:
         units = f"unit ids {_ids(device.unit_ids)}" if device.unit_ids else "every unit id"
+        if s.serves_serial and not device.unit_ids:
+            units += f"; unit id {device.serial_unit_id or MIN_UNIT_ID} on serial lines"
+        if device.address_register is not None:
+            units += f"; address register {device.address_register} (0x{device.address_register:04X})"
         tables = []
         for table in TABLES:
             if device.layout is not Layout.SEPARATE and table in ("input_registers", "discrete_inputs"):
@@ -690,6 +816,20 @@ layout = "separate"         # separate | overlaid | packed (the default for ever
 # idle_timeout = 60         # seconds
 # quit_command = "shutdown" # a client sending exactly this word stops the server
 # unknown_unit = "exception"  # exception | ignore: requests for a unit id without a device
+# port = false              # instead of the port above: no Modbus/TCP, only the transports below
+
+# More transports, all on one data model; each is off unless its table is here (uncomment to serve it).
+# [server.udp]              # Modbus/TCP's frames (MBAP) in UDP datagrams
+# port = 5021
+# [server.rtu_over_tcp]     # serial-line RTU frames (with CRC) over TCP, with the serial unit ids
+# port = 5022
+# [[server.serial]]         # one [[server.serial]] table per serial port; needs pip install 'modbusd[serial]'
+# device = "/dev/ttyUSB0"
+# framing = "rtu"           # rtu | ascii
+# baudrate = 19200
+# parity = "E"              # E (the standard's default) | O | N
+# bytesize = 8              # RTU needs 8; ASCII 7 or 8
+# stopbits = 1              # default 1, or 2 with parity N
 
 # The HTTP control API, for `modbusd get` / `modbusd set` and other programs. Off without this table.
 [http]
@@ -699,6 +839,8 @@ host = "127.0.0.1"          # any other address needs a token (at least 16 chara
 
 [[device]]
 # unit_id = 1               # or unit_ids = [1, 2]; leave out for one device answering every unit id
+# serial_unit_id = 7        # without unit_id: its unit id on serial lines and RTU over TCP (default 1)
+# address_register = 999    # seed 002: writing a unit id 1..247 to this holding register moves the device there
 order = "ABCD"              # default word order: ABCD (big-endian) | CDAB | BADC | DCBA
 sparse = ["input_registers"]  # in these tables only the data points' addresses exist; the rest is exception 02
 # points_csv = "registers.csv"  # more points from a CSV file: name,address,type,order,value,unit,comment

@@ -210,8 +210,10 @@ class Server:
     ) -> "Server":
         """A server as a device file describes it, every data point holding its initial value.
 
-        `transports` (serial, unit_id, rtu_over_tcp, udp, port) are passed on to the constructor, over the
-        file's; `address_register` turns seed 002's address change on for every device.
+        The file's transports ([server] port, udp, rtu_over_tcp, serial; a device's serial_unit_id as `unit_id`)
+        are served unless `transports` (serial, unit_id, rtu_over_tcp, udp, port) replace them: each one given
+        is passed on to the constructor over the file's. `address_register` turns seed 002's address change on for
+        every device, over the file's per-device address_register.
         """
         s = config.server
         devices = config.build_devices()
@@ -220,7 +222,9 @@ class Server:
                 device.set_address_register(address_register)
         options: dict[str, Any] = {
             "host": s.host, "port": s.port, "unknown_unit": s.unknown_unit, "max_connections": s.max_connections,
-            "idle_timeout": s.idle_timeout, "quit_word": s.quit_command,
+            "idle_timeout": s.idle_timeout, "quit_word": s.quit_command, "serial": s.serial,
+            "rtu_over_tcp": s.rtu_over_tcp, "udp": s.udp,
+            "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
         }  # fmt: skip
         return cls(devices, **(options | transports))
 
