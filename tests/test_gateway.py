@@ -299,3 +299,18 @@ def test_gateway_lists_its_routes_in_the_banner() -> None:
         "gateway for units 1-3, 7 to RTU /dev/ttyUSB0 (19200 8N2)",
         "gateway for unit 9 to TCP 10.0.0.5:502",
     ]
+
+
+def test_stopping_the_gateway_does_not_wait_for_a_silent_line(pty_pair: MakePty, start_server: StartServer,
+                                                               open_raw: OpenRaw) -> None:  # fmt: skip
+    pair = pty_pair()
+    target = line(pair.client_end)
+    gateway = start_server(Device(), forward={5: target}, forward_timeout=30.0)
+    raw = open_raw(gateway)
+    raw.send(raw.frame(1, 5, READ_5) + raw.frame(2, 5, READ_5))
+    assert raw.is_silent(0.1)
+    started = time.monotonic()
+    gateway.stop_thread(timeout=TIMEOUT)
+    assert time.monotonic() - started < 1.0
+    assert raw.closed_by_peer()
+    assert gateway.downstreams[target].queued == 0
