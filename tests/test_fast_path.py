@@ -5,7 +5,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modbusd.handler import execute, read_registers_fast
+from modbusd.handler import execute, read_registers_fast, respond
 from modbusd.model.device import Device
 from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.mbap import frame
@@ -63,3 +63,20 @@ def test_session_shortcut_frames_like_the_framer(tid: int, unit: int, pdu: bytes
     assert split.receive(request[:3]) == b""
     assert split.receive(request[3:]) == direct
     assert direct == (b"" if proto else frame(tid, unit, answer(unit, pdu)))
+
+
+SPARSE = Device(addresses={"holding_registers": [0, 1, 2, 10], "input_registers": [5]})
+SPARSE.holding_registers.set_values(0, [1, 2, 3])
+
+
+@given(register_reads)
+def test_fast_path_never_answers_from_a_sparse_table(pdu: bytes) -> None:
+    """A sparse table's gaps hold zeros in the buffer: answering from it would hide exception 02."""
+    assert read_registers_fast(SPARSE, pdu) is None
+
+
+def test_sparse_gap_read_answers_exception_2_through_respond() -> None:
+    assert respond(SPARSE, bytes.fromhex("03 0000 0003")) == bytes.fromhex("03 06 0001 0002 0003")
+    assert respond(SPARSE, bytes.fromhex("03 0002 0002")) == bytes.fromhex("83 02")  # crosses the gap at 3
+    assert respond(SPARSE, bytes.fromhex("04 0004 0001")) == bytes.fromhex("84 02")
+    assert respond(SPARSE, bytes.fromhex("04 0005 0001")) == bytes.fromhex("04 02 0000")

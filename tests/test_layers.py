@@ -29,7 +29,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.config": ("modbusd.protocol", "modbusd.model"),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config"),
-    "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device"),  # Device and Layout for -d
+    # Device and Layout for -d; web for --http (cli wires the control API into the server's loop)
+    "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web"),
     "modbusd.__main__": ("modbusd.cli",),
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     # the public API re-exports; it must never pull in the command line

@@ -1,6 +1,9 @@
 """modbusd: a Modbus server for the command line and for embedding."""
 
 from modbusd.model.device import Device, Layout
+from modbusd.model.names import InvalidName, Location, Table, parse_address
+from modbusd.model.points import Point, UnknownPoint
+from modbusd.model.values import InvalidType, InvalidValue, Order, ValueType, format_value, parse_typed_value
 from modbusd.protocol.errors import (
     FrameError,
     IllegalDataAddress,
@@ -18,9 +21,21 @@ __all__ = [
     "IllegalDataAddress",
     "IllegalDataValue",
     "IllegalFunction",
+    "InvalidName",
+    "InvalidType",
+    "InvalidValue",
     "Layout",
+    "Location",
     "ModbusError",
+    "Order",
+    "Point",
     "Server",
     "ServerDeviceFailure",
+    "Table",
+    "UnknownPoint",
+    "ValueType",
     "__version__",
+    "format_value",
+    "parse_address",
+    "parse_typed_value",
 ]

@@ -1,22 +1,39 @@
 """The `modbusd` command: options in the spirit of seed 000's MBAsyncServer, one-line errors, exit codes.
 
-Exit codes: 0 after Ctrl-C, SIGTERM or the quit command; 2 for a mistake of the person starting it
-(a wrong option, a port in use or not allowed). Nothing imports this module.
+``modbusd [options]`` serves; the first argument picks a subcommand instead: ``check FILE``, ``init [PATH]``,
+``get POINT [TYPE]``, ``set POINT [TYPE:]VALUE``. With ``--config FILE``, an option given on the command line
+overrides the file's value; one not given keeps the file's, then the built-in default.
+
+Exit codes: 0 after Ctrl-C, SIGTERM or the quit command, and for a subcommand that did its job; 2 for a mistake
+of the person starting it (a wrong option, a broken device file, a port in use or not allowed, a get/set the
+control API refused). Nothing imports this module.
 """
 
 import argparse
 import asyncio
+import dataclasses
 import errno
+import json
 import logging
+import os
 import re
 import signal
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
-from modbusd.model.device import Device, Layout
+from modbusd import config as device_file
+from modbusd.model.device import Layout
 from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, SerialLine, Server, StartError, TcpTarget, UnknownUnit
 from modbusd.version import __version__
+
+SUBCOMMANDS = ("check", "init", "get", "set")
+DEFAULT_HTTP_PORT = device_file.DEFAULT_HTTP_PORT
+TOKEN_VARIABLE = "MODBUSD_HTTP_TOKEN"  # get/set read the bearer token from here unless --token is given
 
 log = logging.getLogger("modbusd")
 
@@ -153,11 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Modbus server (slave): a device for Modbus clients to talk to, over TCP, UDP, RTU over TCP "
         "and serial lines (RTU, ASCII). With no transport named it serves Modbus/TCP on port 502; naming "
         "any serves exactly those.",
+        epilog="Also: modbusd check FILE | modbusd init [PATH] | modbusd get POINT [TYPE] | "
+        "modbusd set POINT [TYPE:]VALUE (each has --help).",
     )
-    parser.add_argument("-p", "--port", type=_port, help="Modbus/TCP port to listen on (default 502)")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, every IPv4 address)")
     parser.add_argument(
-        "-d", "--data-table", choices=[layout.value for layout in Layout], default=Layout.SEPARATE.value,
+        "--config", metavar="FILE", help="serve the devices of a device file (modbusd init writes an example); "
+        "options given here override the file's",
+    )  # fmt: skip
+    parser.add_argument("-p", "--port", type=_port, help="TCP port to listen on (default 502)")
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0, every IPv4 address)")
+    parser.add_argument(
+        "-d", "--data-table", choices=[layout.value for layout in Layout],
         help="separate: four tables (default); overlaid: coils=discrete inputs and holding=input registers; "
         "packed: overlaid, with the bits packed 16 per register into the first 4096 registers",
     )  # fmt: skip
@@ -169,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one device per unit id, e.g. 1,2,5-7 (default: one device answering every unit id)",
     )  # fmt: skip
     parser.add_argument(
-        "--unknown-unit", choices=[u.value for u in UnknownUnit], default=UnknownUnit.EXCEPTION.value,
+        "--unknown-unit", choices=[u.value for u in UnknownUnit],
         help="with --unit-ids: answer other unit ids with exception 0x0B (default) or ignore them",
     )  # fmt: skip
     parser.add_argument(
@@ -210,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"requests that may wait per downstream, besides the one under way; more: exception 06 "
         f"(default {FORWARD_QUEUE})",
     )  # fmt: skip
+    parser.add_argument(
+        "--http", nargs="?", type=_port, const=DEFAULT_HTTP_PORT, metavar="PORT",
+        help=f"serve the HTTP control API (modbusd get/set) on PORT (default {DEFAULT_HTTP_PORT}); needs aiohttp",
+    )  # fmt: skip
+    parser.add_argument("--http-host", metavar="ADDR", help="address of the control API (default 127.0.0.1)")
+    parser.add_argument(
+        "--http-token", metavar="TOKEN", help="bearer token the control API requires; needed off loopback"
+    )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
     parser.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
     parser.add_argument("--version", action="version", version=f"modbusd {__version__}")
@@ -253,7 +284,7 @@ def _stamp() -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y")
 
 
-async def _serve(server: Server, host: str) -> int:
+async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None) -> int:
     loop = asyncio.get_running_loop()
     try:
         await server.start()
@@ -263,13 +294,29 @@ async def _serve(server: Server, host: str) -> int:
     except ImportError as exc:  # the serial extra is not installed
         print(f"modbusd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    api = None
+    if http is not None:
+        from modbusd.web import HttpApi  # only with --http: aiohttp is an optional extra
+
+        try:
+            api = await HttpApi.start(server, host=http.host, port=http.port, token=http.token)
+        except OSError as exc:
+            await server.stop()
+            print(_bind_error(exc, http.host, http.port).replace("-p 5020", "--http 8021"), file=sys.stderr)
+            return EXIT_USAGE
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     print(f"modbusd version {__version__}")
     served = ", ".join(server.listening())
     print(f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}")
+    if api is not None:
+        print(f"Control API on http://{api.host}:{api.port}/")
     print("Server running...", flush=True)
-    await server.serve_forever()
+    try:
+        await server.serve_forever()
+    finally:
+        if api is not None:
+            await api.stop()
     if server.quit_requested:
         print(f"Remote shutdown command received; server stopped at {_stamp()}", flush=True)
     else:
@@ -277,40 +324,72 @@ async def _serve(server: Server, host: str) -> int:
     return EXIT_OK
 
 
+def _fail(message: str) -> int:
+    print(f"modbusd: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file.HttpConfig | None]:
+    """The device file (or the built-in defaults) with every option given on the command line laid over it."""
+    if args.config:
+        if args.unit_ids or args.data_table:
+            raise ValueError("--unit-ids and --data-table describe devices, which the device file does: "
+                             "set unit_id and layout there")  # fmt: skip
+        config = device_file.load(args.config)
+    else:
+        layout = Layout(args.data_table or Layout.SEPARATE)
+        devices = tuple(device_file.DeviceConfig(unit_ids=(u,), layout=layout) for u in args.unit_ids or ())
+        config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
+    given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
+             "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
+             "quit_command": args.quit_command}  # fmt: skip
+    server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
+    http = config.http
+    if args.http is not None or args.http_host or args.http_token:
+        http = dataclasses.replace(http or device_file.HttpConfig(), **{k: v for k, v in (
+            ("port", args.http), ("host", args.http_host), ("token", args.http_token)) if v is not None})  # fmt: skip
+    if http is not None and http.host not in device_file.LOOPBACK and not http.token:
+        raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")
+    return dataclasses.replace(config, server=server), http
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return {"check": _check, "init": _init, "get": _get, "set": _set}[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    named = args.port is not None or args.rtu or args.ascii or args.rtu_over_tcp is not None or args.udp is not None
-    port = args.port if named else DEFAULT_PORT  # naming transports serves exactly those
     try:
+        config, http = _settings(args)
         lines = [
             SerialLine(device, framing, args.baudrate, args.bytesize, args.parity, args.stopbits)
             for framing, devices_named in (("rtu", args.rtu), ("ascii", args.ascii))
             for device in devices_named
         ]
-        if args.unit_ids:
-            devices: Device | dict[int, Device] = {
-                unit: Device(args.data_table, address_register=args.address_register) for unit in args.unit_ids
-            }
-        else:
-            devices = Device(args.data_table, address_register=args.address_register)
-        server = Server(
-            devices, host=args.host, port=port, unknown_unit=args.unknown_unit,
-            max_connections=args.max_connections, idle_timeout=args.idle_timeout, quit_word=args.quit_command,
-            serial=lines, unit_id=args.unit, rtu_over_tcp=args.rtu_over_tcp, udp=args.udp,
+        named = bool(lines) or args.rtu_over_tcp is not None or args.udp is not None
+        server = Server.from_config(
+            config, address_register=args.address_register, serial=lines, unit_id=args.unit,
+            rtu_over_tcp=args.rtu_over_tcp, udp=args.udp,
             forward={unit: target for units, target in args.forward for unit in units},
             forward_timeout=args.forward_timeout, forward_queue=args.forward_queue,
+            # naming transports serves exactly those: Modbus/TCP only when -p names it too
+            **({"port": args.port} if named else {}),
         )  # fmt: skip
-    except ValueError as exc:
-        print(f"modbusd: {exc} (see modbusd --help)", file=sys.stderr)
-        return EXIT_USAGE
-    if args.quit_command and args.host not in ("127.0.0.1", "localhost", "::1"):
+    except (device_file.ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    if http is not None:
+        try:
+            import aiohttp  # noqa: F401  (only to say so now, in one line, rather than after binding)
+        except ImportError:
+            return _fail("the HTTP control API needs aiohttp: pip install 'modbusd[http]'")
+    host = config.server.host
+    if config.server.quit_command and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
-            "the quit command is enabled on %s: any client that can reach the port can stop the server", args.host
+            "the quit command is enabled on %s: any client that can reach the port can stop the server", host
         )
     if args.uvloop:
         try:
@@ -321,4 +400,94 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = uvloop.run
     else:
         run = asyncio.run
-    return run(_serve(server, args.host))
+    return run(_serve(server, host, http))
+
+
+# ------------------------------------------------------------------------------------------ subcommands
+
+
+def _check(argv: list[str]) -> int:
+    parser = _Parser(prog="modbusd check", description="Check a device file and print what it describes.")
+    parser.add_argument("file", metavar="FILE")
+    args = parser.parse_args(argv)
+    try:
+        config = device_file.load(args.file)
+    except device_file.ConfigError as exc:
+        return _fail(str(exc))
+    print("\n".join(device_file.summary(config)))
+    return EXIT_OK
+
+
+def _init(argv: list[str]) -> int:
+    parser = _Parser(prog="modbusd init", description="Write a commented example device file that runs as is.")
+    parser.add_argument("path", nargs="?", metavar="PATH", help="write it here (default: standard output)")
+    parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    args = parser.parse_args(argv)
+    if args.path is None:
+        sys.stdout.write(device_file.EXAMPLE)
+        return EXIT_OK
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        return _fail(f"{path} already exists: choose another path, or add --force to overwrite it")
+    try:
+        path.write_text(device_file.EXAMPLE, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write {path}: {exc.strerror or exc}")
+    print(f"wrote {path}: run it with  modbusd --config {path}  (check it with  modbusd check {path})")
+    return EXIT_OK
+
+
+def _client_parser(name: str, description: str) -> _Parser:
+    parser = _Parser(prog=f"modbusd {name}", description=description)
+    parser.add_argument(
+        "--http", type=_port, default=DEFAULT_HTTP_PORT, metavar="PORT",
+        help=f"port of the running server's control API on 127.0.0.1 (default {DEFAULT_HTTP_PORT})",
+    )  # fmt: skip
+    parser.add_argument("--token", help=f"bearer token, if the server requires one (or set {TOKEN_VARIABLE})")
+    parser.add_argument("--timeout", type=_positive(float), default=5.0, help=argparse.SUPPRESS)
+    return parser
+
+
+def _call(args: argparse.Namespace, method: str, point: str, query: str = "", body: object = None) -> int:
+    """One request to the control API; prints the value's text, or one line saying what went wrong."""
+    url = f"http://127.0.0.1:{args.http}/points/{urllib.parse.quote(point, safe='')}{query}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    token = args.token or os.environ.get(TOKEN_VARIABLE)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            message = exc.reason
+        return _fail(f"{point}: {message}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return _fail(f"no control API on 127.0.0.1 port {args.http} ({reason}): start the server with "
+                     f"--http {args.http}, or [http] in its device file")  # fmt: skip
+    print(answer["text"])
+    return EXIT_OK
+
+
+def _get(argv: list[str]) -> int:
+    parser = _client_parser("get", "Read a data point or any address from a running modbusd (its control API).")
+    parser.add_argument("point", metavar="POINT", help="a data point's name, or an address: 30001, 1.0.ir, 40001")
+    parser.add_argument("type", metavar="TYPE", nargs="?", help="read it as this type: float, uint, string:8, …")
+    args = parser.parse_args(argv)
+    query = f"?type={urllib.parse.quote(args.type)}" if args.type else ""
+    return _call(args, "GET", args.point, query)
+
+
+def _set(argv: list[str]) -> int:
+    parser = _client_parser("set", "Write a data point or any address of a running modbusd (its control API).")
+    parser.add_argument("point", metavar="POINT", help="a data point's name, or an address: 30001, 1.0.ir, 40001")
+    parser.add_argument(
+        "value", metavar="[TYPE:]VALUE", help="float:21.5, ushort:0x1F, bit:on, bits:1010-0000-1111-0000, "
+        "string:8:Pump 1; a named point takes its own type without TYPE:",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    return _call(args, "PUT", args.point, body={"value": args.value})

@@ -242,7 +242,8 @@ def read_registers_fast(device: Device, pdu: bytes) -> bytes | None:
         address, quantity = _ADDRESS_QUANTITY.unpack_from(pdu, 1)
         table = device.holding_registers if function == 3 else device.input_registers
         end = address + quantity
-        if 1 <= quantity <= MAX_READ_REGISTERS and end <= table.size:  # so the slice needs no more checks
+        # dense_end: the size of a dense table, 0 for a sparse one (whose gaps only the general path checks)
+        if 1 <= quantity <= MAX_READ_REGISTERS and end <= table.dense_end:  # so the slice needs no more checks
             return bytes((function, 2 * quantity)) + table.buffer[2 * address : 2 * end]
     return None
 

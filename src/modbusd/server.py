@@ -19,11 +19,15 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modbusd import handler
+from modbusd.config import Config
 from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
 from modbusd.model.device import Device
+from modbusd.model.names import parse_address
+from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, write_at
+from modbusd.model.values import Value, ValueType
 from modbusd.protocol.ascii import AsciiFramer
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
 from modbusd.protocol.pdu import exception_pdu
@@ -295,6 +299,26 @@ class Server:
         self._reaper: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def from_config(
+        cls, config: Config, *, address_register: int | None = None, **transports: Any
+    ) -> "Server":
+        """A server as a device file describes it, every data point holding its initial value.
+
+        `transports` (serial, unit_id, rtu_over_tcp, udp, port) are passed on to the constructor, over the
+        file's; `address_register` turns seed 002's address change on for every device.
+        """
+        s = config.server
+        devices = config.build_devices()
+        if address_register is not None:
+            for device in [devices] if isinstance(devices, Device) else devices.values():
+                device.set_address_register(address_register)
+        options: dict[str, Any] = {
+            "host": s.host, "port": s.port, "unknown_unit": s.unknown_unit, "max_connections": s.max_connections,
+            "idle_timeout": s.idle_timeout, "quit_word": s.quit_command,
+        }  # fmt: skip
+        return cls(devices, **(options | transports))
+
     # ------------------------------------------------------------------------------------------ devices
 
     @property
@@ -386,6 +410,85 @@ class Server:
             if device.address_register is not None:  # the register reads back the address
                 device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
         return _Bus(units)
+    # ------------------------------------------------------------------- local reads and writes (the owner's)
+
+    def data_points(self) -> list[Point]:
+        """Every named data point of every device, in unit id order then address order."""
+        devices = [self._single] if self._single is not None else [self.devices[u] for u in sorted(self.devices)]
+        seen: set[int] = set()
+        points: list[Point] = []
+        for device in devices:
+            if id(device) not in seen:  # one device may serve several unit ids
+                seen.add(id(device))
+                points.extend(sorted(device.points.values(), key=lambda p: (p.location.table, p.location.address)))
+        return points
+
+    def locate(self, point: str) -> tuple[Device, Point]:
+        """A data point's name, or an address in any notation (`modbusd.model.names`) → (device, point).
+
+        An address that is no named point gives an unnamed Point of the address's default type. Raises
+        UnknownPoint for an unknown name or a unit id without a device, InvalidName for a malformed address.
+        """
+        text = point.strip()
+        if NAME.fullmatch(text):
+            for candidate in self.data_points():
+                if candidate.name == text:
+                    unit_id = candidate.location.unit_id
+                    device = self._single if unit_id is None else self.device_for(unit_id)
+                    assert device is not None
+                    return device, candidate
+            raise UnknownPoint(f"no data point named {text!r}")
+        location = parse_address(text)
+        if self._single is not None:
+            device = self._single
+        elif location.unit_id is None:
+            if len(self.devices) != 1:
+                raise UnknownPoint(f"{text!r}: which device? name the unit id, as in 1.{text}")
+            device = next(iter(self.devices.values()))
+        else:
+            found = self.devices.get(location.unit_id)
+            if found is None:
+                raise UnknownPoint(f"{text!r}: no device has unit id {location.unit_id}")
+            device = found
+        where = (location.table, location.address, location.bit)
+        for candidate in device.points.values():
+            if (candidate.location.table, candidate.location.address, candidate.location.bit) == where:
+                return device, candidate
+        return device, Point("", location, default_type(location))
+
+    def read(self, point: str, vtype: ValueType | str | None = None) -> Value:
+        """The value of a data point (by name) or of any address, as its own type or as `vtype`.
+
+        `server.read("temperature")`, `server.read("30001", "float")`. IllegalDataAddress outside the table.
+        """
+        device, found = self.locate(point)
+        chosen = found.type if vtype is None else ValueType.parse(vtype) if isinstance(vtype, str) else vtype
+        return read_at(device, found.location, chosen, found.order)
+
+    def write(self, point: str, value: Value, vtype: ValueType | str | None = None) -> None:
+        """Store a value (or its text) at a data point or any address, every table included.
+
+        `server.write("30001", 21.5, "float")`, `server.write("pump_on", "on")`. The read-only tables are read-only
+        for clients, not for the program that owns the server (seed 003).
+        """
+        device, found = self.locate(point)
+        chosen = found.type if vtype is None else ValueType.parse(vtype) if isinstance(vtype, str) else vtype
+        write_at(device, found.location, chosen, value, found.order)
+
+    def counters(self) -> dict[str, object]:
+        """Open connections and each device's FC08 counters, for monitoring."""
+        units: dict[str, Device] = {"*": self._single} if self._single is not None else {
+            str(u): d for u, d in sorted(self.devices.items())}  # fmt: skip
+        names = ("bus_message", "bus_communication_error", "bus_exception_error", "server_message",
+                 "server_no_response", "server_nak", "server_busy", "bus_character_overrun", "event_count")  # fmt: skip
+        return {
+            "connections": self.connection_count,
+            "devices": {
+                unit: {name: getattr(device.diagnostics, name) for name in names} | {
+                    "listen_only": device.diagnostics.listen_only}
+                for unit, device in units.items()
+            },
+        }  # fmt: skip
 
     def _discarded(self, unit_id: int) -> None:
         device = self.device_for(unit_id)

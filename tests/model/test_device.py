@@ -227,3 +227,24 @@ def test_device_refuses_a_server_id_too_long_for_an_fc17_response() -> None:
     device.server_id = b"x" * 250
     with pytest.raises(ValueError, match="at most 250"):
         device.server_id = b"x" * 251
+
+
+def test_device_addresses_make_the_named_tables_sparse() -> None:
+    device = Device(addresses={"holding_registers": [0, 5], "coils": [3]})
+    assert device.holding_registers.sparse and device.coils.sparse
+    assert not device.input_registers.sparse and not device.discrete_inputs.sparse
+    assert list(device.holding_registers.addresses()) == [0, 5]
+
+
+@pytest.mark.parametrize("layout", [Layout.OVERLAID, Layout.PACKED])
+def test_device_shared_layouts_share_the_sparse_addresses(layout: Layout) -> None:
+    device = Device(layout, addresses={"input_registers": [1, 2]})
+    assert device.holding_registers is device.input_registers
+    assert list(device.holding_registers.addresses()) == [1, 2]
+    with pytest.raises(ValueError, match="shares one table"):
+        Device(layout, addresses={"input_registers": [1], "holding_registers": [2]})
+
+
+def test_device_refuses_addresses_for_an_unknown_table() -> None:
+    with pytest.raises(ValueError, match="no table named 'holding'"):
+        Device(addresses={"holding": [1]})

@@ -223,3 +223,59 @@ class BitTableMachine(RuleBasedStateMachine):
 
 BitTableMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
 test_bit_table_behaves_like_a_list_of_bools = BitTableMachine.TestCase
+
+
+# ------------------------------------------------------------------------------------------- sparse tables
+
+
+def test_sparse_word_table_implements_only_its_addresses() -> None:
+    table = WordTable(100, addresses=[0, 1, 2, 10, 11])
+    assert table.sparse and not WordTable(10).sparse
+    assert list(table.addresses()) == [0, 1, 2, 10, 11]
+    assert table.implemented(10) and not table.implemented(3) and not table.implemented(100)
+    table.set_values(0, [1, 2, 3])
+    table[11] = 7
+    assert table.values(0, 3) == [1, 2, 3]
+    assert table.values(10, 2) == [0, 7]
+
+
+@pytest.mark.parametrize(("address", "quantity"), [(3, 1), (2, 2), (0, 11), (9, 2), (12, 1), (99, 1), (100, 1)])
+def test_sparse_word_table_refuses_gaps_and_ranges_crossing_them(address: int, quantity: int) -> None:
+    table = WordTable(100, addresses=[0, 1, 2, 10, 11])
+    with pytest.raises(IllegalDataAddress):
+        table.read(address, quantity)
+    with pytest.raises(IllegalDataAddress):
+        table.write(address, b"\x00\x01" * quantity)
+    assert table.values(0, 3) == [0, 0, 0]  # nothing was written
+
+
+def test_sparse_word_table_refuses_mask_writes_in_a_gap() -> None:
+    table = WordTable(10, addresses=[1])
+    with pytest.raises(IllegalDataAddress, match="not implemented"):
+        table.mask_write(0, 0, 1)
+
+
+def test_sparse_table_dense_end_is_zero_so_hot_paths_always_check() -> None:
+    assert WordTable(10).dense_end == 10
+    assert WordTable(10, addresses=range(10)).dense_end == 0
+
+
+def test_sparse_table_refuses_addresses_outside_its_size() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        WordTable(10, addresses=[10])
+    with pytest.raises(ValueError, match="outside"):
+        BitTable(10, addresses=[-1])
+
+
+def test_sparse_bit_table_refuses_gaps_and_ranges_crossing_them() -> None:
+    table = BitTable(64, addresses=[0, 1, 2, 3, 40])
+    table.write(0, [True, False, True, True])
+    table[40] = True
+    assert table.read(0, 4) == [True, False, True, True]
+    assert table[40]
+    for address, quantity in [(4, 1), (3, 2), (39, 2), (0, 41)]:
+        with pytest.raises(IllegalDataAddress):
+            table.read_packed(address, quantity)
+        with pytest.raises(IllegalDataAddress):
+            table.write_packed(address, quantity, b"\xff" * 6)
+    assert list(table.addresses()) == [0, 1, 2, 3, 40]

@@ -10,7 +10,9 @@ Layouts (seed 000's MBAsyncServer, seed 001):
   into bytes; 65536 bits fill the first 4096 registers.
 """
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from modbusd.model.diagnostics import Diagnostics
 from modbusd.model.identification import Identification
@@ -18,8 +20,14 @@ from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.version import __version__
 
+if TYPE_CHECKING:
+    from modbusd.model.points import Point
+
 # FC17 response: function code, byte count, then server id, run indicator and additional data within 253 bytes.
 MAX_SERVER_ID = 250
+
+
+TABLES = ("coils", "discrete_inputs", "input_registers", "holding_registers")  # the attribute of each table
 
 
 class Layout(StrEnum):
@@ -43,6 +51,10 @@ class Device:
 
     Table sizes are the number of addresses implemented, 0..65536. In the overlaid and packed layouts the
     coil and holding-register sizes apply to the shared tables and the other two sizes must not differ.
+
+    `addresses` makes tables sparse: it maps a table's attribute name (``"holding_registers"``, …) to the
+    addresses it implements, all within its size; any other address, or a range crossing a gap, is exception
+    02. Tables it does not name are dense. In the shared layouts a shared table has one set of addresses.
     """
 
     def __init__(
@@ -57,13 +69,31 @@ class Device:
         server_id: bytes = b"\x01",
         additional_data: bytes = b"",
         address_register: int | None = None,
+        addresses: Mapping[str, Iterable[int]] | None = None,
     ) -> None:
         self.layout = Layout(layout)
-        self.holding_registers = WordTable(holding_registers)
+        implemented = {name: sorted(set(values)) for name, values in (addresses or {}).items()}
+        unknown = sorted(set(implemented) - set(TABLES))
+        if unknown:
+            raise ValueError(f"no table named {unknown[0]!r}: expected one of {', '.join(TABLES)}")
+        if self.layout is not Layout.SEPARATE:
+            for name, shared in (("input_registers", "holding_registers"), ("discrete_inputs", "coils")):
+                if name in implemented:
+                    if shared in implemented and implemented[shared] != implemented[name]:
+                        raise ValueError(f"the {self.layout} layout shares one table: {name} cannot have other "
+                                         f"addresses than {shared}")  # fmt: skip
+                    implemented[shared] = implemented.pop(name)
+        self.holding_registers = WordTable(holding_registers, addresses=implemented.get("holding_registers"))
         if self.layout is Layout.SEPARATE:
-            self.input_registers = WordTable(ADDRESS_SPACE if input_registers is None else input_registers)
-            self.coils = BitTable(coils)
-            self.discrete_inputs = BitTable(ADDRESS_SPACE if discrete_inputs is None else discrete_inputs)
+            self.input_registers = WordTable(
+                ADDRESS_SPACE if input_registers is None else input_registers,
+                addresses=implemented.get("input_registers"),
+            )
+            self.coils = BitTable(coils, addresses=implemented.get("coils"))
+            self.discrete_inputs = BitTable(
+                ADDRESS_SPACE if discrete_inputs is None else discrete_inputs,
+                addresses=implemented.get("discrete_inputs"),
+            )
         else:
             for name, size, shared in (
                 ("input_registers", input_registers, holding_registers),
@@ -74,9 +104,9 @@ class Device:
             self.input_registers = self.holding_registers
             if self.layout is Layout.PACKED:
                 bits = min(coils, 16 * holding_registers)
-                self.coils = BitTable(bits, registers=self.holding_registers)
+                self.coils = BitTable(bits, registers=self.holding_registers, addresses=implemented.get("coils"))
             else:
-                self.coils = BitTable(coils)
+                self.coils = BitTable(coils, addresses=implemented.get("coils"))
             self.discrete_inputs = self.coils
         self.identification = Identification(identification or default_identification(__version__))
         self.additional_data = additional_data
@@ -85,12 +115,19 @@ class Device:
         self.running = True
         self.exception_status = 0
         self.diagnostics = Diagnostics()
-        if address_register is not None and not 0 <= address_register < self.holding_registers.size:
-            raise ValueError(f"address register {address_register} is not a holding register of this device")
-        self.address_register = address_register
+        self.address_register: int | None = None
         """Seed 002's address change, off (None) by default: the holding register that holds the device's
         unit id on serial lines. A write to it (FC06, or FC16 covering it), also accepted at unit id 0xFF, is
         answered from the old unit id, and the device answers at the new one from the next frame on."""
+        if address_register is not None:
+            self.set_address_register(address_register)
+        self.points: dict[str, Point] = {}  # the device's named data points (the device file's), by name
+
+    def set_address_register(self, address: int) -> None:
+        """Turn seed 002's address change on, with the unit id kept in holding register `address`."""
+        if not 0 <= address < self.holding_registers.size:
+            raise ValueError(f"address register {address} is not a holding register of this device")
+        self.address_register = address
 
     @property
     def server_id(self) -> bytes:

@@ -3,6 +3,13 @@
 Registers are kept as big-endian bytes, so that reading N registers for a client is one slice. Bits are kept
 packed the way Modbus sends them (LSB first), so that reading N coils is one integer shift. A table may share
 its buffer with another table: that is how the overlaid and packed layouts of `device.py` are built.
+
+A table is dense (every address 0..size-1 exists) or sparse (only the listed addresses exist, as in a real
+device's memory map, seed 001): any other address, or a range that crosses a gap, is exception 02. A sparse table
+keeps the same storage and adds a byte mask, 1 for each implemented address, so that checking a range is one
+`bytearray.find` in C. `dense_end` is what the hot paths compare against: the table's size when it is dense, 0
+when it is sparse, so a dense table pays nothing for sparseness and every read of a sparse one takes the checked
+path (`handler.read_registers_fast` relies on this).
 """
 
 from collections.abc import Iterable
@@ -18,6 +25,23 @@ def _check_size(size: int) -> int:
     return size
 
 
+def _mask(size: int, addresses: Iterable[int] | None) -> bytearray | None:
+    """The implemented-address mask of a sparse table, or None for a dense one."""
+    if addresses is None:
+        return None
+    mask = bytearray(size)
+    for address in addresses:
+        if not 0 <= address < size:
+            raise ValueError(f"implemented address {address} outside the table's 0..{size - 1}")
+        mask[address] = 1
+    return mask
+
+
+def _gap(mask: bytearray | None, address: int, end: int) -> int:
+    """The first address in address..end-1 that a sparse table does not implement, or -1."""
+    return -1 if mask is None else mask.find(0, address, end)
+
+
 def _swap_pairs(data: bytes | bytearray) -> bytearray:
     """Big-endian words ↔ little-endian words: turns register bytes into LSB-first bit order and back."""
     out = bytearray(len(data))
@@ -27,13 +51,29 @@ def _swap_pairs(data: bytes | bytearray) -> bytearray:
 
 
 class WordTable:
-    """16-bit registers, addresses 0..size-1; anything past the end is exception 02."""
+    """16-bit registers, addresses 0..size-1 (or only `addresses`, when sparse); anything else is exception 02."""
 
-    __slots__ = ("_words", "size")
+    __slots__ = ("_mask", "_words", "dense_end", "size")
 
-    def __init__(self, size: int = ADDRESS_SPACE) -> None:
+    def __init__(self, size: int = ADDRESS_SPACE, *, addresses: Iterable[int] | None = None) -> None:
         self.size = _check_size(size)
         self._words = bytearray(2 * size)
+        self._mask = _mask(size, addresses)
+        self.dense_end = size if self._mask is None else 0
+
+    @property
+    def sparse(self) -> bool:
+        return self._mask is not None
+
+    def implemented(self, address: int) -> bool:
+        """Whether one address exists in this table."""
+        return 0 <= address < self.size and (self._mask is None or self._mask[address] == 1)
+
+    def addresses(self) -> range | list[int]:
+        """Every implemented address, in order."""
+        if self._mask is None:
+            return range(self.size)
+        return [a for a, present in enumerate(self._mask) if present]
 
     @property
     def buffer(self) -> bytearray:
@@ -43,11 +83,14 @@ class WordTable:
     def check(self, address: int, quantity: int) -> None:
         if address < 0 or quantity < 0 or address + quantity > self.size:
             raise IllegalDataAddress(f"registers {address}..{address + quantity - 1} outside 0..{self.size - 1}")
+        gap = _gap(self._mask, address, address + quantity)
+        if gap >= 0:
+            raise IllegalDataAddress(f"register {gap} is not implemented (sparse table)")
 
     def read(self, address: int, quantity: int) -> bytes:
         """`quantity` registers as big-endian bytes, as a read response carries them."""
         end = address + quantity
-        if address < 0 or quantity < 0 or end > self.size:
+        if address < 0 or quantity < 0 or end > self.dense_end:  # dense_end is 0 for a sparse table: always checked
             self.check(address, quantity)
         return bytes(self._words[2 * address : 2 * end])
 
@@ -98,10 +141,13 @@ class BitTable:
     register n // 16, where bit 0 is the register's least significant bit (see `device.py` for why).
     """
 
-    __slots__ = ("_buf", "_in_registers", "size")
+    __slots__ = ("_buf", "_in_registers", "_mask", "size")
 
-    def __init__(self, size: int = ADDRESS_SPACE, *, registers: WordTable | None = None) -> None:
+    def __init__(
+        self, size: int = ADDRESS_SPACE, *, registers: WordTable | None = None, addresses: Iterable[int] | None = None
+    ) -> None:
         self.size = _check_size(size)
+        self._mask = _mask(size, addresses)
         self._in_registers = registers is not None
         if registers is not None:
             if size > 16 * registers.size:
@@ -110,9 +156,24 @@ class BitTable:
         else:
             self._buf = bytearray(byte_count(size))
 
+    @property
+    def sparse(self) -> bool:
+        return self._mask is not None
+
+    def implemented(self, address: int) -> bool:
+        return 0 <= address < self.size and (self._mask is None or self._mask[address] == 1)
+
+    def addresses(self) -> range | list[int]:
+        if self._mask is None:
+            return range(self.size)
+        return [a for a, present in enumerate(self._mask) if present]
+
     def check(self, address: int, quantity: int) -> None:
         if address < 0 or quantity < 0 or address + quantity > self.size:
             raise IllegalDataAddress(f"bits {address}..{address + quantity - 1} outside 0..{self.size - 1}")
+        gap = _gap(self._mask, address, address + quantity)
+        if gap >= 0:
+            raise IllegalDataAddress(f"bit {gap} is not implemented (sparse table)")
 
     def _span(self, address: int, quantity: int) -> tuple[int, int, int]:
         """Byte range holding the bits, and the bit offset of `address` within it."""

@@ -374,6 +374,8 @@ def format_value(vtype: ValueType, value: Value) -> str:
         return "1" if value else "0"
     if isinstance(value, bytes):
         return value.hex().upper()
+    if isinstance(value, float) and math.isnan(value):
+        return "-nan" if math.copysign(1.0, value) < 0 else "nan"  # repr() drops the sign, and the sign is a bit
     if vtype.kind is Kind.FLOAT and isinstance(value, float) and math.isfinite(value):
         for digits in range(1, 18):
             text = f"{value:.{digits}g}"
