@@ -25,6 +25,7 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient, ModbusUdpClient
 
 import modbusd
+from modbusd import Device, Server
 from tests.conftest import PtyPair
 
 HOST = "127.0.0.1"
@@ -423,3 +424,43 @@ def test_modbusd_rejects_wrong_serial_options_with_one_line(
     launch: Callable[..., Modbusd], args: list[str], words: str
 ) -> None:
     assert words in assert_one_line_error(launch(*args))
+
+
+# ------------------------------------------------------------------------------------------------ gateway
+
+
+def test_modbusd_forwards_the_unit_ids_named_by_forward(
+    launch: Callable[..., Modbusd], start_server: Callable[..., Server]
+) -> None:
+    downstream = start_server(Device())
+    downstream.device.holding_registers.set_values(0, [4321])
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "--forward", f"3,5-6=tcp:{HOST}:{downstream.port}",
+                   "--forward-timeout", "0.5", "--forward-queue", "4")  # fmt: skip
+    banner = child.running()
+    assert f"gateway for units 3, 5-6 to TCP {HOST}:{downstream.port}" in banner[1]
+    assert read_register(port, unit_id=6) == 4321
+    assert read_register(port, unit_id=1) == 0  # not forwarded: the local device
+    assert child.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ("1-3=rtu", "is not UNITS=rtu:DEVICE"),
+        ("1=modem:/dev/ttyS0", "is not UNITS=rtu:DEVICE"),
+        ("a-b=tcp:host", "not a list of unit ids"),
+        ("1=rtu:/dev/ttyS0,fast", "not a baud rate"),
+        ("1=rtu:/dev/ttyS0,9600,9X1", "not serial settings"),
+        ("250=rtu:/dev/ttyS0", "slave ids are 0..247"),
+    ],
+)
+def test_modbusd_rejects_a_wrong_forward_option_with_one_line(
+    launch: Callable[..., Modbusd], option: str, words: str
+) -> None:
+    assert words in assert_one_line_error(launch("--forward", option))
+
+
+def test_modbusd_refuses_a_unit_id_both_served_and_forwarded(launch: Callable[..., Modbusd]) -> None:
+    line = assert_one_line_error(launch("-u", "1-3", "--forward", "3=tcp:127.0.0.1"))
+    assert "both a local device and forwarded" in line

@@ -23,10 +23,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.hooks": ("modbusd.protocol", "modbusd.model"),
     "modbusd.session": ("modbusd.protocol",),  # the answer function is injected
     "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
+    # the gateway's master side: framing from protocol, serial ports opened through transport
+    "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
     "modbusd.config": ("modbusd.protocol", "modbusd.model"),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                       "modbusd.transport", "modbusd.simulator", "modbusd.config"),
+                       "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config"),
     # Device and Layout for -d; web for --http (cli wires the control API into the server's loop)
     "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web"),
     "modbusd.__main__": ("modbusd.cli",),

@@ -1,6 +1,7 @@
 """Session: one connection's bytes in, bytes out, with a plain function standing in for the server."""
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from modbusd import handler
 from modbusd.model.device import Device
-from modbusd.protocol.errors import FrameError
+from modbusd.protocol.errors import FrameError, GatewayTargetDeviceFailedToRespond, ServerDeviceBusy
 from modbusd.protocol.mbap import frame
 from modbusd.protocol.rtu import RtuFramer, with_crc
 from modbusd.session import Session
@@ -252,3 +253,73 @@ def test_session_addressed_answer_that_raises_gives_exception_4_but_never_to_a_b
     with caplog.at_level(logging.ERROR):
         assert session.receive(RTU_READ) == with_crc(bytes.fromhex("01 83 04"))
         assert session.receive(with_crc(bytes.fromhex("00 06 0000 0001"))) == b""
+
+
+# ------------------------------------------------------------------------- answers that take time (awaitables)
+
+
+class Later:
+    """Stands for an awaitable: the session never awaits it, it only keeps its place in line."""
+
+    def __init__(self, unit_id: int, pdu: bytes) -> None:
+        self.request = (unit_id, pdu)
+
+    def __await__(self) -> Iterator[None]:  # never called: the transport awaits, not the session
+        raise AssertionError("the session must not await")
+
+
+def slow_for_unit_9(unit_id: int, pdu: bytes) -> bytes | Later:
+    return Later(unit_id, pdu) if unit_id == 9 else bytes((pdu[0], unit_id))
+
+
+def test_session_holds_later_responses_behind_a_pending_one_and_releases_them_in_order() -> None:
+    session = Session(slow_for_unit_9)
+    data = frame(1, 1, READ) + frame(2, 9, READ) + frame(3, 2, READ)
+    assert session.receive(data) == frame(1, 1, b"\x03\x01")  # the one before the slow one goes at once
+    [pending] = session.take_awaiting()
+    assert isinstance(pending.awaitable, Later) and pending.awaitable.request == (9, READ)
+    assert session.take_awaiting() == []
+    assert session.receive(frame(4, 3, READ)) == b""  # behind the pending one too, though answered at once
+    assert session.settle(pending, b"\x03\x02\x00\x2a") == frame(2, 9, b"\x03\x02\x00\x2a") + frame(
+        3, 2, b"\x03\x02"
+    ) + frame(4, 3, b"\x03\x03")
+    assert session.receive(frame(5, 1, READ)) == frame(5, 1, b"\x03\x01")  # back on the fast path
+
+
+def test_session_releases_nothing_until_the_first_pending_answer_settles() -> None:
+    session = Session(slow_for_unit_9)
+    assert session.receive(frame(1, 9, READ) + frame(2, 9, READ)) == b""
+    first, second = session.take_awaiting()
+    assert session.settle(second, b"\x03\x00") == b""
+    assert session.settle(first, b"\x03\x01") == frame(1, 9, b"\x03\x01") + frame(2, 9, b"\x03\x00")
+
+
+def test_session_answers_a_failed_pending_answer_with_its_exception_code() -> None:
+    session = Session(slow_for_unit_9)
+    session.receive(frame(1, 9, READ) + frame(2, 9, READ))
+    timed_out, broken = session.take_awaiting()
+    assert session.fail(timed_out, GatewayTargetDeviceFailedToRespond()) == frame(1, 9, b"\x83\x0b")
+    assert session.fail(broken, RuntimeError("a bug")) == frame(2, 9, b"\x83\x04")
+
+
+def test_session_sends_nothing_for_a_pending_answer_that_settles_as_none() -> None:
+    session = Session(slow_for_unit_9)
+    assert session.receive(frame(1, 9, READ) + frame(2, 1, READ)) == b""
+    [pending] = session.take_awaiting()
+    assert session.settle(pending, None) == frame(2, 1, b"\x03\x01")
+
+
+def test_session_answers_a_modbus_error_raised_by_the_answer_function_with_its_code() -> None:
+    def busy(unit_id: int, pdu: bytes) -> bytes:
+        raise ServerDeviceBusy("queue full")
+
+    assert Session(busy).receive(frame(7, 1, READ)) == frame(7, 1, b"\x83\x06")
+
+
+def test_session_answers_requests_before_a_bad_frame_even_behind_a_pending_one() -> None:
+    session = Session(slow_for_unit_9)
+    bad = frame(3, 1, READ)[:4] + b"\x00\x01" + b"\x01"  # MBAP length 1: the stream can't be trusted
+    with pytest.raises(FrameError) as caught:
+        session.receive(frame(1, 1, READ) + frame(2, 9, READ) + bad)
+    assert caught.value.reply == frame(1, 1, b"\x03\x01")
+    assert len(session.take_awaiting()) == 1  # for the transport to await or cancel

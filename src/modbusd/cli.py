@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from modbusd import config as device_file
 from modbusd.model.device import Layout
-from modbusd.server import SerialLine, Server, StartError, UnknownUnit
+from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, SerialLine, Server, StartError, TcpTarget, UnknownUnit
 from modbusd.version import __version__
 
 SUBCOMMANDS = ("check", "init", "get", "set")
@@ -104,6 +105,62 @@ def _register(text: str) -> int:
     return address
 
 
+_SETTINGS = re.compile(r"([78])([EON])([12])?", re.IGNORECASE)  # 8E1, 8N2, 7E1 …
+
+
+def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
+    """`1-10=rtu:/dev/ttyUSB0,9600,8N1`, `3=ascii:/dev/ttyS1`, `20,21=tcp:10.0.0.5:502` → (unit ids, target)."""
+    units_text, equals, target_text = text.partition("=")
+    kind, colon, where = target_text.partition(":")
+    kind = kind.lower()
+    if not equals or not colon or not where or kind not in ("rtu", "ascii", "tcp"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not UNITS=rtu:DEVICE[,BAUD[,8E1]], UNITS=ascii:… or UNITS=tcp:HOST[:PORT]"
+        )
+    try:
+        units = []
+        for part in units_text.split(","):
+            low, _, high = part.partition("-")
+            units.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{units_text!r} is not a list of unit ids such as 0,1-10") from None
+    if not units or not all(0 <= u <= 255 for u in units):
+        raise argparse.ArgumentTypeError(f"forwarded unit ids must be within 0..255, got {units_text!r}")
+    try:
+        if kind == "tcp":
+            if where.startswith("["):  # [::1]:502
+                host, _, rest = where[1:].partition("]")
+                port = rest.removeprefix(":")
+            elif where.count(":") == 1:
+                host, _, port = where.partition(":")
+            else:  # a name, an IPv4 address, or an IPv6 address without a port
+                host, port = where, ""
+            return units, TcpTarget(host, _port(port) if port else 502)
+        device, *options = where.split(",")
+        if len(options) > 2:
+            raise ValueError(f"{where!r}: DEVICE[,BAUD[,SETTINGS]] at most")
+        if options and not options[0].isdigit():
+            raise ValueError(f"{options[0]!r} is not a baud rate")
+        baudrate = int(options[0]) if options else 19200
+        settings = _SETTINGS.fullmatch(options[1]) if len(options) > 1 else None
+        if len(options) > 1 and settings is None:
+            raise ValueError(f"{options[1]!r} is not serial settings such as 8E1, 8N2 or 7E1")
+        bytesize, parity, stopbits = settings.groups() if settings else ("8", "E", None)
+        return units, SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--forward {text!r}: {exc}") from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
 DEFAULT_PORT = 502
 
 
@@ -160,6 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "also at unit id 0xFF, moves the device to it (default: off)")  # fmt: skip
     serial.add_argument("--rtu-over-tcp", type=_port, metavar="PORT", help="serve RTU frames over TCP on PORT")
     serial.add_argument("--udp", type=_port, metavar="PORT", help="serve Modbus (MBAP) over UDP on PORT")
+    gateway = parser.add_argument_group("gateway (requests over Modbus/TCP and UDP forwarded by unit id)")
+    gateway.add_argument(
+        "--forward", type=_forward, action="append", default=[], metavar="UNITS=TARGET",
+        help="forward these unit ids' requests: UNITS=rtu:DEVICE[,BAUD[,8E1]] or UNITS=ascii:DEVICE[,…] (a serial "
+        "line, modbusd its master; unit 0 there is a broadcast) or UNITS=tcp:HOST[:PORT] (another Modbus/TCP "
+        "server); e.g. 1-10=rtu:/dev/ttyUSB0,9600,8N1. Forwarded ids are never answered locally",
+    )  # fmt: skip
+    gateway.add_argument(
+        "--forward-timeout", type=_positive(float), default=FORWARD_TIMEOUT, metavar="SECONDS",
+        help=f"no response in this time: exception 0x0B (default {FORWARD_TIMEOUT:g})",
+    )  # fmt: skip
+    gateway.add_argument(
+        "--forward-queue", type=_count, default=FORWARD_QUEUE, metavar="N",
+        help=f"requests that may wait per downstream, besides the one under way; more: exception 06 "
+        f"(default {FORWARD_QUEUE})",
+    )  # fmt: skip
     parser.add_argument(
         "--http", nargs="?", type=_port, const=DEFAULT_HTTP_PORT, metavar="PORT",
         help=f"serve the HTTP control API (modbusd get/set) on PORT (default {DEFAULT_HTTP_PORT}); needs aiohttp",
@@ -304,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = Server.from_config(
             config, address_register=args.address_register, **(transports if named else {}),
             **({"unit_id": args.unit} if args.unit is not None else {}),
+            forward={unit: target for units, target in args.forward for unit in units},
+            forward_timeout=args.forward_timeout, forward_queue=args.forward_queue,
         )  # fmt: skip
     except (device_file.ConfigError, ValueError) as exc:
         return _fail(str(exc))

@@ -3,6 +3,9 @@
 It is the one module that knows all the others. Unit-id dispatch, connection limits, idle time-outs and
 the remote quit command live here because they need the clock, the devices or the set of connections.
 
+The gateway lives here too: unit ids forwarded to a serial line or another Modbus/TCP server (see
+`forward.py`) are routed before any local device is looked up; a unit id is either forwarded or local.
+
 Two unit-id semantics meet here. Modbus/TCP and UDP: one device answers every unit id, or one device per
 unit id with a policy for the others. Serial lines (RTU, ASCII, and RTU over TCP, which carries a serial
 line's frames): each device has one slave id, requests for other ids are ignored (other devices on the
@@ -13,12 +16,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from modbusd import handler
 from modbusd.config import Config
+from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
 from modbusd.model.device import Device
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, write_at
@@ -51,6 +56,39 @@ ANY_UNIT_ID = 0xFF
 """Seed 002: the address change is also accepted at 0xFF, for a device whose address nobody remembers."""
 
 ASCII_TIMEOUT = 1.0  # Serial Line §2.5.2.1: the inter-character time-out, 1 s by default
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTarget:
+    """A Modbus/TCP server the gateway forwards to."""
+
+    host: str
+    port: int = 502
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port <= 65535:
+            raise ValueError(f"port {self.port} outside 1..65535")
+
+    def __str__(self) -> str:
+        return f"TCP {self.host}:{self.port}"
+
+
+Target = SerialLine | TcpTarget
+"""Where the gateway forwards a unit id's requests: devices on a serial line, or a Modbus/TCP server."""
+
+FORWARD_TIMEOUT = 1.0  # seconds a downstream device has to answer before exception 0x0B
+FORWARD_QUEUE = 16  # requests that may wait for one downstream (besides the one under way) before exception 06
+
+
+def unit_ranges(units: Sequence[int]) -> str:
+    """[1, 2, 3, 7] → `1-3, 7`, for the banner."""
+    ranges: list[list[int]] = []
+    for unit in sorted(units):
+        if ranges and unit == ranges[-1][1] + 1:
+            ranges[-1][1] = unit
+        else:
+            ranges.append([unit, unit])
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
 
 
 class StartError(OSError):
@@ -162,10 +200,19 @@ class Server:
         unit_id: int = 1,
         rtu_over_tcp: int | None = None,
         udp: int | None = None,
+        forward: Mapping[int, Target] | None = None,
+        forward_timeout: float = FORWARD_TIMEOUT,
+        forward_queue: int = FORWARD_QUEUE,
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
-        serial lines and RTU over TCP (with one device per unit id, each answers at its own)."""
+        serial lines and RTU over TCP (with one device per unit id, each answers at its own).
+
+        `forward`: the gateway, unit id → SerialLine or TcpTarget: requests over Modbus/TCP and UDP for those
+        unit ids go there (unit 0 to a serial line: a broadcast, sent and not answered). Equal targets are one
+        downstream. A forwarded unit id is never answered locally; with one device per unit id, it must not
+        also be a device's. `forward_timeout`: seconds to wait for a response (then exception 0x0B);
+        `forward_queue`: requests that may wait per downstream (more get exception 06)."""
         if devices is None:
             devices = Device()
         if isinstance(devices, Device):
@@ -193,6 +240,10 @@ class Server:
             self._bus: _Bus | None = self._make_bus(unit_id)
         else:
             self._bus = None
+        self.downstreams: dict[Target, Downstream] = {}
+        self._routes: dict[int, Downstream] = {}
+        if forward:
+            self._make_routes(forward, forward_timeout, forward_queue)
         self._answer = self._make_answer()
         self._connections: set[TcpConnection] = set()
         self._listener: asyncio.Server | None = None
@@ -240,7 +291,47 @@ class Server:
     def device_for(self, unit_id: int) -> Device | None:
         return self._single if self._single is not None else self.devices.get(unit_id)
 
+    def _make_routes(self, forward: Mapping[int, Target], timeout: float, queue: int) -> None:
+        served = {line.device for line in self.serial_lines}
+        for unit, target in forward.items():
+            if not 0 <= unit <= 255:
+                raise ValueError(f"forwarded unit id {unit} outside 0..255")
+            if unit in self.devices:
+                raise ValueError(f"unit id {unit} is both a local device and forwarded: choose one")
+            if isinstance(target, SerialLine):
+                if unit > MAX_UNIT_ID:
+                    raise ValueError(f"unit id {unit} forwarded to {target.device}: slave ids are 0..247")
+                if target.device in served:
+                    raise ValueError(f"{target.device} is both served and forwarded to: a line has one master")
+            downstream = self.downstreams.get(target)
+            if downstream is None:
+                downstream = self.downstreams[target] = self._make_downstream(target, timeout, queue)
+            self._routes[unit] = downstream
+
+    @staticmethod
+    def _make_downstream(target: Target, timeout: float, queue: int) -> Downstream:
+        if isinstance(target, TcpTarget):
+            return TcpDownstream(target.host, target.port, timeout=timeout, queue_limit=queue)
+        return SerialDownstream(
+            target.device, framing=target.framing, baudrate=target.baudrate, bytesize=target.bytesize,
+            parity=target.parity, stopbits=target.effective_stopbits, timeout=timeout, queue_limit=queue,
+        )  # fmt: skip
+
     def _make_answer(self) -> Answer:
+        local = self._make_local_answer()
+        routes = self._routes
+        if not routes:
+            return local
+
+        def gateway(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            downstream = routes.get(unit_id)
+            if downstream is None:
+                return local(unit_id, pdu)
+            return downstream.forward(unit_id, pdu)  # a future: the session holds its place in line
+
+        return gateway
+
+    def _make_local_answer(self) -> Answer:
         single = self._single
         respond = handler.respond
         if single is not None:
@@ -451,6 +542,10 @@ class Server:
         self._loop = loop
         self._stopped = asyncio.Event()
         try:
+            for downstream in self.downstreams.values():  # before any request can come for them
+                await downstream.start()
+                log.info("forwarding unit%s %s to %s", "s" if len(self._units_of(downstream)) > 1 else "",
+                         unit_ranges(self._units_of(downstream)), downstream)  # fmt: skip
             await self._start_transports(loop)
         except BaseException:
             await self.stop()
@@ -514,6 +609,9 @@ class Server:
         self._serial.append(connection)
         log.info("serving %s", line)
 
+    def _units_of(self, downstream: Downstream) -> list[int]:
+        return [unit for unit, to in self._routes.items() if to is downstream]
+
     def _serial_lost(self, connection: "SerialConnection", exc: Exception | None) -> None:
         if connection in self._serial and self._stopped is not None and not self._stopped.is_set():
             log.error("serial port %s closed: %s; no longer served", connection, exc or "end of file")
@@ -534,6 +632,11 @@ class Server:
                 items.append(f"RTU over TCP on {host} port {self.rtu_over_tcp_port} ({which})")
         if self.udp_port is not None:
             items.append(f"UDP on {host} port {self.udp_port}")
+        for target, downstream in self.downstreams.items():
+            units = self._units_of(downstream)
+            detail = f" ({target.settings})" if isinstance(target, SerialLine) else ""
+            which = f"unit{'s' if len(units) > 1 else ''} {unit_ranges(units)}"
+            items.append(f"gateway for {which} to {downstream}{detail}")
         return items
 
     async def serve_forever(self) -> None:
@@ -569,6 +672,8 @@ class Server:
             log.warning("%s did not take its last responses in %g s; dropping the connection", connection.peer,
                         _CLOSE_GRACE)  # fmt: skip
             connection.abort()
+        for downstream in self.downstreams.values():  # its clients' connections are closed: nobody waits
+            await downstream.stop()
         for listener in listeners:
             await listener.wait_closed()
         self._listener = self._rtu_listener = None

@@ -4,25 +4,36 @@ The session finds requests with an injected framer (MBAP by default; RTU or ASCI
 each request PDU to an injected `answer` function and frames what comes back. It knows neither sockets nor
 devices, so a test drives it with plain bytes. Time comes from the transport too: a serial transport calls
 `end_of_frame()` after the silence that ends a frame and `gap()` after one that breaks a frame apart.
+
+Answers that take time (a request forwarded by the gateway, later a hook that is a coroutine): the answer
+function may return an awaitable instead of a response. The session never awaits it: it wraps it in a
+`Pending`, lists it in `awaiting` for the transport, and holds back every later response of this
+connection until the transport hands the outcome to `settle()` or `fail()`. So one connection's responses
+always leave in request order, while other connections, each with its own session, go on untouched.
 """
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
 from modbusd.protocol.adu import Adu, Framer
 from modbusd.protocol.codes import ExceptionCode
-from modbusd.protocol.errors import FrameError
+from modbusd.protocol.errors import FrameError, ModbusError
 from modbusd.protocol.mbap import MbapFramer
 from modbusd.protocol.pdu import exception_pdu, summary
 
 # FrameError: what receive() raises, for the transport
-__all__ = ["AddressedAnswer", "Answer", "Discard", "FrameError", "Session"]
+__all__ = ["AddressedAnswer", "Answer", "Discard", "FrameError", "Pending", "Session"]
 
 log = logging.getLogger(__name__)
 
-Answer = Callable[[int, bytes], bytes | None]
-"""(unit id, request PDU) → response PDU, or None for no response."""
+Answer = Callable[[int, bytes], bytes | Awaitable[bytes | None] | None]
+"""(unit id, request PDU) → response PDU, or None for no response, or an awaitable of either.
+
+It may raise a ModbusError (answered with its code) and so may the awaitable; anything else is answered
+with exception 04 and logged.
+"""
 
 AddressedAnswer = Callable[[int, bytes], tuple[int, bytes] | None]
 """(unit id, request PDU) → (unit id the response comes from, response PDU), or None for no response.
@@ -37,10 +48,28 @@ Discard = Callable[[int], None]
 _QUIT_STRIP: Final = b"\r\n "
 
 
+class Pending:
+    """A response not known yet: the answer function returned `awaitable` for the request `adu`.
+
+    Opaque to the session, which only keeps it in its place in the line of responses owed. The transport
+    awaits `awaitable` (in asyncio: a task), then calls `Session.settle` or `Session.fail` with it.
+    """
+
+    __slots__ = ("adu", "awaitable", "out")
+
+    def __init__(self, adu: Adu, awaitable: Awaitable[bytes | None]) -> None:
+        self.adu = adu
+        self.awaitable = awaitable
+        self.out: bytes | None = None  # the framed response (b"" for none) once settled
+
+    def __repr__(self) -> str:
+        return f"<Pending tid={self.adu[0]} unit={self.adu[2]} fc={self.adu[3][:1].hex()}>"
+
+
 class Session:
     __slots__ = (
         "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap", "_on_quit",
-        "_quit_word", "peer",
+        "_owed", "_quit_word", "awaiting", "peer",
     )  # fmt: skip
 
     def __init__(
@@ -67,6 +96,10 @@ class Session:
         self._discards = 0
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.peer = peer
+        # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
+        # Empty on the fast path, where every answer is at hand.
+        self._owed: deque[Pending | bytes] = deque()
+        self.awaiting: list[Pending] = []  # Pendings the transport has not started awaiting yet
 
     def receive(self, data: bytes) -> bytes:
         """Everything to send back for `data`: the responses to every complete request, in order.
@@ -78,11 +111,69 @@ class Session:
         try:
             adus = self._framer.feed(data)
         except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
-            exc.reply = b"".join([self._reply(adu) for adu in exc.frames])  # type: ignore[arg-type]  # Adus
+            exc.reply = self._replies(exc.frames)  # type: ignore[arg-type]  # Adus
             raise
-        if len(adus) == 1:  # the usual case
+        if len(adus) == 1 and not self._owed:  # the usual case
             return self._reply(adus[0])
-        return b"".join([self._reply(adu) for adu in adus])
+        return self._replies(adus)
+
+    def _replies(self, adus: list[Adu] | tuple[Adu, ...]) -> bytes:
+        """The responses to `adus` that can be sent now; those behind a pending one wait in `_owed`."""
+        ready = []
+        owed = self._owed
+        for adu in adus:
+            out = self._reply(adu)  # a pending answer goes into _owed itself and gives b""
+            if owed:
+                if out:
+                    owed.append(out)
+            else:
+                ready.append(out)
+        return b"".join(ready)
+
+    def take_awaiting(self) -> list[Pending]:
+        """The Pendings made since the last call, for the transport to start awaiting."""
+        awaiting, self.awaiting = self.awaiting, []
+        return awaiting
+
+    def settle(self, pending: Pending, reply: bytes | None) -> bytes:
+        """`pending`'s answer came: what can be sent now (its response and those held behind it), in order."""
+        adu = pending.adu
+        if self._debug:
+            log.debug("%s unit=%d %s -> %s (deferred)", self.peer, adu[2], summary(adu[3]), _outcome(reply))
+        pending.out = b"" if reply is None else self._framer.frame(adu, reply)
+        return self._release()
+
+    def fail(self, pending: Pending, exc: BaseException) -> bytes:
+        """`pending`'s awaitable raised `exc`: a ModbusError is answered with its code, anything else with 04."""
+        pdu = pending.adu[3]
+        if isinstance(exc, ModbusError):
+            reply = exception_pdu(pdu[0], exc.code)
+        else:
+            log.error("%s: failed on request %s", self.peer, pdu.hex(" "), exc_info=exc)
+            reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+        return self.settle(pending, reply)
+
+    def _release(self) -> bytes:
+        owed = self._owed
+        ready = []
+        while owed:
+            head = owed[0]
+            if head.__class__ is Pending:
+                out = head.out  # type: ignore[union-attr]  # a Pending, as checked
+                if out is None:
+                    break
+                ready.append(out)
+            else:
+                ready.append(head)  # type: ignore[arg-type]  # bytes
+            owed.popleft()
+        return b"".join(ready)
+
+    def _defer(self, adu: Adu, reply: object) -> bytes:
+        """The answer is an awaitable: hold its place in line; nothing to send for it now."""
+        pending = Pending(adu, reply)  # type: ignore[arg-type]  # the Answer type says what else it can be
+        self._owed.append(pending)
+        self.awaiting.append(pending)
+        return b""
 
     def end_of_frame(self) -> bytes:
         """The silence that ends a frame has passed (t3.5 on RTU, the inter-character time-out on ASCII).
@@ -108,14 +199,20 @@ class Session:
             return self._addressed_reply(adu, self._addressed)
         try:
             reply = self._answer(unit, pdu)
+        except ModbusError as exc:  # e.g. the gateway's queue is full: exception 06
+            reply = exception_pdu(pdu[0], exc.code)
         except Exception:  # the answer function's bug must not take the connection down
             log.exception("%s: failed on request %s", self.peer, pdu.hex(" "))
             reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
-        if self._debug:
-            log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))
         if reply is None:
-            return b""
-        return self._framer.frame(adu, reply)
+            out = b""
+        elif reply.__class__ is bytes or isinstance(reply, (bytearray, memoryview)):
+            out = self._framer.frame(adu, reply)  # type: ignore[arg-type]  # bytes-like, as checked
+        else:
+            return self._defer(adu, reply)
+        if self._debug:
+            log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))  # type: ignore[arg-type]
+        return out
 
     def _addressed_reply(self, adu: Adu, answer: AddressedAnswer) -> bytes:
         """As `_reply`, for an AddressedAnswer: framed from the unit id the answer names."""

@@ -1,10 +1,19 @@
 """RTU framing: CRC, lengths by function code, silence, resynchronisation."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from modbusd.protocol.adu import Adu
-from modbusd.protocol.rtu import RtuFramer, crc16, crc_ok, request_length, silent_intervals, with_crc
+from modbusd.protocol.rtu import (
+    RtuFramer,
+    crc16,
+    crc_ok,
+    request_length,
+    response_length,
+    silent_intervals,
+    with_crc,
+)
 from tests.strategies import split_at
 
 # Seed 002's address change: a write of 2 to holding register 0x07D0 sent to address 0xFF, and the answer
@@ -111,3 +120,47 @@ def test_silent_intervals_follow_the_baud_rate_then_stay_fixed_above_19200() -> 
     t15, t35 = silent_intervals(9600)
     assert abs(t35 - 3.5 * 11 / 9600) < 1e-12 and abs(t15 - 1.5 * 11 / 9600) < 1e-12
     assert silent_intervals(115200) == (0.000750, 0.001750)
+
+
+# ------------------------------------------------------------------------ responses, for the gateway's master side
+
+RESPONSES = [  # response PDUs from the Application Protocol's examples (§6.x, §7)
+    "01 03 CD6B05",  # FC01
+    "02 03 ACDB35",  # FC02
+    "03 06 022B 0000 0064",  # FC03
+    "04 02 000A",  # FC04
+    "05 00AC FF00",  # FC05
+    "06 0001 0003",  # FC06
+    "07 6D",  # FC07
+    "0B 0000 0108",  # FC11
+    "0C 08 0000 0108 0121 2000",  # FC12
+    "0F 0013 000A",  # FC15
+    "10 0001 0002",  # FC16
+    "11 03 01 FF 55",  # FC17 (a server id, run indicator, one more byte)
+    "14 0C 05 06 0DFE 0020 05 06 33CD 0040",  # FC20
+    "16 0004 00F2 0025",  # FC22
+    "17 0C 00FE 0ACD 0001 0003 000D 00FF",  # FC23
+    "18 0006 0002 01B8 1284",  # FC24
+    "83 02",  # an exception
+]
+
+
+@pytest.mark.parametrize("pdu_hex", RESPONSES)
+def test_response_length_tells_where_a_response_ends_from_its_head(pdu_hex: str) -> None:
+    frame = with_crc(bytes((0x11,)) + bytes.fromhex(pdu_hex))
+    assert response_length(frame[:4]) == len(frame)
+    assert response_length(frame[:1]) is None
+
+
+@pytest.mark.parametrize("pdu_hex", ["08 0000 A537", "2B 0E 01 01 00 00 01 00 03 41 42 43", "41 00"])
+def test_response_length_leaves_fc08_fc43_and_unknown_codes_to_the_silence(pdu_hex: str) -> None:
+    assert response_length(with_crc(bytes((1,)) + bytes.fromhex(pdu_hex))) is None
+
+
+def test_rtu_framer_for_a_master_frames_responses_back_to_back_and_by_silence() -> None:
+    framer = RtuFramer(length=response_length)
+    read, echo = with_crc(bytes.fromhex("11 03 02 002A")), with_crc(bytes.fromhex("11 08 0000 A537"))
+    assert framer.feed(read + read[:3]) == [Adu(0, 0, 0x11, bytes.fromhex("03 02 002A"))]
+    assert framer.feed(read[3:]) == [Adu(0, 0, 0x11, bytes.fromhex("03 02 002A"))]
+    assert framer.feed(echo) == []  # FC08: no length to go by
+    assert framer.end_of_frame() == [Adu(0, 0, 0x11, bytes.fromhex("08 0000 A537"))]

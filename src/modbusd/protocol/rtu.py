@@ -76,6 +76,32 @@ _FIXED_LENGTHS: Final = {1: 8, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8, 7: 4, 11: 4, 12: 4,
 _BYTE_COUNT_AT: Final = {15: 6, 16: 6, 23: 10}  # index of the byte-count byte, counting the address
 
 
+def response_length(head: bytes | bytearray) -> int | None:
+    """The whole frame's length for the response starting `head` (address first), None if it needs silence.
+
+    What a master (the gateway) needs to tell where a slave's response ends without waiting for t3.5: an
+    exception response is 5 bytes; reads carry a byte count; writes echo a fixed-size part of the request.
+    None for FC08 (its echo is as long as the request's data) and FC43 (no byte count), and unknown codes.
+    """
+    if len(head) < 2:
+        return None
+    function = head[1]
+    if function & 0x80:
+        return 5  # address, function | 0x80, exception code, CRC
+    fixed = _RESPONSE_FIXED_LENGTHS.get(function)
+    if fixed is not None:
+        return fixed
+    if function in _RESPONSE_BYTE_COUNTED and len(head) > 2:
+        return 3 + head[2] + 2
+    if function == 24 and len(head) > 3:  # FC24 Read FIFO Queue: a two-byte byte count (§6.18)
+        return 4 + (head[2] << 8 | head[3]) + 2
+    return None
+
+
+_RESPONSE_FIXED_LENGTHS: Final = {5: 8, 6: 8, 7: 5, 11: 8, 15: 8, 16: 8, 22: 10}
+_RESPONSE_BYTE_COUNTED: Final = frozenset((1, 2, 3, 4, 12, 17, 20, 21, 23))  # byte count right after the code
+
+
 def _next_frame(buf: bytearray) -> tuple[int, int] | None:
     """(start, length) of the first good frame in `buf`, for links with no silences to go by.
 
@@ -95,15 +121,20 @@ def _next_frame(buf: bytearray) -> tuple[int, int] | None:
 
 
 class RtuFramer:
-    """Requests from the bytes of one serial line (or an RTU-over-TCP connection)."""
+    """Requests from the bytes of one serial line (or an RTU-over-TCP connection); or, given
+    `length=response_length`, a slave's responses, for a master."""
 
-    __slots__ = ("_buf", "_on_discard", "_resync")
+    __slots__ = ("_buf", "_length", "_on_discard", "_resync")
 
-    def __init__(self, *, on_discard: Discard | None = None, resync: bool = False) -> None:
+    def __init__(
+        self, *, on_discard: Discard | None = None, resync: bool = False,
+        length: Callable[[bytearray], int | None] = request_length,
+    ) -> None:  # fmt: skip
         """`resync`: for links without timing (RTU over TCP), where no silence will ever end a bad frame,
         bytes before the next good frame are dropped, and a request of unknown length is the shortest
-        run of bytes with a good CRC."""
+        run of bytes with a good CRC (requests only). `length`: tells a frame's length from its head."""
         self._buf = bytearray()
+        self._length = length
         self._on_discard = on_discard
         self._resync = resync
 
@@ -116,8 +147,9 @@ class RtuFramer:
         buf = self._buf
         buf += data
         adus: list[Adu] = []
+        frame_length = self._length
         while True:
-            length = request_length(buf)
+            length = frame_length(buf)
             if length is not None and length <= len(buf) and crc_ok(memoryview(buf)[:length]):
                 adus.append(Adu(0, 0, buf[0], bytes(buf[1 : length - 2])))
                 del buf[:length]

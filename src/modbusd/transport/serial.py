@@ -108,12 +108,20 @@ async def open_port(
 
     Raises OSError (pyserial's SerialException is one) when the port is missing or not ours to open.
     """
+    await open_serial(connection, device, baudrate=baudrate, bytesize=bytesize, parity=parity, stopbits=stopbits)
+    connection.device = device
+
+
+async def open_serial(
+    protocol: asyncio.Protocol, device: str, *, baudrate: int, bytesize: int, parity: str, stopbits: int
+) -> asyncio.Transport:
+    """Open `device` for any asyncio protocol (the gateway's master side uses its own); as `open_port`."""
     try:
-        await serial_asyncio_fast.create_serial_connection(
-            asyncio.get_running_loop(), lambda: connection, device, baudrate=baudrate, bytesize=bytesize,
+        transport, _ = await serial_asyncio_fast.create_serial_connection(
+            asyncio.get_running_loop(), lambda: protocol, device, baudrate=baudrate, bytesize=bytesize,
             parity=PARITIES[parity], stopbits=stopbits, exclusive=True,
         )  # fmt: skip
     except termios.error as exc:  # the driver refused the settings; not an OSError subclass
         code, message = exc.args if len(exc.args) == 2 else (None, str(exc))
         raise OSError(code, f"the driver refuses {baudrate} {bytesize}{parity}{stopbits}: {message}") from exc
-    connection.device = device
+    return transport  # type: ignore[no-any-return]  # a SerialTransport

@@ -7,6 +7,9 @@ at a time, and the bytes are copied out before the next read.
 
 Socket options follow the TCP guide §4.3.1: TCP_NODELAY (one response per request, no Nagle delay) and
 SO_KEEPALIVE (a client that vanishes without closing frees its connection).
+
+An answer that takes time (the session lists it in `awaiting`) becomes a task of this connection; when it
+completes, the session says what can be sent, in request order. Closing the connection cancels its tasks.
 """
 
 import asyncio
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from modbusd.session import FrameError, Session  # the transport knows the session, not the protocol
+from modbusd.session import FrameError, Pending, Session  # the transport knows the session, not the protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,35 @@ def read_buffer() -> memoryview:
     return memoryview(bytearray(READ_BUFFER_SIZE))
 
 
+def start_awaiting(session: Session, tasks: set[asyncio.Future[bytes | None]], send: Callable[[bytes], None]) -> None:
+    """Await each of `session`'s new pending answers in a task kept in `tasks`; `send` what each releases."""
+    for pending in session.take_awaiting():
+        task = asyncio.ensure_future(pending.awaitable)
+        tasks.add(task)
+        task.add_done_callback(lambda done, pending=pending: _settled(session, pending, done, tasks, send))
+
+
+def _settled(
+    session: Session, pending: Pending, done: asyncio.Future[bytes | None], tasks: set[asyncio.Future[bytes | None]],
+    send: Callable[[bytes], None],
+) -> None:  # fmt: skip
+    tasks.discard(done)
+    if done.cancelled():  # the connection closed: nobody to answer
+        return
+    exc = done.exception()
+    out = session.settle(pending, done.result()) if exc is None else session.fail(pending, exc)
+    if out:
+        send(out)
+
+
+def cancel_all(tasks: set[asyncio.Future[bytes | None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    tasks.clear()
+
+
 class TcpConnection(asyncio.BufferedProtocol):
-    __slots__ = ("_buffer", "_open_session", "_owner", "_session", "_transport", "last_active", "peer")
+    __slots__ = ("_buffer", "_open_session", "_owner", "_session", "_tasks", "_transport", "last_active", "peer")
 
     def __init__(self, owner: ConnectionOwner, buffer: memoryview, open_session: OpenSession | None = None) -> None:
         """`open_session`: who makes this connection's session; the owner's `open_session` unless given."""
@@ -51,6 +81,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self._buffer = buffer
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
+        self._tasks: set[asyncio.Future[bytes | None]] = set()  # answers being awaited
         self.peer = "?"
         self.last_active = time.monotonic()
 
@@ -71,16 +102,26 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
+        session = self._session
         try:
-            out = self._session.receive(bytes(self._buffer[:nbytes]))  # type: ignore[union-attr]  # set in connection_made, which runs first
+            out = session.receive(bytes(self._buffer[:nbytes]))  # type: ignore[union-attr]  # set in connection_made, which runs first
         except FrameError as exc:
             log.warning("%s: %s; closing this connection", self.peer, exc)
             if exc.reply:  # responses owed to the requests before the bad frame
                 self._transport.write(exc.reply)  # type: ignore[union-attr]  # as above
             self.close()
-            return
+            out = b""
         if out:
             self._transport.write(out)  # type: ignore[union-attr]  # as above
+        if session.awaiting:  # type: ignore[union-attr]  # as above
+            start_awaiting(session, self._tasks, self._send)  # type: ignore[arg-type]  # as above
+
+    def _send(self, out: bytes) -> None:
+        """A late response (its answer was awaited), unless the connection is going away."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            self.last_active = time.monotonic()
+            transport.write(out)
 
     def pause_writing(self) -> None:
         """The peer is not reading its responses: stop reading its requests until it does."""
@@ -106,4 +147,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             log.info("connection from %s lost: %s", self.peer, exc)
         else:
             log.info("connection from %s closed", self.peer)
+        if self._tasks:
+            log.debug("%s: %d answers still awaited are cancelled", self.peer, len(self._tasks))
+            cancel_all(self._tasks)
         self._owner.connection_closed(self)

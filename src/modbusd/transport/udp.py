@@ -1,7 +1,8 @@
 """Modbus over UDP: one MBAP request per datagram, the response sent back to the sender.
 
 Each datagram is framed on its own by a fresh session (a request never continues in the next datagram,
-which may come from anyone). Bad input drops that datagram only.
+which may come from anyone). Bad input drops that datagram only. An answer that takes time is awaited in a
+task, and its response sent to the datagram's sender when it comes; closing the endpoint cancels them.
 """
 
 import asyncio
@@ -9,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from modbusd.session import FrameError, Session  # the transport knows the session, not the protocol
+from modbusd.transport.tcp import cancel_all, start_awaiting
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +23,16 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._new_session = new_session
         self._transport: asyncio.DatagramTransport | None = None
         self._bad = 0
+        self._tasks: set[asyncio.Future[bytes | None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # a datagram endpoint's transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         peer = f"{addr[0]}:{addr[1]}"
+        session = self._new_session(peer)
         try:
-            out = self._new_session(peer).receive(data)
+            out = session.receive(data)
         except FrameError as exc:
             self._bad += 1
             level = logging.WARNING if self._bad == 1 else logging.DEBUG
@@ -36,8 +40,15 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             out = exc.reply  # responses owed to good requests before the bad frame
         if out and self._transport is not None:
             self._transport.sendto(out, addr)
+        if session.awaiting:
+            start_awaiting(session, self._tasks, lambda late: self._send(late, addr))
+
+    def _send(self, out: bytes, addr: tuple[str | object, ...]) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(out, addr)
 
     def close(self) -> None:
+        cancel_all(self._tasks)
         if self._transport is not None:
             self._transport.close()
 
