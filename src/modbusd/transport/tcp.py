@@ -81,7 +81,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self._buffer = buffer
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
-        self._tasks: set[asyncio.Future[bytes | None]] = set()  # answers being awaited
+        self._tasks: set[asyncio.Future[bytes | None]] | None = None  # answers being awaited; made when needed
         self.peer = "?"
         self.last_active = time.monotonic()
 
@@ -114,6 +114,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         if out:
             self._transport.write(out)  # type: ignore[union-attr]  # as above
         if session.awaiting:  # type: ignore[union-attr]  # as above
+            if self._tasks is None:  # most connections never await anything: no set for them
+                self._tasks = set()
             start_awaiting(session, self._tasks, self._send)  # type: ignore[arg-type]  # as above
 
     def _send(self, out: bytes) -> None:
