@@ -271,11 +271,13 @@ def record_exception(device: Device, code: int) -> None:
     d.log_event(_send_event(code))
 
 
-def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | None:
+def respond(device: Device, pdu: bytes, *, broadcast: bool = False, answer_broadcast: bool = False) -> bytes | None:
     """Request PDU → response PDU, or None where the specification wants silence.
 
     Moves the FC08/FC11/FC12 counters and event log: every message counts as a bus message; in listen-only
-    mode only FC08/01 is acted on; broadcasts are executed and never answered.
+    mode only FC08/01 is acted on; broadcasts are executed and never answered. `answer_broadcast`: return
+    the response a broadcast would have had (counted as unanswered all the same), for the server's events and
+    log, which need to know whether the write was carried out; None still means it was not acted on.
     """
     if not pdu:
         return None  # no function code to answer with; MBAP's minimum length keeps this off TCP anyway
@@ -310,7 +312,7 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False) -> bytes | N
             _restart_if_asked(device, pdu)
     if broadcast:
         d.server_no_response += 1
-        return None
+        return response if answer_broadcast else None
     return response
 
 

@@ -1,0 +1,364 @@
+"""Request hooks, write subscriptions and their events (seed 003), and the bounded-queue policy. Sans-I/O.
+
+This module holds the types and the bookkeeping: which points a program subscribed to, which of them a write
+request touches, their values before and after it as events, the JSON-able records of the events log, and
+the policy of a subscriber's bounded queue. Delivering anything (tasks, queues being awaited, files) is the
+server's job; nothing here knows asyncio, a socket or the clock (times come in as arguments).
+
+Names follow seed 003: ``<server>.<unitid>.<address>.<table>``, e.g. ``plant.1.100.hr``; a ``bits`` subscription
+gives one event per bit, ``plant.1.100.hr.<n>`` with n = 1 … 16 counted from the LSB of the register's first
+byte (`modbusd.model.values.register_bit`).
+"""
+
+import math
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from modbusd.model.device import Device
+from modbusd.model.names import Location, Table
+from modbusd.model.values import Kind, Order, Value, ValueType, decode, register_bit
+from modbusd.protocol.bits import unpack_bits
+from modbusd.protocol.codes import MAX_PDU, ExceptionCode, FunctionCode
+from modbusd.protocol.errors import ModbusError
+from modbusd.protocol.pdu import (
+    MaskWriteRegister,
+    ReadWriteMultipleRegisters,
+    WriteMultipleCoils,
+    WriteMultipleRegisters,
+    WriteSingleCoil,
+    WriteSingleRegister,
+    decode_request,
+)
+
+# ---------------------------------------------------------------------------------------------- request hook
+
+RequestHook = Callable[[str, str, int, bytes], bytes | Awaitable[bytes | None] | None]
+"""(server name, client address "host:port" or serial device, unit id, request PDU) → response PDU or None.
+
+Seed 003's ModbusEvent callback. A plain function or a coroutine function. Bytes are sent as the response (after
+`check_response`); None lets the server answer from its tables.
+"""
+
+
+class HookFailure(Exception):
+    """A hook's answer cannot be sent: the request is answered with exception 04, and the reason is logged."""
+
+
+def check_response(request: bytes, response: object) -> bytes:
+    """`response` if it can go out as the answer to `request`; HookFailure saying why not otherwise.
+
+    A response PDU is 1 … 253 bytes (§4.1) and starts with the request's function code, or that code | 0x80
+    for an exception response.
+    """
+    if not isinstance(response, bytes | bytearray):
+        raise HookFailure(f"returned {type(response).__name__}, not bytes or None")
+    if not response:
+        raise HookFailure("returned an empty response")
+    if len(response) > MAX_PDU:
+        raise HookFailure(f"returned {len(response)} bytes; a response PDU has at most {MAX_PDU}")
+    function = request[0]
+    if response[0] not in (function, function | 0x80):
+        raise HookFailure(f"returned function code 0x{response[0]:02X} for a request with 0x{function:02X}")
+    return bytes(response)
+
+
+# ----------------------------------------------------------------------------------------------- writes
+
+WRITE_FUNCTIONS: Final = frozenset(
+    int(f) for f in (FunctionCode.WRITE_SINGLE_COIL, FunctionCode.WRITE_SINGLE_REGISTER,
+                     FunctionCode.WRITE_MULTIPLE_COILS, FunctionCode.WRITE_MULTIPLE_REGISTERS,
+                     FunctionCode.MASK_WRITE_REGISTER, FunctionCode.READ_WRITE_MULTIPLE_REGISTERS)
+)  # fmt: skip
+_PAIR: Final = struct.Struct(">HH")
+
+
+def written_range(pdu: bytes) -> tuple[Table, int, int] | None:
+    """(table, address, quantity) that a write request would change, read straight from its bytes.
+
+    None for a request that writes nothing or is too short to say; whether the write is valid is the handler's
+    business (an invalid one is answered with an exception and changes nothing).
+    """
+    function = pdu[0]
+    if function == FunctionCode.READ_WRITE_MULTIPLE_REGISTERS:
+        if len(pdu) < 9:
+            return None
+        address, quantity = _PAIR.unpack_from(pdu, 5)
+        return Table.HOLDING_REGISTERS, address, quantity
+    if len(pdu) < 5:
+        return None
+    address, quantity = _PAIR.unpack_from(pdu, 1)
+    if function in (FunctionCode.WRITE_SINGLE_REGISTER, FunctionCode.MASK_WRITE_REGISTER):
+        return Table.HOLDING_REGISTERS, address, 1
+    if function == FunctionCode.WRITE_MULTIPLE_REGISTERS:
+        return Table.HOLDING_REGISTERS, address, quantity
+    if function == FunctionCode.WRITE_SINGLE_COIL:
+        return Table.COILS, address, 1
+    if function == FunctionCode.WRITE_MULTIPLE_COILS:
+        return Table.COILS, address, quantity
+    return None
+
+
+# ------------------------------------------------------------------------------------------ subscriptions
+
+SUBSCRIBABLE: Final = ("ushort", "uint", "ulong", "short", "int", "long", "float", "double", "hex", "bits")
+"""Seed 003's holding-register subscription types, plus double."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteEvent:
+    """A client wrote a subscribed point. `value` and `previous` are decoded as the subscription's type.
+
+    One event per point the write touched, even when the value did not change (seed 003). All the events of one
+    request share `request_id`. `time` is the wall-clock time (seconds since the epoch) the write was applied.
+    """
+
+    name: str
+    value: Value
+    previous: Value
+    client: str
+    time: float
+    request_id: int
+    unit_id: int
+    table: Table
+    address: int
+    bit: int | None
+    type: ValueType
+    function: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Subscription:
+    """Seed 003's ``subscribe``: coils (`count` consecutive, one event per coil written), or holding registers
+    holding one value of `type` in `order` (``bits``: one event per bit of the register).
+
+    `unit_id` None: the device answers every unit id, and the event carries the request's.
+    """
+
+    device: Device
+    table: Table
+    address: int
+    count: int  # coils subscribed, or registers the value spans
+    type: ValueType
+    order: Order = Order.ABCD
+    unit_id: int | None = None
+
+    def touches(self, address: int, quantity: int) -> bool:
+        return address < self.address + self.count and self.address < address + quantity
+
+    def capture(self) -> bytes | list[bool]:
+        """The subscribed points' state now, for `events` (before and after a write)."""
+        if self.table is Table.COILS:
+            return self.device.coils.read(self.address, self.count)
+        return self.device.holding_registers.read(self.address, self.count)
+
+    def location(self, unit_id: int) -> Location:
+        return Location(self.table, self.address, self.unit_id if self.unit_id is not None else unit_id)
+
+    def events(
+        self, before: bytes | list[bool], after: bytes | list[bool], written: tuple[int, int], *, server: str,
+        unit_id: int, client: str, time: float, request_id: int, function: int,
+    ) -> list[WriteEvent]:  # fmt: skip
+        unit = self.unit_id if self.unit_id is not None else unit_id
+        prefix = f"{server}.{unit}."
+
+        def event(address: int, bit: int | None, value: Value, previous: Value) -> WriteEvent:
+            name = f"{prefix}{address}.{self.table.suffix}" + ("" if bit is None else f".{bit}")
+            return WriteEvent(name, value, previous, client, time, request_id, unit, self.table, address, bit,
+                              self.type, function)  # fmt: skip
+
+        if self.table is Table.COILS:
+            start, quantity = written
+            first, stop = max(start, self.address), min(start + quantity, self.address + self.count)
+            return [event(a, None, after[a - self.address], before[a - self.address]) for a in range(first, stop)]
+        if self.type.kind is Kind.BITS:
+            new, old = int.from_bytes(after), int.from_bytes(before)
+            return [event(self.address, n, bool(new >> register_bit(n) & 1), bool(old >> register_bit(n) & 1))
+                    for n in range(1, 17)]  # fmt: skip
+        return [event(self.address, None, decode(self.type, after, self.order),  # type: ignore[arg-type]  # bytes
+                      decode(self.type, before, self.order))]  # type: ignore[arg-type]  # fmt: skip
+
+
+def make_subscription(
+    device: Device, location: Location, vtype: ValueType | str | None = None, *, count: int = 1,
+    order: Order | str = Order.ABCD,
+) -> Subscription:  # fmt: skip
+    """A checked Subscription at `location` (coils or holding registers): ValueError saying what is wrong.
+
+    The points must exist in the device's table (IllegalDataAddress otherwise), so that a subscription never
+    fails later, on a client's write.
+    """
+    if location.bit is not None:
+        raise ValueError(f"{location}: subscribe to the register with type bits, which gives an event per bit")
+    if location.table is Table.COILS:
+        if vtype is not None and str(vtype) not in ("bit", "bits"):
+            raise ValueError(f"{location} is a coil: coils take no type (count: how many consecutive ones)")
+        if not 1 <= count <= 0x10000 - location.address:
+            raise ValueError(f"count {count} outside 1..{0x10000 - location.address}")
+        chosen = ValueType(Kind.BIT)
+        span = count
+    elif location.table is Table.HOLDING_REGISTERS:
+        chosen = ValueType.parse(vtype) if isinstance(vtype, str) else vtype or ValueType(Kind.USHORT)
+        if str(chosen) not in SUBSCRIBABLE:
+            raise ValueError(f"type {chosen} cannot be subscribed: expected one of {', '.join(SUBSCRIBABLE)}")
+        if count != 1:
+            raise ValueError("count is for coils; a holding register subscription spans its type's registers")
+        span = chosen.registers
+    else:
+        raise ValueError(f"{location}: only coils and holding registers are written by clients (seed 003)")
+    subscription = Subscription(device, location.table, location.address, span, chosen, Order(order),
+                                location.unit_id)  # fmt: skip
+    subscription.capture()  # IllegalDataAddress now rather than at the first write
+    return subscription
+
+
+class Subscriptions:
+    """The registry: every subscription, found by device and written range. Empty means zero cost."""
+
+    def __init__(self) -> None:
+        self._all: list[Subscription] = []
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(self._all)
+
+    # A new list each time, never changed in place: another thread may subscribe while the loop looks for touched
+    # subscriptions, and list.sort empties a list while it sorts.
+    def add(self, subscription: Subscription) -> None:
+        self._all = sorted([*self._all, subscription], key=lambda s: (s.table, s.address, s.count))
+
+    def remove(self, subscription: Subscription) -> None:
+        self._all = [s for s in self._all if s is not subscription]
+
+    def touched(
+        self, device: Device, unit_id: int, table: Table, address: int, quantity: int, *, broadcast: bool = False
+    ) -> list[Subscription]:
+        """The subscriptions a write of `quantity` points at `address` touches, in address order.
+
+        A subscription naming a unit id sees the writes to that unit id, and broadcasts (every device takes them).
+        """
+        return [s for s in self._all if s.device is device and s.table is table and s.touches(address, quantity)
+                and (s.unit_id is None or s.unit_id == unit_id or broadcast)]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- bounded queues
+
+
+class EventQueue:
+    """A subscriber's bounded queue: events wait here until it takes them; when it is full, new ones are dropped
+    and counted (never silently lost: `dropped`, and `put` says when a burst of drops starts and ends)."""
+
+    __slots__ = ("_items", "burst", "delivered", "dropped", "limit")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a subscriber's queue holds at least 1 event")
+        self.limit = limit
+        self._items: deque[WriteEvent] = deque()
+        self.dropped = 0  # ever
+        self.burst = 0  # dropped since the queue last had room
+        self.delivered = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, event: WriteEvent) -> int:
+        """Queue `event`: 0 when queued; otherwise the drops in this burst so far (1: the burst starts now).
+
+        A negative result: queued, after a burst of that many drops ended (the caller can say so once)."""
+        if len(self._items) >= self.limit:
+            self.dropped += 1
+            self.burst += 1
+            return self.burst
+        self._items.append(event)
+        if self.burst:
+            ended, self.burst = self.burst, 0
+            return -ended
+        return 0
+
+    def take(self) -> WriteEvent | None:
+        if not self._items:
+            return None
+        self.delivered += 1
+        return self._items.popleft()
+
+
+# ------------------------------------------------------------------------------------- events log records
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    return value
+
+
+def _written_values(pdu: bytes) -> tuple[int | None, int | None, object]:
+    """(address, quantity, values) of a write request as the log shows them; Nones for a malformed one."""
+    try:
+        request = decode_request(pdu)
+    except ModbusError:
+        found = written_range(pdu)
+        return (found[1], found[2], None) if found else (None, None, None)
+    match request:
+        case WriteSingleCoil():
+            return request.address, 1, request.value
+        case WriteSingleRegister():
+            return request.address, 1, request.value
+        case WriteMultipleCoils():
+            return request.address, request.quantity, [bool(b) for b in unpack_bits(request.values, request.quantity)]
+        case WriteMultipleRegisters():
+            return request.address, len(request.values) // 2, list(struct.unpack(f">{len(request.values) // 2}H",
+                                                                                   request.values))  # fmt: skip
+        case MaskWriteRegister():
+            return request.address, 1, {"and_mask": request.and_mask, "or_mask": request.or_mask}
+        case ReadWriteMultipleRegisters():
+            count = len(request.values) // 2
+            return request.write_address, count, list(struct.unpack(f">{count}H", request.values))
+    return None, None, None  # pragma: no cover - only write function codes come here
+
+
+def outcome(response: bytes | None) -> dict[str, object]:
+    """How a request was answered, for the log: ok, an exception (with its code and name), or no response."""
+    if response is None:
+        return {"outcome": "no response"}
+    if response[0] & 0x80:
+        code = response[1] if len(response) > 1 else 0
+        try:
+            name = ExceptionCode(code).name
+        except ValueError:
+            name = "?"
+        return {"outcome": "exception", "exception": code, "exception_name": name}
+    return {"outcome": "ok"}
+
+
+def write_record(
+    pdu: bytes, response: bytes | None, *, time: float, client: str, unit_id: int, request_id: int,
+    broadcast: bool = False, by: str = "tables",
+) -> dict[str, object]:  # fmt: skip
+    """One client write as one JSON-able record of the events log. `by`: "tables" or "hook" (it answered)."""
+    address, quantity, values = _written_values(pdu)
+    record: dict[str, object] = {
+        "time": time, "kind": "write", "request_id": request_id, "client": client, "unit": unit_id,
+        "function": pdu[0], "address": address, "quantity": quantity, "values": values,
+    }  # fmt: skip
+    if broadcast:
+        record["broadcast"] = True
+    if by != "tables":
+        record["by"] = by
+    record.update(outcome(response))
+    return record
+
+
+def event_record(event: WriteEvent) -> dict[str, object]:
+    """One event as one JSON-able record of the events log (its time as seconds since the epoch)."""
+    return {
+        "time": event.time, "kind": "event", "request_id": event.request_id, "client": event.client, "name": event.name,
+        "type": str(event.type), "value": _json_value(event.value), "previous": _json_value(event.previous),
+    }  # fmt: skip
+
