@@ -392,6 +392,7 @@ def test_value_written_over_one_transport_is_read_over_every_other(
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.awaiting: list[object] = []  # answers to await: none here
 
     def receive(self, data: bytes) -> bytes:
         self.calls.append(f"receive {data.hex()}")

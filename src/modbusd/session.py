@@ -5,7 +5,7 @@ each request PDU to an injected `answer` function and frames what comes back. It
 devices, so a test drives it with plain bytes. Time comes from the transport too: a serial transport calls
 `end_of_frame()` after the silence that ends a frame and `gap()` after one that breaks a frame apart.
 
-Answers that take time (a request forwarded by the gateway, later a hook that is a coroutine): the answer
+Answers that take time (a request forwarded by the gateway, a request hook that is a coroutine): the answer
 function may return an awaitable instead of a response. The session never awaits it: it wraps it in a
 `Pending`, lists it in `awaiting` for the transport, and holds back every later response of this
 connection until the transport hands the outcome to `settle()` or `fail()`. So one connection's responses
@@ -13,7 +13,6 @@ always leave in request order, while other connections, each with its own sessio
 """
 
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
@@ -35,11 +34,12 @@ It may raise a ModbusError (answered with its code) and so may the awaitable; an
 with exception 04 and logged.
 """
 
-AddressedAnswer = Callable[[int, bytes], tuple[int, bytes] | None]
+AddressedAnswer = Callable[[int, bytes], tuple[int, bytes] | Awaitable[bytes | None] | None]
 """(unit id, request PDU) → (unit id the response comes from, response PDU), or None for no response.
 
 For serial lines, where the answering device says which address it answers from: seed 002's address change
-is sent to 0xFF and answered from the device's own (old) address.
+is sent to 0xFF and answered from the device's own (old) address. It may also return an awaitable of a
+response PDU (a coroutine request hook), which is answered from the request's unit id, in request order.
 """
 
 Discard = Callable[[int], None]
@@ -98,7 +98,7 @@ class Session:
         self.peer = peer
         # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
         # Empty on the fast path, where every answer is at hand.
-        self._owed: deque[Pending | bytes] = deque()
+        self._owed: list[Pending | bytes] = []  # a list, not a deque: 56 bytes a connection instead of 600
         self.awaiting: list[Pending] = []  # Pendings the transport has not started awaiting yet
 
     def receive(self, data: bytes) -> bytes:
@@ -165,7 +165,7 @@ class Session:
                 ready.append(out)
             else:
                 ready.append(head)  # type: ignore[arg-type]  # bytes
-            owed.popleft()
+            del owed[0]  # short: a few requests pipelined behind one awaited answer
         return b"".join(ready)
 
     def _defer(self, adu: Adu, reply: object) -> bytes:
@@ -182,7 +182,7 @@ class Session:
         """
         if self._end_of_frame is None:
             return b""
-        return b"".join([self._reply(adu) for adu in self._end_of_frame()])
+        return self._replies(self._end_of_frame())
 
     def gap(self) -> None:
         """A silence longer than t1.5 but shorter than t3.5 came before the bytes about to be received."""
@@ -222,12 +222,14 @@ class Session:
         except Exception:
             log.exception("%s: failed on request %s", self.peer, pdu.hex(" "))
             addressed = None if unit == 0 else (unit, exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE))
-        reply = None if addressed is None else addressed[1]
+        if addressed is not None and addressed.__class__ is not tuple:
+            return self._defer(adu, addressed)  # an awaitable: its response comes from the request's unit id
+        reply = None if addressed is None else addressed[1]  # type: ignore[index]  # a tuple, as checked
         if self._debug:
             log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))
         if addressed is None:
             return b""
-        from_unit, reply = addressed
+        from_unit, reply = addressed  # type: ignore[misc]  # a tuple, as checked
         return self._framer.frame(adu if from_unit == unit else adu._replace(unit_id=from_unit), reply)
 
     def _discarded(self, proto: int, unit: int) -> None:

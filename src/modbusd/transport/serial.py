@@ -6,6 +6,9 @@ previous ones → `session.gap()` (RTU: t1.5 < silence < t3.5, the frame is brok
 nothing received → `session.end_of_frame()` (RTU: t3.5; ASCII: the 1 s inter-character time-out). Which
 silences those are is the caller's business (they follow from the framing and the baud rate).
 
+An answer that takes time (a coroutine request hook) is awaited in a task, as on TCP; its response goes out when
+it comes, in request order (a master waits for it anyway: one transaction at a time). Closing cancels it.
+
 What it measures is the time between chunks handed over by the operating system, not between characters
 on the wire: a UART's receive FIFO or a USB adapter's latency timer can hold bytes back (see README).
 """
@@ -20,6 +23,7 @@ import serial  # pyserial: the port settings and SerialException
 import serial_asyncio_fast
 
 from modbusd.session import Session  # the transport knows the session, not the protocol
+from modbusd.transport.tcp import cancel_all, start_awaiting
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class SerialConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.device = "?"
         self._last = 0.0  # monotonic time the last bytes arrived; 0: none since the last end of frame
+        self._tasks: set[asyncio.Future[bytes | None]] = set()  # answers being awaited
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -81,6 +86,8 @@ class SerialConnection(asyncio.Protocol):
     def _send(self, out: bytes) -> None:
         if out and self._transport is not None and not self._transport.is_closing():
             self._transport.write(out)
+        if self._session.awaiting:
+            start_awaiting(self._session, self._tasks, self._send)
 
     def __str__(self) -> str:
         return self.device
@@ -89,11 +96,13 @@ class SerialConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        cancel_all(self._tasks)
         if self._transport is not None:
             self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        cancel_all(self._tasks)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
