@@ -241,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--http-token", metavar="TOKEN", help="bearer token the control API requires; needed off loopback"
     )
+    parser.add_argument(
+        "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
+        "each (seed 003's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
+        "and the server goes on",
+    )  # fmt: skip
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
     parser.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
     parser.add_argument("--version", action="version", version=f"modbusd {__version__}")
@@ -342,7 +347,8 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
     given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
              "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
-             "quit_command": args.quit_command}  # fmt: skip
+             "quit_command": args.quit_command,
+             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
     http = config.http
     if args.http is not None or args.http_host or args.http_token:

@@ -11,6 +11,10 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE` below):
   idle_timeout, quit_command, unknown_unit. The other transports are sub-tables, each off unless present:
   ``[server.udp]`` and ``[server.rtu_over_tcp]`` (port), ``[[server.serial]]`` (one per serial port: device,
   framing, baudrate, bytesize, parity, stopbits).
+- ``[server]`` also: name (seed 003's server name, the first word of event names), hook (a request hook,
+  ``"package.module:function"``, imported when the file is loaded), hook_timeout, eventslog (a file for every
+  client write and event, one JSON line each; relative to the file's folder; ``false``: none),
+  eventslog_max_bytes and eventslog_files (its rotation).
 - ``[http]``: the control API (port, host, token); absent means off.
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (seed 002), layout,
@@ -19,6 +23,7 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE` below):
 """
 
 import csv
+import importlib
 import io
 import math
 import re
@@ -53,6 +58,31 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
 CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
 SERIAL_KEYS = ("device", "framing", "baudrate", "bytesize", "parity", "stopbits")
+HOOK_TIMEOUT = 1.0  # seconds a coroutine request hook may take before exception 04
+EVENTS_LOG_MAX_BYTES = 10 * 1024 * 1024  # the events log is rotated when it would grow past this
+EVENTS_LOG_FILES = 5  # the events log and its rotated copies, .1 … .4
+
+
+def import_hook(spec: str) -> Callable[..., object]:
+    """``"package.module:function"`` → the function; ValueError in one line saying what went wrong."""
+    module_name, colon, attribute = spec.strip().partition(":")
+    if not colon or not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise ValueError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from None
+    target: object = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"{module_name} has no {attribute}") from None
+    if not callable(target):
+        raise ValueError(f"{spec} is a {type(target).__name__}, not a function")
+    return target
 
 
 class ConfigError(ValueError):
@@ -88,6 +118,12 @@ class ServerConfig:
     udp: int | None = None  # [server.udp] port
     rtu_over_tcp: int | None = None  # [server.rtu_over_tcp] port
     serial: tuple[SerialLine, ...] = ()  # [[server.serial]], one per port
+    name: str = "modbusd"  # seed 003's server name in event names
+    hook: str | None = None  # "package.module:function", checked by importing it
+    hook_timeout: float = HOOK_TIMEOUT
+    eventslog: str | None = None  # the events log's path (resolved against the file's folder)
+    eventslog_max_bytes: int = EVENTS_LOG_MAX_BYTES
+    eventslog_files: int = EVENTS_LOG_FILES
 
     @property
     def serves_serial(self) -> bool:
@@ -320,8 +356,10 @@ class _Loader:
     def server(self, data: object) -> ServerConfig:
         path: _Path = ("server",)
         raw = self.table(data, path, ("host", "port", "layout", "max_connections", "idle_timeout", "quit_command",
-                                      "unknown_unit", "udp", "rtu_over_tcp", "serial"))  # fmt: skip
-        options: dict[str, Any] = {}
+                                      "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
+                                      "hook_timeout", "eventslog", "eventslog_max_bytes",
+                                      "eventslog_files"))  # fmt: skip
+        options: dict[str, Any] = self.hooks(raw, path)
         if "host" in raw:
             options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1 or 0.0.0.0")
         if "port" in raw:
@@ -364,6 +402,43 @@ class _Loader:
                                                               "([server] port): give RTU over TCP another "
                                                               "one")  # fmt: skip
         return config
+
+    def hooks(self, raw: Mapping[str, Any], path: _Path) -> dict[str, Any]:
+        """[server] name, hook, hook_timeout, eventslog and its rotation (seed 003)."""
+        options: dict[str, Any] = {}
+        if "name" in raw:
+            name = self.typed(raw, path, "name", str, "a name such as \"plant\"")
+            if not NAME.fullmatch(name) or "." in name:
+                raise self.error((*path, "name"), f"{name!r}: start with a letter, then letters, digits, _ or - "
+                                                  "(no dots: the name is the first part of event names)")  # fmt: skip
+            options["name"] = name
+        if "hook" in raw:
+            spec = self.typed(raw, path, "hook", str, 'a function to import, "package.module:function"')
+            try:
+                import_hook(spec)
+            except ValueError as exc:
+                raise self.error((*path, "hook"), str(exc)) from None
+            options["hook"] = spec
+        if "hook_timeout" in raw:
+            timeout = self.typed(raw, path, "hook_timeout", (int, float), "a number of seconds")
+            if not timeout > 0 or not math.isfinite(timeout):
+                raise self.error((*path, "hook_timeout"), f"{timeout} must be a number of seconds greater than 0")
+            options["hook_timeout"] = float(timeout)
+        if "eventslog" in raw:
+            value = raw["eventslog"]
+            if value is True:
+                raise self.error((*path, "eventslog"), 'give the file to write, e.g. eventslog = "events.jsonl" '
+                                                       "(false: no events log)")  # fmt: skip
+            if value is not False:
+                text = self.typed(raw, path, "eventslog", str, 'a file such as "events.jsonl", or false')
+                if not text.strip():
+                    raise self.error((*path, "eventslog"), "the file name cannot be empty (false: no events log)")
+                options["eventslog"] = str(self.base / text)
+        if "eventslog_max_bytes" in raw:
+            options["eventslog_max_bytes"] = self.integer(raw, path, "eventslog_max_bytes", 1024, 1 << 40)
+        if "eventslog_files" in raw:
+            options["eventslog_files"] = self.integer(raw, path, "eventslog_files", 1, 1000)
+        return options
 
     def listener(self, data: object, path: _Path, what: str) -> int:
         """[server.udp] or [server.rtu_over_tcp]: the port."""
@@ -776,6 +851,11 @@ def summary(config: Config) -> list[str]:
     if s.rtu_over_tcp is not None:
         lines.append(f"server: rtu over tcp {s.host} port {s.rtu_over_tcp}")
     lines.extend(f"server: serial {line.framing} {line.device} {line.settings}" for line in s.serial)
+    if s.hook is not None:
+        lines.append(f"server: request hook {s.hook} (time-out {s.hook_timeout:g} s)")
+    if s.eventslog is not None:
+        lines.append(f"server: events log {s.eventslog} (rotated at {s.eventslog_max_bytes} bytes, "
+                     f"{s.eventslog_files} files)")  # fmt: skip
     if config.http is not None:
         lines.append(f"http control API: {config.http.host} port {config.http.port}"
                      + (" (token required)" if config.http.token else ""))  # fmt: skip
@@ -815,6 +895,10 @@ layout = "separate"         # separate | overlaid | packed (the default for ever
 # max_connections = 100     # at the limit the longest-unused connection is closed
 # idle_timeout = 60         # seconds
 # quit_command = "shutdown" # a client sending exactly this word stops the server
+# name = "modbusd"          # the first part of event names (seed 003): modbusd.1.100.hr
+# hook = "mypackage.hooks:on_request"  # a request hook (Python), imported at start; see the README
+# hook_timeout = 1.0        # seconds a coroutine hook may take; then exception 04
+# eventslog = "events.jsonl"  # every client write and event, one JSON line each, rotated at 10 MB x 5 files
 # unknown_unit = "exception"  # exception | ignore: requests for a unit id without a device
 # port = false              # instead of the port above: no Modbus/TCP, only the transports below
 

@@ -13,23 +13,46 @@ bus answer them), 0 is a broadcast, and frames that fail their check are counted
 """
 
 import asyncio
+import contextlib
+import datetime
+import inspect
+import itertools
+import json
 import logging
+import os
+import queue
 import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 from modbusd import handler
-from modbusd.config import Config
+from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
 from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
+from modbusd.hooks import (
+    WRITE_FUNCTIONS,
+    EventQueue,
+    HookFailure,
+    RequestHook,
+    Subscription,
+    Subscriptions,
+    WriteEvent,
+    check_response,
+    event_record,
+    make_subscription,
+    write_record,
+    written_range,
+)
 from modbusd.model.device import Device
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, write_at
-from modbusd.model.values import Value, ValueType
+from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.ascii import AsciiFramer
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
+from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.protocol.rtu import RtuFramer, silent_intervals
 from modbusd.protocol.serial_line import Framing, SerialLine
@@ -104,17 +127,24 @@ class StartError(OSError):
 class _Bus:
     """The devices reached over serial lines and RTU over TCP, by slave id: one bus, whatever the port."""
 
-    def __init__(self, units: dict[int, Device]) -> None:
+    def __init__(self, units: dict[int, Device], observed: set[int], write: "_Write") -> None:
         self.units = units  # shared with the server: an address change is seen by every transport
+        self.observed = observed  # the server's: write function codes whose writes it logs or makes events of
+        self.write = write
 
-    def answer(self, unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
-        found = self.answer_from(unit_id, pdu)
+    def answer(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[int, bytes] | None:
+        found = self.answer_from(unit_id, pdu, peer)
         return None if found is None else (found[1], found[2])
 
-    def answer_from(self, unit_id: int, pdu: bytes) -> tuple[Device, int, bytes] | None:
+    def _respond(self, device: Device, unit_id: int, pdu: bytes, peer: str) -> bytes | None:
+        if pdu[0] in self.observed:
+            return self.write(device, unit_id, pdu, peer, False)
+        return handler.respond(device, pdu)
+
+    def answer_from(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[Device, int, bytes] | None:
         """(device, unit id it answers from, response PDU), or None when the bus stays silent."""
         if unit_id == BROADCAST_UNIT_ID:
-            self._broadcast(pdu)
+            self._broadcast(pdu, peer)
             return None
         device = self.units.get(unit_id)
         if device is None:
@@ -126,18 +156,21 @@ class _Bus:
             unit_id, device = found
         register = device.address_register
         if register is not None and (new := handler.address_written(pdu, register)) is not None:
-            reply = self._change_address(device, unit_id, new, pdu)
+            reply = self._change_address(device, unit_id, new, pdu, peer)
         else:
-            reply = handler.respond(device, pdu)
+            reply = self._respond(device, unit_id, pdu, peer)
         return None if reply is None else (device, unit_id, reply)
 
-    def _broadcast(self, pdu: bytes) -> None:
+    def _broadcast(self, pdu: bytes, peer: str) -> None:
         """Serial Line §2.1: every device carries out a broadcast, and none answers it."""
         for device in {id(d): d for d in self.units.values()}.values():
             register = device.address_register
             if register is not None and handler.address_written(pdu, register) is not None:
                 continue  # one address for every device would be no address at all: not even written
-            handler.respond(device, pdu, broadcast=True)
+            if pdu and pdu[0] in self.observed:
+                self.write(device, BROADCAST_UNIT_ID, pdu, peer, True)
+            else:
+                handler.respond(device, pdu, broadcast=True)
 
     def _address_register_at_any(self, pdu: bytes) -> tuple[int, Device] | None:
         takers = [(unit_id, device) for unit_id, device in self.units.items()
@@ -149,18 +182,265 @@ class _Bus:
             return None
         return takers[0] if takers else None
 
-    def _change_address(self, device: Device, old: int, new: int, pdu: bytes) -> bytes | None:
+    def _change_address(self, device: Device, old: int, new: int, pdu: bytes, peer: str) -> bytes | None:
         """Seed 002: answered from the old address; the new one holds from the next frame on."""
         holder = self.units.get(new)
         if holder is not None and holder is not device:
             log.warning("unit %d asked to move to unit id %d, which another device has; refused", old, new)
             return handler.refuse(device, pdu, ExceptionCode.ILLEGAL_DATA_VALUE)
-        reply = handler.respond(device, pdu)
+        reply = self._respond(device, old, pdu, peer)
         if reply is not None and not reply[0] & 0x80 and new != old:
             del self.units[old]
             self.units[new] = device
             log.info("unit %d now answers at unit id %d", old, new)
         return reply
+
+
+_Write = Callable[[Device, int, bytes, str, bool], bytes | None]
+"""(device, unit id, write request PDU, client, broadcast) → response PDU: a write carried out and observed."""
+
+_PASS: Final = object()  # the request hook returned None: the tables answer
+
+EVENT_QUEUE = 1000  # events a subscriber may fall behind by before new ones are dropped (and counted)
+_DRAIN_GRACE = 1.0  # seconds subscribers get at stop to take the events already queued for them
+
+
+class Listener:
+    """A subscriber to the server's write events (`Server.add_listener`, `Server.events`).
+
+    Every event goes to every listener, in the order the writes were applied, through this listener's own
+    bounded queue: a slow listener only loses its own events (counted in `dropped`, logged once per burst),
+    and never delays a Modbus response. With a callback, a task of the server's loop calls it for each event
+    (a coroutine function is awaited: the next event waits for it); without one, `async for` takes them.
+    """
+
+    def __init__(self, server: "Server", callback: Callable[[WriteEvent], object] | None, limit: int,
+                 name: str) -> None:  # fmt: skip
+        self.server = server
+        self.callback = callback
+        self.name = name
+        self.queue = EventQueue(limit)
+        self.failures = 0  # events whose callback raised
+        self.closed = False
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
+
+    @property
+    def delivered(self) -> int:
+        return self.queue.delivered
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.name} queued={len(self.queue)} dropped={self.dropped}>"
+
+    def _push(self, event: WriteEvent) -> None:
+        result = self.queue.put(event)
+        if result == 1:
+            log.warning("listener %s is %d events behind: dropping new events until it catches up (counted)",
+                        self.name, self.queue.limit)  # fmt: skip
+        elif result < 0:
+            log.warning("listener %s caught up; %d events were dropped (%d in all)", self.name, -result,
+                        self.dropped)  # fmt: skip
+        if result <= 0:
+            self._ready.set()
+
+    def _start(self) -> None:
+        if self.callback is not None and self._task is None and not self.closed:
+            self._task = asyncio.get_running_loop().create_task(self._deliver(self.callback))
+
+    async def _deliver(self, callback: Callable[[WriteEvent], object]) -> None:
+        take = self.queue.take
+        while True:
+            event = take()
+            if event is None:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            try:
+                result = callback(event)
+                if inspect.isawaitable(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1  # the traceback once; then one line each
+                log.error("listener %s failed on event %s: %s: %s (%d failures)", self.name, event.name,
+                          type(exc).__name__, exc, self.failures, exc_info=self.failures == 1)  # fmt: skip
+
+    def __aiter__(self) -> AsyncIterator[WriteEvent]:
+        return self
+
+    async def __anext__(self) -> WriteEvent:
+        while True:
+            event = self.queue.take()
+            if event is not None:
+                return event
+            if self.closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    def close(self) -> None:
+        """Stop receiving events; `async for` ends once the queued ones are taken."""
+        self.server.remove_listener(self)
+
+    async def _stop(self) -> None:
+        self.closed = True
+        self._ready.set()
+        task, self._task = self._task, None
+        if task is not None:
+            deadline = time.monotonic() + _DRAIN_GRACE
+            while len(self.queue) and time.monotonic() < deadline and not task.done():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class EventsLog:
+    """Seed 003's eventslog: every client write and every event, one JSON line each, appended to a file.
+
+    Written by a thread of its own, so that a slow disk never holds up the event loop; the loop only queues
+    records (at most `queue_limit`; beyond that they are counted as lost). Rotated by size: when the file would
+    grow past `max_bytes` it becomes FILE.1 (FILE.1 becomes FILE.2 …), and `files` files are kept in all. A file
+    that cannot be written (a full disk, no permission) is reported once, its records are counted as lost, and
+    writing resumes, with one line saying so, when the file can be written again. The server goes on regardless.
+    """
+
+    def __init__(self, path: str | Path, *, max_bytes: int = EVENTS_LOG_MAX_BYTES, files: int = EVENTS_LOG_FILES,
+                 queue_limit: int = 100_000) -> None:  # fmt: skip
+        if max_bytes < 1 or files < 1:
+            raise ValueError("the events log needs max_bytes >= 1 and files >= 1")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.files = files
+        self.written = 0  # records written
+        self.lost = 0  # records that could not be written or queued
+        self.rotations = 0
+        self.error: str | None = None  # the failure being reported, None while the file is writable
+        self._queue: queue.Queue[dict[str, object] | None] = queue.Queue(queue_limit)
+        self._file: Any = None
+        self._size = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the file (an unwritable one is reported now, once) and start the writer thread."""
+        if self._thread is not None:
+            return
+        self._open()
+        self._thread = threading.Thread(target=self._run, name=f"modbusd events log {self.path}", daemon=True)
+        self._thread.start()
+
+    def put(self, record: dict[str, object]) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.lost += 1
+            if self.lost == 1 or self.error is None:
+                self._fail("the writer is too far behind; records are dropped (counted)")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then close the file."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def counters(self) -> dict[str, object]:
+        return {"path": str(self.path), "written": self.written, "lost": self.lost, "rotations": self.rotations,
+                "error": self.error}  # fmt: skip
+
+    def _fail(self, reason: str) -> None:
+        if self.error is None:
+            self.error = reason
+            log.error("events log %s: %s; the server goes on, unlogged records are counted", self.path, reason)
+
+    def _open(self) -> bool:
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (kept open by the writer)
+            self._size = self._file.tell()
+        except OSError as exc:
+            self._file = None
+            self._fail(f"cannot open: {exc.strerror or exc}")
+            return False
+        if self.error is not None:
+            log.info("events log %s is writable again (%d records lost meanwhile)", self.path, self.lost)
+            self.error = None
+        return True
+
+    def _run(self) -> None:
+        take = self._queue.get
+        while True:
+            batch = [take()]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 1000 and batch[-1] is not None:
+                    batch.append(self._queue.get_nowait())
+            stop = batch[-1] is None
+            self._write([r for r in batch if r is not None])
+            if stop:
+                if self._file is not None:
+                    with contextlib.suppress(OSError):
+                        self._file.close()
+                return
+
+    def _write(self, records: list[dict[str, object]]) -> None:
+        if not records:
+            return
+        if self._file is None and not self._open():
+            self.lost += len(records)
+            return
+        pending = 0  # written to the file's buffer, not flushed yet
+        done = 0  # flushed, so counted as written
+        try:
+            for record in records:
+                record["time"] = _iso(record["time"])  # type: ignore[arg-type]  # a float from the loop
+                line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+                size = len(line.encode())
+                if self._size and self._size + size > self.max_bytes:
+                    self._file.flush()
+                    self.written += pending
+                    done += pending
+                    pending = 0
+                    self._rotate()
+                self._file.write(line)
+                self._size += size
+                pending += 1
+            self._file.flush()
+            self.written += pending
+        except OSError as exc:
+            self.lost += len(records) - done
+            self._fail(f"cannot write: {exc.strerror or exc}")
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+            self._file = None
+
+    def _rotate(self) -> None:
+        self._file.close()
+        self._file = None
+        for number in range(self.files - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{number}")
+            newer = self.path if number == 1 else self.path.with_name(f"{self.path.name}.{number - 1}")
+            if newer.exists():
+                os.replace(newer, older)
+        if self.files == 1:
+            self.path.unlink(missing_ok=True)
+        self.rotations += 1
+        if not self._open():
+            raise OSError(self.error)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="microseconds")
+
+
+async def _quiet(awaitable: Awaitable[object]) -> None:
+    """A broadcast's hook answer: awaited, never sent."""
+    await awaitable
 
 
 class _LineErrors:
@@ -203,6 +483,12 @@ class Server:
         forward: Mapping[int, Target] | None = None,
         forward_timeout: float = FORWARD_TIMEOUT,
         forward_queue: int = FORWARD_QUEUE,
+        name: str = "modbusd",
+        hook: RequestHook | str | None = None,
+        hook_timeout: float = HOOK_TIMEOUT,
+        events_log: str | Path | None = None,
+        events_log_max_bytes: int = EVENTS_LOG_MAX_BYTES,
+        events_log_files: int = EVENTS_LOG_FILES,
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -212,7 +498,13 @@ class Server:
         unit ids go there (unit 0 to a serial line: a broadcast, sent and not answered). Equal targets are one
         downstream. A forwarded unit id is never answered locally; with one device per unit id, it must not
         also be a device's. `forward_timeout`: seconds to wait for a response (then exception 0x0B);
-        `forward_queue`: requests that may wait per downstream (more get exception 06)."""
+        `forward_queue`: requests that may wait per downstream (more get exception 06).
+
+        `name`: seed 003's server name, passed to the hook and the first part of event names. `hook`: a request
+        hook (`modbusd.hooks.RequestHook`), or its "package.module:function" to import; a coroutine hook taking
+        longer than `hook_timeout` seconds gets exception 04. `events_log`: a file for every client write and
+        every event, one JSON line each (`EventsLog`), rotated at `events_log_max_bytes` into
+        `events_log_files` files."""
         if devices is None:
             devices = Device()
         if isinstance(devices, Device):
@@ -236,6 +528,23 @@ class Server:
         self.serial_lines = (serial,) if isinstance(serial, SerialLine) else tuple(serial)
         self.rtu_over_tcp_port = rtu_over_tcp
         self.udp_port = udp
+        self.name = name
+        if isinstance(hook, str):
+            hook = import_hook(hook)  # type: ignore[assignment]  # a callable; what it returns is checked per request
+        if hook_timeout <= 0:
+            raise ValueError("hook_timeout must be greater than 0")
+        self.hook: RequestHook | None = hook
+        self.hook_timeout = hook_timeout
+        # Write function codes whose requests are observed (events, the events log): empty while nothing
+        # observes, so that a request costs one set lookup more than without any of this.
+        self._observed: set[int] = set()
+        self._subscriptions = Subscriptions()
+        self._listeners: list[Listener] = []
+        self._request_ids = itertools.count(1)
+        self.events_published = 0
+        self.events_log = None if events_log is None else EventsLog(
+            events_log, max_bytes=events_log_max_bytes, files=events_log_files)  # fmt: skip
+        self._update_observed()
         if self.serial_lines or rtu_over_tcp is not None:
             self._bus: _Bus | None = self._make_bus(unit_id)
         else:
@@ -276,6 +585,8 @@ class Server:
             "idle_timeout": s.idle_timeout, "quit_word": s.quit_command, "serial": s.serial,
             "rtu_over_tcp": s.rtu_over_tcp, "udp": s.udp,
             "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
+            "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "events_log": s.eventslog,
+            "events_log_max_bytes": s.eventslog_max_bytes, "events_log_files": s.eventslog_files,
         }  # fmt: skip
         return cls(devices, **(options | transports))
 
@@ -369,7 +680,7 @@ class Server:
         for unit, device in units.items():
             if device.address_register is not None:  # the register reads back the address
                 device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
-        return _Bus(units)
+        return _Bus(units, self._observed, self._write)
     # ------------------------------------------------------------------- local reads and writes (the owner's)
 
     def data_points(self) -> list[Point]:
@@ -436,19 +747,34 @@ class Server:
         write_at(device, found.location, chosen, value, found.order)
 
     def counters(self) -> dict[str, object]:
-        """Open connections and each device's FC08 counters, for monitoring."""
+        """Open connections, events (published, dropped per listener, the events log's), and each device's FC08
+        counters, for monitoring."""
         units: dict[str, Device] = {"*": self._single} if self._single is not None else {
             str(u): d for u, d in sorted(self.devices.items())}  # fmt: skip
         names = ("bus_message", "bus_communication_error", "bus_exception_error", "server_message",
                  "server_no_response", "server_nak", "server_busy", "bus_character_overrun", "event_count")  # fmt: skip
         return {
             "connections": self.connection_count,
+            "events": self._events_counters(),
             "devices": {
                 unit: {name: getattr(device.diagnostics, name) for name in names} | {
                     "listen_only": device.diagnostics.listen_only}
                 for unit, device in units.items()
             },
         }  # fmt: skip
+
+    def _events_counters(self) -> dict[str, object]:
+        listeners = self._listeners
+        counters: dict[str, object] = {
+            "subscriptions": len(self._subscriptions),
+            "published": self.events_published,
+            "dropped": sum(x.dropped for x in listeners),
+            "listeners": [{"name": x.name, "queued": len(x.queue), "delivered": x.delivered, "dropped": x.dropped,
+                           "failures": x.failures} for x in listeners],
+        }  # fmt: skip
+        if self.events_log is not None:
+            counters["log"] = self.events_log.counters()
+        return counters
 
     def _discarded(self, unit_id: int) -> None:
         device = self.device_for(unit_id)
@@ -464,7 +790,7 @@ class Server:
     def open_session(self, connection: TcpConnection) -> Session:
         self._admit(connection)
         return Session(
-            self._answer, peer=connection.peer, discard=self._discarded,
+            self._session_answer(connection.peer), peer=connection.peer, discard=self._discarded,
             quit_word=self.quit_word, on_quit=self._remote_quit,
         )  # fmt: skip
 
@@ -472,31 +798,274 @@ class Server:
         """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""
         self._admit(connection)
         assert self._bus is not None
-        errors = _LineErrors(f"RTU over TCP from {connection.peer}", self._bus)
-        return Session(self._bus.answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
-                       peer=connection.peer, quit_word=self.quit_word, on_quit=self._remote_quit)  # fmt: skip
+        bus, peer = self._bus, connection.peer
+        errors = _LineErrors(f"RTU over TCP from {peer}", bus)
+        answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
+        return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
+                       peer=peer, quit_word=self.quit_word, on_quit=self._remote_quit)  # fmt: skip
 
     def _udp_session(self, peer: str) -> Session:
-        return Session(self._answer, peer=peer, discard=self._discarded)
+        return Session(self._session_answer(peer), peer=peer, discard=self._discarded)
 
     def _serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
-        bus = self._bus
+        bus, peer = self._bus, line.device
         errors = _LineErrors(line.device, bus)
         if line.framing is Framing.RTU:
-            return Session(bus.answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=line.device)
+            answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
+            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
         framer = AsciiFramer(on_discard=errors)
 
-        def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
-            found = bus.answer_from(unit_id, pdu)
+        def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
+            found = bus.answer_from(unit_id, pdu, peer)
             if found is None:
                 return None
             device, from_unit, reply = found
             framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
             return from_unit, reply
 
-        line_answer: AddressedAnswer = answer
-        return Session(line_answer, framer=framer, addressed=True, peer=line.device)
+        return Session(self._hook_addressed(peer, ascii_answer), framer=framer, addressed=True, peer=peer)
+
+    # ------------------------------------------------------------------------ hooks, writes and events
+
+    def _session_answer(self, peer: str) -> Answer:
+        """The answer function of one Modbus/TCP connection or UDP datagram from `peer`.
+
+        Without a hook it costs one set lookup more than the tables' own answer: a write is observed (events,
+        the events log) only while `_observed` holds its function code.
+        """
+        observed = self._observed
+        write = self._write_local
+        single = self._single
+        if single is not None and not self._routes:
+            respond = handler.respond
+
+            def tables(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+                if pdu[0] in observed:
+                    return write(unit_id, pdu, peer)
+                return respond(single, pdu)  # TCP guide: a direct device ignores the unit id
+        else:
+            base = self._answer
+
+            def tables(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+                if pdu[0] in observed:
+                    return write(unit_id, pdu, peer)
+                return base(unit_id, pdu)
+
+        if self.hook is None:
+            return tables
+        hooked = self._hooked
+
+        def answer(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            result = hooked(peer, unit_id, pdu, tables)
+            return tables(unit_id, pdu) if result is _PASS else result  # type: ignore[return-value]  # not _PASS
+
+        return answer
+
+    def _hook_addressed(self, peer: str, tables: AddressedAnswer) -> AddressedAnswer:
+        """A serial line's (or RTU over TCP's) answer with the request hook in front, for the bus's own unit ids
+        and broadcasts (a request for another slave id is the other device's to answer, not the hook's)."""
+        if self.hook is None:
+            return tables
+        assert self._bus is not None
+        units = self._bus.units
+        hooked = self._hooked
+
+        def pdu_only(unit_id: int, pdu: bytes) -> bytes | None:
+            found = tables(unit_id, pdu)
+            return None if found is None else found[1]  # type: ignore[index]  # the bus answers at once
+
+        def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | Awaitable[bytes | None] | None:
+            if unit_id != BROADCAST_UNIT_ID and unit_id not in units:
+                return tables(unit_id, pdu)
+            result = hooked(peer, unit_id, pdu, pdu_only)
+            if result is _PASS:
+                return tables(unit_id, pdu)
+            if result is None:
+                return None
+            if result.__class__ is bytes:
+                return None if unit_id == BROADCAST_UNIT_ID else (unit_id, result)  # type: ignore[return-value]
+            return _quiet(result) if unit_id == BROADCAST_UNIT_ID else result  # type: ignore[arg-type,return-value]
+
+        return answer
+
+    def _hooked(
+        self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
+    ) -> bytes | Awaitable[bytes | None] | object:
+        """The hook's answer: a checked response, an awaitable of one, or _PASS when the tables answer."""
+        try:
+            result = self.hook(self.name, peer, unit_id, pdu)  # type: ignore[misc]  # set, or we are not called
+        except ModbusError as exc:  # a deliberate exception response
+            reply = exception_pdu(pdu[0], exc.code)
+        except Exception as exc:
+            reply = self._hook_failed(peer, pdu, f"raised {type(exc).__name__}: {exc}")
+        else:
+            if result is None:
+                return _PASS
+            if result.__class__ is not bytes and inspect.isawaitable(result):
+                return self._await_hook(result, peer, unit_id, pdu, tables)
+            try:
+                reply = check_response(pdu, result)
+            except HookFailure as exc:
+                reply = self._hook_failed(peer, pdu, str(exc))
+        self._log_hooked(peer, unit_id, pdu, reply)
+        return reply
+
+    async def _await_hook(
+        self, awaitable: Awaitable[object], peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
+    ) -> bytes | None:
+        try:
+            result = await asyncio.wait_for(awaitable, self.hook_timeout)
+        except ModbusError as exc:
+            reply = exception_pdu(pdu[0], exc.code)
+        except TimeoutError:
+            reply = self._hook_failed(peer, pdu, f"took longer than {self.hook_timeout:g} s")
+        except Exception as exc:
+            reply = self._hook_failed(peer, pdu, f"raised {type(exc).__name__}: {exc}")
+        else:
+            if result is None:  # the tables answer, now: in this connection's order, after the hook
+                answered = tables(unit_id, pdu)
+                if inspect.isawaitable(answered):  # the gateway
+                    answered = await answered
+                return answered  # type: ignore[return-value]  # a response PDU or None
+            try:
+                reply = check_response(pdu, result)
+            except HookFailure as exc:
+                reply = self._hook_failed(peer, pdu, str(exc))
+        self._log_hooked(peer, unit_id, pdu, reply)
+        return reply
+
+    def _hook_failed(self, peer: str, pdu: bytes, reason: str) -> bytes:
+        log.error("request hook %s on %s from %s; answered with exception 04", reason, pdu.hex(" "), peer)
+        return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+
+    def _log_hooked(self, peer: str, unit_id: int, pdu: bytes, reply: bytes) -> None:
+        """A write the hook answered (the tables were not touched) still goes to the events log."""
+        if self.events_log is not None and pdu[0] in WRITE_FUNCTIONS:
+            self.events_log.put(write_record(pdu, reply, time=time.time(), client=peer, unit_id=unit_id,
+                                             request_id=next(self._request_ids), by="hook"))  # fmt: skip
+
+    def _write_local(self, unit_id: int, pdu: bytes, peer: str) -> bytes | Awaitable[bytes | None] | None:
+        """A write request over Modbus/TCP or UDP while writes are observed."""
+        device = None if unit_id in self._routes else self.device_for(unit_id)
+        if device is None:  # forwarded (the downstream's write), or no device: answered as ever
+            return self._answer(unit_id, pdu)
+        return self._write(device, unit_id, pdu, peer, False)
+
+    def _write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool) -> bytes | None:
+        """Carry out a write request on `device`, with its events and its line in the events log.
+
+        The subscribed points it touches are read before and after (only those, and only when there are any).
+        """
+        found = written_range(pdu)
+        touched = self._subscriptions.touched(device, unit_id, *found, broadcast=broadcast) if found and len(
+            self._subscriptions) else []  # fmt: skip
+        before = [subscription.capture() for subscription in touched]
+        reply = handler.respond(device, pdu, broadcast=broadcast, answer_broadcast=True)
+        request_id = next(self._request_ids)
+        now = time.time()
+        if self.events_log is not None:
+            self.events_log.put(write_record(pdu, reply, time=now, client=peer, unit_id=unit_id,
+                                             request_id=request_id, broadcast=broadcast))  # fmt: skip
+        if touched and reply is not None and not reply[0] & 0x80:
+            assert found is not None
+            events: list[WriteEvent] = []
+            for subscription, old in zip(touched, before, strict=True):
+                events.extend(subscription.events(
+                    old, subscription.capture(), found[1:], server=self.name, unit_id=unit_id, client=peer,
+                    time=now, request_id=request_id, function=pdu[0]))  # fmt: skip
+            self._publish(events)
+        return None if broadcast else reply
+
+    def _publish(self, events: list[WriteEvent]) -> None:
+        self.events_published += len(events)
+        events_log = self.events_log
+        for event in events:
+            if events_log is not None:
+                events_log.put(event_record(event))
+            for listener in self._listeners:
+                listener._push(event)
+
+    def _update_observed(self) -> None:
+        if len(self._subscriptions) or self.events_log is not None:
+            self._observed.update(WRITE_FUNCTIONS)
+        else:
+            self._observed.clear()
+
+    def subscribe(
+        self, point: str, vtype: ValueType | str | None = None, *, count: int = 1, order: Order | str | None = None
+    ) -> Subscription:
+        """Seed 003's ``subscribe``: every client write touching these points makes events, even when the value
+        does not change. Events go to every listener (`add_listener`, `events`).
+
+        `point`: a coil (`count` consecutive coils from there, one event per coil written) or a holding register
+        (one value of `vtype`: ushort, uint, ulong, short, int, long, float, double, hex or bits, in `order`);
+        a name or any address notation, as `locate` takes. A named point gives its own type and order unless
+        told otherwise. ``1.100.hr`` sees writes to unit id 1 only; ``100.hr`` (a device answering every unit
+        id) sees every unit id's, and its events carry the unit id of the request.
+        """
+        device, found = self.locate(point)
+        location = found.location
+        chosen: ValueType | str | None = vtype
+        if chosen is None and found.name and not location.table.is_bits:
+            chosen = found.type
+        if order is None:
+            order = found.order if found.name else Order.ABCD
+        subscription = make_subscription(device, location, chosen, count=count, order=order)
+        self._subscriptions.add(subscription)
+        self._update_observed()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.remove(subscription)
+        self._update_observed()
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
+    def add_listener(
+        self, callback: Callable[[WriteEvent], object], *, queue: int = EVENT_QUEUE, name: str | None = None
+    ) -> Listener:
+        """Call `callback(event)` (a function, or a coroutine function, awaited) for every event, in order, from
+        a task of the server's loop, through a queue of at most `queue` events (more are dropped and counted).
+
+        A plain function runs in the loop: keep it short, or hand the work to a thread. One that raises is
+        logged and goes on getting events."""
+        listener = Listener(self, callback, queue, name or getattr(callback, "__qualname__", repr(callback)))
+        self._add(listener)
+        return listener
+
+    def events(self, *, queue: int = EVENT_QUEUE, name: str = "events()") -> Listener:
+        """An async iterator of every event from now on: ``async for event in server.events(): …``. It ends
+        once the server stops (or `close()` is called) and the queued events are taken."""
+        listener = Listener(self, None, queue, name)
+        self._add(listener)
+        return listener
+
+    def _add(self, listener: Listener) -> None:
+        self._listeners = [*self._listeners, listener]
+        loop = self._loop
+        if loop is not None and self._stopped is not None and not self._stopped.is_set():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                listener._start()
+            else:
+                loop.call_soon_threadsafe(listener._start)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop delivering to `listener`: what is still queued is not delivered to a callback."""
+        self._listeners = [x for x in self._listeners if x is not listener]
+        listener.closed = True
+        task, listener._task = listener._task, None
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(listener._ready.set)
+            if task is not None:
+                loop.call_soon_threadsafe(task.cancel)
 
     def _admit(self, connection: TcpConnection) -> None:
         if self.max_connections is not None and len(self._connections) >= self.max_connections:
@@ -541,6 +1110,10 @@ class Server:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
+        if self.events_log is not None:
+            self.events_log.start()  # an unwritable file is reported, and the server goes on
+        for listener in self._listeners:
+            listener._start()
         try:
             for downstream in self.downstreams.values():  # before any request can come for them
                 await downstream.start()
@@ -677,6 +1250,10 @@ class Server:
         for listener in listeners:
             await listener.wait_closed()
         self._listener = self._rtu_listener = None
+        for subscriber in self._listeners:  # the last writes' events are delivered, or dropped after a grace
+            await subscriber._stop()
+        if self.events_log is not None:
+            await asyncio.to_thread(self.events_log.close)
 
     async def __aenter__(self) -> "Server":
         await self.start()
