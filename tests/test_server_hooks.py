@@ -431,6 +431,17 @@ def test_events_log_has_every_write_function_an_exception_and_the_events(
     assert records.index(events[0]) == records.index(writes[1]) + 1  # each event right after its write
 
 
+def test_events_log_records_a_write_to_a_unit_id_without_a_device(
+    start_server: StartServer, open_raw: OpenRaw, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    server = start_server({1: Device()}, events_log=path)
+    assert open_raw(server).request("06 0001 0007", unit_id=2) == b"\x86\x0b"
+    server.stop_thread()
+    (record,) = read_log(path)
+    assert (record["unit"], record["outcome"], record["exception"]) == (2, "exception", 0x0B)
+
+
 def test_events_log_records_a_write_the_hook_answered(
     start_server: StartServer, open_raw: OpenRaw, tmp_path: Path
 ) -> None:

@@ -947,9 +947,15 @@ class Server:
 
     def _write_local(self, unit_id: int, pdu: bytes, peer: str) -> bytes | Awaitable[bytes | None] | None:
         """A write request over Modbus/TCP or UDP while writes are observed."""
-        device = None if unit_id in self._routes else self.device_for(unit_id)
-        if device is None:  # forwarded (the downstream's write), or no device: answered as ever
+        if unit_id in self._routes:  # forwarded: the downstream device's write, and its business
             return self._answer(unit_id, pdu)
+        device = self.device_for(unit_id)
+        if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
+            reply = self._answer(unit_id, pdu)
+            if self.events_log is not None:
+                self.events_log.put(write_record(pdu, reply, time=time.time(), client=peer, unit_id=unit_id,
+                                                 request_id=next(self._request_ids)))  # type: ignore[arg-type]  # no device: at once  # fmt: skip
+            return reply
         return self._write(device, unit_id, pdu, peer, False)
 
     def _write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool) -> bytes | None:
