@@ -12,6 +12,8 @@ line's frames): each device has one slave id, requests for other ids are ignored
 bus answer them), 0 is a broadcast, and frames that fail their check are counted, never answered.
 """
 
+from __future__ import annotations  # annotations as strings: nested answer functions are made per connection
+
 import asyncio
 import contextlib
 import datetime
@@ -127,7 +129,7 @@ class StartError(OSError):
 class _Bus:
     """The devices reached over serial lines and RTU over TCP, by slave id: one bus, whatever the port."""
 
-    def __init__(self, units: dict[int, Device], observed: set[int], write: "_Write") -> None:
+    def __init__(self, units: dict[int, Device], observed: set[int], write: _Write) -> None:
         self.units = units  # shared with the server: an address change is seen by every transport
         self.observed = observed  # the server's: write function codes whose writes it logs or makes events of
         self.write = write
@@ -214,7 +216,7 @@ class Listener:
     (a coroutine function is awaited: the next event waits for it); without one, `async for` takes them.
     """
 
-    def __init__(self, server: "Server", callback: Callable[[WriteEvent], object] | None, limit: int,
+    def __init__(self, server: Server, callback: Callable[[WriteEvent], object] | None, limit: int,
                  name: str) -> None:  # fmt: skip
         self.server = server
         self.callback = callback
@@ -567,7 +569,7 @@ class Server:
     @classmethod
     def from_config(
         cls, config: Config, *, address_register: int | None = None, **transports: Any
-    ) -> "Server":
+    ) -> Server:
         """A server as a device file describes it, every data point holding its initial value.
 
         The file's transports ([server] port, udp, rtu_over_tcp, serial; a device's serial_unit_id as `unit_id`)
@@ -834,20 +836,27 @@ class Server:
         Without a hook it costs one set lookup more than the tables' own answer: a write is observed (events,
         the events log) only while `_observed` holds its function code.
         """
-        observed = self._observed
-        write = self._write_local
+        # One function per connection: its context travels in default arguments, one tuple, rather than in
+        # a closure's cells, one object each (memory per idle connection).
         single = self._single
         if single is not None and not self._routes:
-            respond = handler.respond
 
-            def tables(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            def tables(  # noqa: PLR0917  (defaults, not a calling convention: callers pass two)
+                unit_id: int, pdu: bytes, observed: set[int] = self._observed,
+                write: Callable[[int, bytes, str], object] = self._write_local,
+                respond: Callable[[Device, bytes], bytes | None] = handler.respond,
+                device: Device = single, peer: str = peer,
+            ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
                 if pdu[0] in observed:
                     return write(unit_id, pdu, peer)
-                return respond(single, pdu)  # TCP guide: a direct device ignores the unit id
+                return respond(device, pdu)  # TCP guide: a direct device ignores the unit id
         else:
-            base = self._answer
 
-            def tables(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            def tables(  # noqa: PLR0917  (as above)
+                unit_id: int, pdu: bytes, observed: set[int] = self._observed,
+                write: Callable[[int, bytes, str], object] = self._write_local,
+                base: Answer = self._answer, peer: str = peer,
+            ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
                 if pdu[0] in observed:
                     return write(unit_id, pdu, peer)
                 return base(unit_id, pdu)
@@ -1191,7 +1200,7 @@ class Server:
     def _units_of(self, downstream: Downstream) -> list[int]:
         return [unit for unit, to in self._routes.items() if to is downstream]
 
-    def _serial_lost(self, connection: "SerialConnection", exc: Exception | None) -> None:
+    def _serial_lost(self, connection: SerialConnection, exc: Exception | None) -> None:
         if connection in self._serial and self._stopped is not None and not self._stopped.is_set():
             log.error("serial port %s closed: %s; no longer served", connection, exc or "end of file")
 
@@ -1261,7 +1270,7 @@ class Server:
         if self.events_log is not None:
             await asyncio.to_thread(self.events_log.close)
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self) -> Server:
         await self.start()
         return self
 
