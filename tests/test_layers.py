@@ -29,14 +29,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.config": ("modbusd.protocol", "modbusd.model"),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config"),
-    # Device and Layout for -d; web for --http (cli wires the control API into the server's loop)
-    "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web"),
+    # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop)
+    "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web", "modbusd.mqtt"),
     "modbusd.__main__": ("modbusd.cli",),
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
+    "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only
     # the public API re-exports; it must never pull in the command line
     "modbusd": ("modbusd.protocol", "modbusd.model", "modbusd.server"),
 }  # fmt: skip
-EXACT: dict[str, tuple[str, ...]] = {"modbusd.web": ("modbusd",)}  # modules allowed by name, not as a prefix
+# modules allowed by name, not as a prefix
+EXACT: dict[str, tuple[str, ...]] = {"modbusd.web": ("modbusd",), "modbusd.mqtt": ("modbusd",)}
 
 NO_IO = ("asyncio", "socket", "ssl", "serial", "logging.config", "selectors")
 SANS_IO_ROOMS = ("modbusd.protocol", "modbusd.model")

@@ -242,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-token", metavar="TOKEN", help="bearer token the control API requires; needed off loopback"
     )
     parser.add_argument(
+        "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port]): client "
+        "writes to named coils and holding registers are published, <prefix>/<unit>/<table>/<address>/set writes; "
+        "needs aiomqtt. A broker that is away is retried",
+    )  # fmt: skip
+    parser.add_argument("--mqtt-prefix", metavar="TOPIC", help="first level of the MQTT topics (default modbusd)")
+    parser.add_argument(
+        "--mqtt-subscribe", action="append", default=[], metavar="POINT[:TYPE]",
+        help="publish this point too (a name or address, e.g. 100.hr:float or 5.co); repeat for more",
+    )  # fmt: skip
+    parser.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
         "each (seed 003's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
         "and the server goes on",
@@ -289,7 +299,8 @@ def _stamp() -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y")
 
 
-async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None) -> int:
+async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None,
+                 mqtt: device_file.MqttConfig | None = None) -> int:  # fmt: skip
     loop = asyncio.get_running_loop()
     try:
         await server.start()
@@ -309,6 +320,20 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             await server.stop()
             print(_bind_error(exc, http.host, http.port).replace("-p 5020", "--http 8021"), file=sys.stderr)
             return EXIT_USAGE
+    bridge = None
+    if mqtt is not None:
+        from modbusd.mqtt import MqttBridge  # only with --mqtt: aiomqtt is an optional extra
+
+        try:
+            bridge = await MqttBridge.start(
+                server, mqtt.host, mqtt.port, points=mqtt.subscribe, named_points=True, username=mqtt.username,
+                password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
+            )  # fmt: skip
+        except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
+            if api is not None:
+                await api.stop()
+            await server.stop()
+            return _fail(f"--mqtt-subscribe / [mqtt] subscribe: {exc}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     print(f"modbusd version {__version__}")
@@ -316,10 +341,14 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
     print(f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}")
     if api is not None:
         print(f"Control API on http://{api.host}:{api.port}/")
+    if bridge is not None:
+        print(f"MQTT bridge to {mqtt.url if mqtt else ''}, topics {bridge.prefix}/<unit>/<table>/<address>")
     print("Server running...", flush=True)
     try:
         await server.serve_forever()
     finally:
+        if bridge is not None:
+            await bridge.stop()
         if api is not None:
             await api.stop()
     if server.quit_requested:
@@ -356,7 +385,17 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             ("port", args.http), ("host", args.http_host), ("token", args.http_token)) if v is not None})  # fmt: skip
     if http is not None and http.host not in device_file.LOOPBACK and not http.token:
         raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")
-    return dataclasses.replace(config, server=server), http
+    mqtt = config.mqtt
+    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
+        if args.mqtt is None and mqtt is None:
+            raise ValueError("--mqtt-prefix and --mqtt-subscribe need --mqtt URL (or [mqtt] in the device file)")
+        options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
+        if args.mqtt_prefix is not None:
+            options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
+        if args.mqtt_subscribe:
+            options["subscribe"] = (*(mqtt.subscribe if mqtt else ()), *args.mqtt_subscribe)
+        mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
+    return dataclasses.replace(config, server=server, mqtt=mqtt), http
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -393,6 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             import aiohttp  # noqa: F401  (only to say so now, in one line, rather than after binding)
         except ImportError:
             return _fail("the HTTP control API needs aiohttp: pip install 'modbusd[http]'")
+    if config.mqtt is not None:
+        try:
+            import aiomqtt  # noqa: F401  (only to say so now, in one line)
+        except ImportError:
+            return _fail("the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'")
     host = config.server.host
     if config.server.quit_command and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
@@ -407,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = uvloop.run
     else:
         run = asyncio.run
-    return run(_serve(server, host, http))
+    return run(_serve(server, host, http, config.mqtt))
 
 
 # ------------------------------------------------------------------------------------------ subcommands

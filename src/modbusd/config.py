@@ -16,6 +16,7 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE` below):
   client write and event, one JSON line each; relative to the file's folder; ``false``: none),
   eventslog_max_bytes and eventslog_files (its rotation).
 - ``[http]``: the control API (port, host, token); absent means off.
+- ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue); absent means off.
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (seed 002), layout,
   order (the default word order of its points), sparse, points_csv, ``[device.size]``,
@@ -28,6 +29,7 @@ import io
 import math
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +56,7 @@ from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 from modbusd.protocol.serial_line import Framing, SerialLine
 
 DEFAULT_HTTP_PORT = 8020
+DEFAULT_MQTT_PORT = 1883
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
 CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
@@ -104,6 +107,55 @@ class HttpConfig:
     port: int = DEFAULT_HTTP_PORT
     host: str = "127.0.0.1"
     token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The MQTT bridge (`modbusd.mqtt`): off unless the file has [mqtt] or the command line --mqtt."""
+
+    host: str = "localhost"
+    port: int = DEFAULT_MQTT_PORT
+    username: str | None = None
+    password: str | None = None
+    prefix: str = "modbusd"
+    retain: bool = True
+    qos: int = 1
+    subscribe: tuple[str, ...] = ()  # more points to publish, "POINT[:TYPE]", besides the named co/hr points
+    queue: int = 1000
+
+    @property
+    def url(self) -> str:
+        """The broker's address, without the password."""
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(text: str) -> dict[str, Any]:
+    """``mqtt://[user[:password]@]host[:port]`` → host, port, username, password; ValueError saying what is wrong."""
+    url = text.strip()
+    if "://" not in url:
+        url = "mqtt://" + url
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "mqtt":
+        raise ValueError(f"{text!r}: expected mqtt://host[:port] (tls is not supported)")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise ValueError(f"{text!r}: expected mqtt://[user:password@]host[:port], without a path")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"{text!r}: the port must be a number 1..65535") from None
+    if not parsed.hostname:
+        raise ValueError(f"{text!r}: no host: expected mqtt://host[:port]")
+    return {"host": parsed.hostname, "port": port or DEFAULT_MQTT_PORT,
+            "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
+            "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
+
+
+def check_mqtt_prefix(prefix: str) -> str:
+    cleaned = prefix.strip().strip("/")
+    if not cleaned or any(c in cleaned for c in "+#"):
+        raise ValueError(f"the MQTT prefix must be a topic without + or #, such as modbusd, not {prefix!r}")
+    return cleaned
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +227,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     http: HttpConfig | None = None
     devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
+    mqtt: MqttConfig | None = None
 
     def build_devices(self) -> Device | dict[int, Device]:
         """One Device answering every unit id, or a unit id → Device mapping (a device may serve several ids)."""
@@ -341,7 +394,7 @@ class _Loader:
     # ---------------------------------------------------------------------------------------------- file
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(data, (), ("server", "http", "device"))
+        self.table(data, (), ("server", "http", "mqtt", "device"))
         server = self.server(data.get("server", {}))
         http = self.http(data["http"]) if "http" in data else None
         raw_devices = data.get("device", [{}])
@@ -351,7 +404,8 @@ class _Loader:
         self.check_devices(devices, raw_devices)
         if server.serves_serial:
             self.check_serial_unit_ids(devices, raw_devices)
-        return Config(self.name, server, http, devices)
+        mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
+        return Config(self.name, server, http, devices, mqtt)
 
     def server(self, data: object) -> ServerConfig:
         path: _Path = ("server",)
@@ -500,6 +554,44 @@ class _Loader:
             raise self.error((*path, "host"), f"the control API can write anything: binding it to {config.host} "
                                               "(beyond this machine) needs a token in [http]")  # fmt: skip
         return config
+
+    def mqtt(self, data: object) -> MqttConfig:
+        path: _Path = ("mqtt",)
+        raw = self.table(data, path, ("url", "prefix", "retain", "qos", "subscribe", "queue"))
+        options: dict[str, Any] = {}
+        if "url" not in raw:
+            raise self.error(path, "the broker's url is missing: url = \"mqtt://localhost:1883\"")
+        try:
+            options.update(parse_mqtt_url(self.typed(raw, path, "url", str, "a text such as mqtt://localhost:1883")))
+        except ValueError as exc:
+            raise self.error((*path, "url"), str(exc)) from None
+        if "prefix" in raw:
+            try:
+                options["prefix"] = check_mqtt_prefix(self.typed(raw, path, "prefix", str, "a topic such as modbusd"))
+            except ValueError as exc:
+                raise self.error((*path, "prefix"), str(exc)) from None
+        if "retain" in raw:
+            options["retain"] = self.typed(raw, path, "retain", bool, "true or false")
+        if "qos" in raw:
+            options["qos"] = self.integer(raw, path, "qos", 0, 2)
+        if "queue" in raw:
+            options["queue"] = self.integer(raw, path, "queue", 1, 10_000_000)
+        if "subscribe" in raw:
+            points = raw["subscribe"]
+            if not isinstance(points, list) or not all(isinstance(p, str) for p in points):
+                raise self.error((*path, "subscribe"), f"expected a list of points such as [\"100.hr:float\"], "
+                                                       f"got {points!r}")  # fmt: skip
+            for text in points:
+                point, _, type_text = text.partition(":")
+                try:
+                    if not NAME.fullmatch(point.strip()):
+                        parse_address(point)
+                    if type_text:
+                        ValueType.parse(type_text)
+                except (InvalidName, InvalidType) as exc:
+                    raise self.error((*path, "subscribe"), f"{text!r}: {exc}") from None
+            options["subscribe"] = tuple(points)
+        return MqttConfig(**options)
 
     # -------------------------------------------------------------------------------------------- device
 
@@ -859,6 +951,10 @@ def summary(config: Config) -> list[str]:
     if config.http is not None:
         lines.append(f"http control API: {config.http.host} port {config.http.port}"
                      + (" (token required)" if config.http.token else ""))  # fmt: skip
+    if config.mqtt is not None:
+        m = config.mqtt
+        lines.append(f"mqtt bridge: {m.url} prefix {m.prefix}, qos {m.qos}{', retained' if m.retain else ''}"
+                     + (f"; also {', '.join(m.subscribe)}" if m.subscribe else ""))  # fmt: skip
     for device in config.devices:
         units = f"unit ids {_ids(device.unit_ids)}" if device.unit_ids else "every unit id"
         if s.serves_serial and not device.unit_ids:
@@ -920,6 +1016,15 @@ layout = "separate"         # separate | overlaid | packed (the default for ever
 port = 8020
 host = "127.0.0.1"          # any other address needs a token (at least 16 characters):
 # token = "change-me-to-a-long-secret"
+
+# The MQTT bridge (pip install 'modbusd[mqtt]'): client writes to the named coils and holding registers are
+# published to <prefix>/<unit>/<table>/<address>; <prefix>/<unit>/<table>/<address>/set writes. Off without it.
+# [mqtt]
+# url = "mqtt://localhost:1883"  # mqtt://user:password@host:port
+# prefix = "modbusd"
+# retain = true             # the broker keeps each point's last value for newcomers
+# qos = 1                   # 0 | 1 | 2
+# subscribe = ["200.hr:float"]  # more points to publish (POINT[:TYPE]) besides the named ones
 
 [[device]]
 # unit_id = 1               # or unit_ids = [1, 2]; leave out for one device answering every unit id

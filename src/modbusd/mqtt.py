@@ -1,0 +1,330 @@
+"""The MQTT bridge: write events out to a broker, ``…/set`` messages in as local writes, in the server's own loop.
+
+It uses only the public API (`modbusd`), as any program embedding modbusd could. aiomqtt (an asyncio client on
+paho-mqtt) is an optional extra (``pip install 'modbusd[mqtt]'``): the server core needs nothing beyond the
+standard library.
+
+Topics, with the prefix ``modbusd`` (``--mqtt-prefix``):
+
+- ``modbusd/<unit>/<table>/<address>``: one per data point; ``<unit>`` is the unit id of the client's request
+  (a device answering every unit id is published under the unit id each client used), ``<table>`` ``co`` or ``hr``,
+  ``<address>`` the protocol address (``100``), or ``100.3`` for bit 3 of a ``bits`` register. The payload is JSON:
+  ``{"name", "value", "previous", "type", "client", "time", "request_id", "function"}``. Retained (by default), so
+  that a newcomer subscribing later gets the last written value at once.
+- ``modbusd/<unit>/<table>/<address>/set``: a local write (``Server.write``), any table (``co``, ``di``, ``hr``,
+  ``ir``). ``<unit>`` is a unit id, or ``all`` for the device answering every unit id. The payload is
+  ``TYPE:VALUE`` (``float:21.5``), JSON ``{"type": T, "value": V}`` (``type`` optional), or a bare value in the
+  address's default type (``1`` for a coil, ``1234`` for a register). The new value is then published on the
+  point's topic (``client`` ``"mqtt"``). A bad payload is logged (one line) and published to ``modbusd/error``.
+
+The bridge is a listener with its own bounded queue (`Server.add_listener`): while the broker is away, events wait
+there (beyond the bound they are dropped and counted, as for any listener) and go out once it is back. It
+reconnects with exponential back-off (0.5 s doubling to 30 s); a broker unreachable at start is not fatal. With
+QoS 1 (the default) an event is published again after a reconnection when its acknowledgement did not come: at
+least once.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from modbusd import (
+    IllegalDataAddress,
+    InvalidName,
+    InvalidType,
+    InvalidValue,
+    Server,
+    Table,
+    UnknownPoint,
+    ValueType,
+    format_value,
+    parse_typed_value,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 1883
+DEFAULT_PREFIX = "modbusd"
+EVENT_QUEUE = 1000  # events the bridge may fall behind by (a broker away) before new ones are dropped and counted
+MIN_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubled after each failure …
+MAX_BACKOFF = 30.0  # … up to this
+PUBLISH_TIMEOUT = 5.0  # seconds a QoS 1 or 2 publish waits for the broker's acknowledgement, then it is retried
+SET_TABLES = {"co": "co", "di": "di", "hr": "hr", "ir": "ir"}
+
+
+class MissingDependency(RuntimeError):
+    """aiomqtt is not installed."""
+
+
+def _aiomqtt() -> Any:
+    try:
+        import aiomqtt
+    except ImportError:
+        raise MissingDependency("the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'") from None
+    return aiomqtt
+
+
+def _json_value(vtype: ValueType, value: object) -> object:
+    """JSON has no NaN, infinity or bytes: those go as their text."""
+    if isinstance(value, bytes) or (isinstance(value, float) and not math.isfinite(value)):
+        return format_value(vtype, value)  # type: ignore[arg-type]  # a decoded Value
+    return value
+
+
+class BadPayload(ValueError):
+    """A ``…/set`` message that cannot be carried out."""
+
+
+class MqttBridge:
+    """Publish the server's write events to an MQTT broker and carry out ``…/set`` messages.
+
+    `await MqttBridge.start(server, host, ...)` (in the server's loop, after or before `server.start()`), then
+    `await bridge.stop()`. `points`: data points to subscribe to (``Server.subscribe``), each a name or address,
+    optionally ``:TYPE`` (``100.hr:float``); events of subscriptions made elsewhere are published too.
+    """
+
+    def __init__(self, server: Server, host: str, port: int = DEFAULT_PORT, *, username: str | None = None,
+                 password: str | None = None, prefix: str = DEFAULT_PREFIX, retain: bool = True, qos: int = 1,
+                 queue: int = EVENT_QUEUE, min_backoff: float = MIN_BACKOFF,
+                 max_backoff: float = MAX_BACKOFF) -> None:  # fmt: skip
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
+        prefix = prefix.strip("/")
+        if not prefix or any(c in prefix for c in "+#"):
+            raise ValueError(f"the MQTT prefix must be a topic without + or #, not {prefix!r}")
+        self.server = server
+        self.host, self.port = host, port
+        self.username, self.password = username, password
+        self.prefix, self.retain, self.qos = prefix, retain, qos
+        self.queue = queue
+        self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self.published = 0  # events (and set results) the broker took
+        self.errors = 0  # bad set messages
+        self.connections = 0  # successful connections so far
+        self._client: Any = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        self._subscriptions: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"<MqttBridge {self.host}:{self.port} prefix={self.prefix!r} connected={self.connected}>"
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @classmethod
+    async def start(cls, server: Server, host: str, port: int = DEFAULT_PORT, *, points: Iterable[str] = (),
+                    named_points: bool = False, **options: Any) -> "MqttBridge":  # fmt: skip
+        """Subscribe `points` (and with `named_points` every named coil and holding register data point of its own
+        type, skipping those whose type cannot be subscribed, such as strings), register the listener and start
+        connecting (in the background: an unreachable broker is logged and retried). MissingDependency without
+        aiomqtt; ValueError, UnknownPoint or InvalidName for a bad point in `points`."""
+        _aiomqtt()
+        bridge = cls(server, host, port, **options)
+        try:
+            if named_points:
+                for point in server.data_points():
+                    if point.location.table in (Table.COILS, Table.HOLDING_REGISTERS):
+                        try:
+                            bridge._subscriptions.append(server.subscribe(point.name))
+                        except ValueError as exc:
+                            log.info("MQTT: %s is not published: %s", point.name, exc)
+            for text in points:
+                point, _, type_text = text.partition(":")
+                bridge._subscriptions.append(server.subscribe(point, type_text or None))
+        except BaseException:
+            bridge._unsubscribe()
+            raise
+        bridge._listener = server.add_listener(bridge._publish_event, queue=bridge.queue, name="mqtt")
+        bridge._task = asyncio.get_running_loop().create_task(bridge._run(), name="modbusd mqtt")
+        return bridge
+
+    async def stop(self) -> None:
+        """Stop publishing and disconnect; what is still queued is not published."""
+        if self._listener is not None:
+            self.server.remove_listener(self._listener)
+            self._listener = None
+        self._unsubscribe()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._connected.clear()
+        self._client = None
+
+    def _unsubscribe(self) -> None:
+        for subscription in self._subscriptions:
+            self.server.unsubscribe(subscription)
+        self._subscriptions = []
+
+    def counters(self) -> dict[str, object]:
+        listener = self._listener
+        return {"connected": self.connected, "connections": self.connections, "published": self.published,
+                "errors": self.errors, "queued": len(listener.queue) if listener else 0,
+                "dropped": listener.dropped if listener else 0}  # fmt: skip
+
+    # ---------------------------------------------------------------------------------------- connection
+
+    async def _run(self) -> None:
+        aiomqtt = _aiomqtt()
+        delay = self.min_backoff
+        where = f"{self.host}:{self.port}"
+        identifier = f"modbusd-{self.server.name}-{os.getpid()}-{id(self):x}"
+        failures = 0
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, username=self.username, password=self.password,
+                                          identifier=identifier, timeout=10) as client:  # fmt: skip
+                    await client.subscribe(f"{self.prefix}/+/+/+/set", qos=self.qos)
+                    self.connections += 1
+                    log.info("MQTT: connected to %s%s, publishing under %s/", where,
+                             " again" if self.connections > 1 else "", self.prefix)  # fmt: skip
+                    delay = self.min_backoff
+                    self._client = client
+                    self._connected.set()
+                    async for message in client.messages:
+                        await self._on_message(client, message)
+            except aiomqtt.MqttError as exc:
+                was = self._connected.is_set()
+                self._connected.clear()
+                self._client = None
+                failures = 1 if was else failures + 1  # one warning per outage, then quieter
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "MQTT: %s %s: %s; retrying in %g s (events wait in the queue, up to %d)",
+                        "lost the broker at" if was else "cannot reach the broker at", where, exc, delay,
+                        self.queue)  # fmt: skip
+            finally:
+                self._connected.clear()
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _publish(self, topic: str, payload: str, *, retain: bool) -> None:
+        """Publish once the broker is there; a publish the broker did not take is retried after reconnecting."""
+        aiomqtt = _aiomqtt()
+        while True:
+            client = self._client
+            if client is None:
+                await self._connected.wait()
+                continue
+            try:
+                await client.publish(topic, payload, qos=self.qos, retain=retain, timeout=PUBLISH_TIMEOUT)
+            except aiomqtt.MqttError as exc:
+                log.debug("MQTT: publishing to %s failed (%s); again once reconnected", topic, exc)
+                await asyncio.sleep(self.min_backoff)
+                continue
+            self.published += 1
+            return
+
+    # ------------------------------------------------------------------------------------------- events
+
+    def topic(self, unit: int | str, table: str, address: int, bit: int | None = None) -> str:
+        return f"{self.prefix}/{unit}/{table}/{address}" + ("" if bit is None else f".{bit}")
+
+    async def _publish_event(self, event: Any) -> None:
+        payload = {
+            "name": event.name,
+            "value": _json_value(event.type, event.value),
+            "previous": _json_value(event.type, event.previous),
+            "type": str(event.type),
+            "client": event.client,
+            "time": event.time,
+            "request_id": event.request_id,
+            "function": event.function,
+        }
+        topic = self.topic(event.unit_id, event.table.suffix, event.address, event.bit)
+        await self._publish(topic, json.dumps(payload), retain=self.retain)
+
+    # ---------------------------------------------------------------------------------------------- set
+
+    async def _on_message(self, client: Any, message: Any) -> None:
+        topic = str(message.topic)
+        try:
+            await self._set(topic, message.payload)
+        except BadPayload as exc:
+            self.errors += 1
+            log.warning("MQTT: ignored %s: %s", topic, exc)
+            error = json.dumps({"topic": topic, "payload": _text(message.payload, lenient=True), "error": str(exc)})
+            with contextlib.suppress(Exception):
+                await client.publish(f"{self.prefix}/error", error, qos=0, retain=False, timeout=PUBLISH_TIMEOUT)
+
+    async def _set(self, topic: str, raw: object) -> None:
+        parts = topic[len(self.prefix) + 1:].split("/")  # fmt: skip
+        unit, table, address = parts[0], parts[1], parts[2]
+        if table not in SET_TABLES:
+            raise BadPayload(f"unknown table {table!r}: expected co, di, hr or ir")
+        number, _, bit = address.partition(".")
+        if not number.isdecimal() or (bit and not bit.isdecimal()):
+            raise BadPayload(f"{address!r} is not an address (100, or 100.3 for bit 3 of a register)")
+        if unit != "all" and not unit.isdecimal():
+            raise BadPayload(f"{unit!r} is not a unit id (0..255) nor all")
+        point = ("" if unit == "all" else f"{unit}.") + f"{number}.{table}" + (f".{bit}" if bit else "")
+        vtype, value = _parse_set(_text(raw))
+        try:
+            located = self.server.locate(point)[1]
+            chosen = vtype or located.type
+            if isinstance(value, bool) and chosen.kind.value != "bit":
+                raise BadPayload(f"{chosen} takes a number or a text, not {json.dumps(value)}")
+            if isinstance(value, float) and value.is_integer() and chosen.kind.value not in ("float", "double"):
+                value = int(value)
+            previous = self.server.read(point, chosen)
+            self.server.write(point, value, chosen)
+            now = self.server.read(point, chosen)
+        except (UnknownPoint, IllegalDataAddress, InvalidName, InvalidType, InvalidValue, ValueError,
+                TypeError) as exc:  # fmt: skip
+            raise BadPayload(f"{type(exc).__name__}: {exc}") from None
+        log.info("MQTT: %s set to %s", point, format_value(chosen, now))
+        state = {"name": f"{self.server.name}.{point}", "value": _json_value(chosen, now),
+                 "previous": _json_value(chosen, previous), "type": str(chosen), "client": "mqtt",
+                 "time": time.time(), "request_id": None, "function": None}  # fmt: skip
+        base = topic.rsplit("/", 1)[0]
+        await self._publish(base, json.dumps(state), retain=self.retain)
+
+
+def _text(raw: object, *, lenient: bool = False) -> str:
+    if isinstance(raw, bytes | bytearray):
+        try:
+            return bytes(raw).decode()
+        except UnicodeDecodeError:
+            if lenient:
+                return bytes(raw).decode(errors="replace")
+            raise BadPayload("the payload is not UTF-8 text") from None
+    return "" if raw is None else str(raw)
+
+
+def _parse_set(text: str) -> tuple[ValueType | None, Any]:
+    """``TYPE:VALUE``, JSON ``{"type": T, "value": V}`` or a bare value → (type or None, value)."""
+    text = text.strip()
+    if not text:
+        raise BadPayload('empty payload: expected TYPE:VALUE (float:21.5) or {"type": "float", "value": 21.5}')
+    if text.startswith("{"):
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            raise BadPayload('not JSON: expected {"type": "float", "value": 21.5}') from None
+        if not isinstance(body, dict) or "value" not in body or set(body) - {"type", "value"}:
+            raise BadPayload('expected {"value": V} or {"type": T, "value": V}')
+        value, type_text = body["value"], body.get("type")
+        if type_text is not None and not isinstance(type_text, str):
+            raise BadPayload(f"type must be a text such as float, not {json.dumps(type_text)}")
+        if value is None or isinstance(value, list | dict):
+            raise BadPayload(f"value must be a number, true/false or a text, not {json.dumps(value)}")
+        try:
+            return (ValueType.parse(type_text) if type_text else None), value
+        except InvalidType as exc:
+            raise BadPayload(str(exc)) from None
+    if ":" in text:
+        try:
+            return parse_typed_value(text)
+        except (InvalidType, InvalidValue) as exc:
+            raise BadPayload(str(exc)) from None
+    return None, text

@@ -1,0 +1,303 @@
+"""The MQTT bridge against a real mosquitto broker on a free loopback port, with pymodbus as the Modbus client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
+from modbusd import Device, Server
+from modbusd.config import ConfigError, loads, parse_mqtt_url, summary
+from modbusd.mqtt import MqttBridge, _parse_set
+from tests.test_cli import free_port
+
+HOST = "127.0.0.1"
+TIMEOUT = 10.0  # seconds any one wait may take
+
+
+class Mosquitto:
+    """A mosquitto broker this test started (and only that one): anonymous, no persistence, on one port."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/sbin/mosquitto") if Path(p).exists()), None)  # fmt: skip
+        if binary is None:
+            pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does)")
+        self.binary = binary
+        self.port = free_port()
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n")
+        self.log = folder / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mosquitto exited: {self.log.read_text(errors='replace')}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"mosquitto did not accept connections on port {self.port} in {TIMEOUT} s")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(TIMEOUT)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    mosquitto = Mosquitto(tmp_path)
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()
+
+
+async def until(condition: Any, timeout: float = TIMEOUT, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Watcher:
+    """An aiomqtt client collecting every message under a prefix."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.port, self.topic = port, topic
+        self.messages: list[tuple[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self) -> Watcher:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), TIMEOUT)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:  # the broker may be restarted under it: connect again
+            try:
+                async with aiomqtt.Client(HOST, self.port, timeout=5) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self._ready.set()
+                    async for message in client.messages:
+                        if str(message.topic).endswith("/set"):
+                            continue  # what the test itself sends
+                        self.messages.append((str(message.topic), json.loads(bytes(message.payload))))  # type: ignore[arg-type]
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    def on(self, topic: str) -> list[Any]:
+        return [payload for t, payload in self.messages if t == topic]
+
+
+async def modbus(port: int) -> AsyncModbusTcpClient:
+    client = AsyncModbusTcpClient(HOST, port=port, timeout=5, retries=0)
+    assert await client.connect()
+    return client
+
+
+def test_mqtt_client_write_is_published_retained_with_the_event(broker: Mosquitto) -> None:
+    async def main() -> None:
+        device = Device()
+        server = Server(device, host=HOST, port=free_port(), name="plant")
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["100.hr:float", "5.co", "7.hr:bits"],
+                                        min_backoff=0.1)  # fmt: skip
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            client = await modbus(server.port)
+            try:
+                async with Watcher(broker.port, "modbusd/#") as watcher:
+                    assert not (await client.write_registers(100, [0x41AC, 0x0000], device_id=3)).isError()  # 21.5
+                    assert not (await client.write_coil(5, True, device_id=3)).isError()
+                    assert not (await client.write_register(7, 0x0400, device_id=3)).isError()  # seed 003's bit 3
+                    await until(lambda: watcher.on("modbusd/3/hr/7.3"), what="the bit's event")
+                    event = watcher.on("modbusd/3/hr/100")[0]
+                    assert event["value"] == 21.5 and event["previous"] == 0.0 and event["type"] == "float"
+                    assert event["name"] == "plant.3.100.hr" and event["function"] == 16
+                    assert event["client"].startswith("127.0.0.1") and isinstance(event["request_id"], int)
+                    assert abs(event["time"] - time.time()) < 30
+                    assert watcher.on("modbusd/3/co/5")[0]["value"] is True
+                    assert watcher.on("modbusd/3/hr/7.3")[0] | {"time": 0, "client": ""} == {
+                        "name": "plant.3.7.hr.3", "value": True, "previous": False, "type": "bits",
+                        "client": "", "time": 0, "request_id": watcher.on("modbusd/3/hr/7.3")[0]["request_id"],
+                        "function": 6}  # fmt: skip
+                # retained: a newcomer gets the last value at once
+                async with Watcher(broker.port, "modbusd/3/hr/100") as late:
+                    await until(lambda: late.on("modbusd/3/hr/100"), what="the retained value")
+                    assert late.on("modbusd/3/hr/100")[0]["value"] == 21.5
+            finally:
+                client.close()
+        finally:
+            await bridge.stop()
+            await server.stop()
+        assert bridge.published >= 3
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+
+
+def test_mqtt_set_is_read_back_by_a_modbus_client(broker: Mosquitto) -> None:
+    async def main() -> None:
+        server = Server(Device(), host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, min_backoff=0.1)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            client = await modbus(server.port)
+            try:
+                async with Watcher(broker.port, "modbusd/#") as watcher, \
+                        aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                    await publisher.publish("modbusd/1/hr/10/set", "float:21.5", qos=1)
+                    await publisher.publish("modbusd/all/ir/4/set", '{"type": "ushort", "value": 1234}', qos=1)
+                    await publisher.publish("modbusd/all/co/3/set", "1", qos=1)
+                    await publisher.publish("modbusd/all/di/2/set", '{"value": true}', qos=1)
+                    await publisher.publish("modbusd/all/hr/20.2/set", "bit:1", qos=1)
+                    await publisher.publish("modbusd/all/hr/11/set", "float:warm", qos=1)  # bad: logged, ignored
+                    await until(lambda: watcher.on("modbusd/error"), what="the error")
+                    await until(lambda: watcher.on("modbusd/all/hr/20.2"), what="the last set's state")
+                    regs = await client.read_holding_registers(10, count=2, device_id=1)
+                    assert regs.registers == [0x41AC, 0x0000]
+                    assert (await client.read_input_registers(4, count=1, device_id=1)).registers == [1234]
+                    assert (await client.read_coils(3, count=1, device_id=1)).bits[0] is True
+                    assert (await client.read_discrete_inputs(2, count=1, device_id=1)).bits[0] is True
+                    assert (await client.read_holding_registers(20, count=1, device_id=1))\
+                        .registers == [0x0200]  # bit 2
+                    assert (await client.read_holding_registers(11, count=1, device_id=1)).registers == [0]
+                    state = watcher.on("modbusd/1/hr/10")[0]
+                    assert state["value"] == 21.5 and state["client"] == "mqtt" and state["type"] == "float"
+                    error = watcher.on("modbusd/error")[0]
+                    assert error["topic"] == "modbusd/all/hr/11/set" and error["payload"] == "float:warm"
+                    assert bridge.errors == 1
+            finally:
+                client.close()
+        finally:
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+
+
+def test_mqtt_events_queued_while_the_broker_is_away_are_delivered_after_reconnecting(broker: Mosquitto) -> None:
+    async def main() -> None:
+        server = Server(Device(), host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["0.hr"], min_backoff=0.1,
+                                        max_backoff=0.5, queue=50)  # fmt: skip
+        client = await modbus(server.port)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            for value in range(1, 6):
+                assert not (await client.write_register(0, value, device_id=1)).isError()
+            await until(lambda: bridge.published >= 5, what="the first events")
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: not bridge.connected, what="the bridge to notice")
+            for value in range(6, 31):  # the Modbus side goes on; these wait in the bridge's queue
+                assert not (await client.write_register(0, value, device_id=1)).isError()
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(broker.start)  # the same port
+            async with Watcher(broker.port, "modbusd/#") as watcher:
+                await until(lambda: any(p["value"] == 30 for p in watcher.on("modbusd/1/hr/0")), what="event 30")
+                await until(lambda: bridge.connections >= 2, what="a reconnection")
+            await until(lambda: bridge.published >= 30, what="every queued event")
+            assert bridge.counters()["dropped"] == 0
+            # beyond the bound: dropped and counted, as for any listener
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: not bridge.connected, what="the bridge to notice")
+            for value in range(100, 180):
+                assert not (await client.write_register(0, value, device_id=1)).isError()
+            await until(lambda: bridge.counters()["dropped"] > 0, what="drops")
+            assert server.counters()["events"]["dropped"] == bridge.counters()["dropped"]  # type: ignore[index]
+        finally:
+            client.close()
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 50))
+
+
+def test_mqtt_an_unreachable_broker_at_start_is_not_fatal() -> None:
+    async def main() -> None:
+        server = Server(Device(), host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, free_port(), points=["0.hr"], min_backoff=0.05,
+                                        max_backoff=0.1)  # fmt: skip
+        try:
+            client = await modbus(server.port)
+            assert not (await client.write_register(0, 7, device_id=1)).isError()
+            client.close()
+            await asyncio.sleep(0.5)
+            assert not bridge.connected and bridge.published == 0
+            assert server.counters()["events"]["published"] == 1  # type: ignore[index]  # waiting in the bridge
+        finally:
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_mqtt_set_payloads() -> None:
+    assert _parse_set("float:21.5")[1] == 21.5
+    assert _parse_set('{"type": "int", "value": -3}')[1] == -3
+    assert _parse_set("  12 ") == (None, "12")
+    for bad in ("", "{", '{"value": [1]}', '{"typo": 1}', "nosuchtype:1", '{"type": 3, "value": 1}'):
+        with pytest.raises(ValueError):
+            _parse_set(bad)
+
+
+def test_mqtt_url_and_device_file_table() -> None:
+    assert parse_mqtt_url("mqtt://bob:s%40cret@broker:1900") == {
+        "host": "broker", "port": 1900, "username": "bob", "password": "s@cret"}  # fmt: skip
+    assert parse_mqtt_url("localhost")["port"] == 1883
+    for bad in ("http://x", "mqtt://", "mqtt://h:99999", "mqtt://h/path"):
+        with pytest.raises(ValueError):
+            parse_mqtt_url(bad)
+    config = loads('[mqtt]\nurl = "mqtt://h:1900"\nprefix = "plant/a"\nretain = false\nqos = 0\n'
+                   'subscribe = ["100.hr:float"]\n', "f.toml")  # fmt: skip
+    assert config.mqtt is not None
+    assert (config.mqtt.host, config.mqtt.port, config.mqtt.prefix, config.mqtt.retain, config.mqtt.qos) == (
+        "h", 1900, "plant/a", False, 0)  # fmt: skip
+    assert "mqtt bridge: mqtt://h:1900 prefix plant/a, qos 0; also 100.hr:float" in summary(config)
+    cases = {
+        '[mqtt]\nprefix = "x"\n': "f.toml:1: mqtt: the broker's url is missing",
+        '[mqtt]\nurl = "mqtt://h"\nqos = 3\n': "f.toml:3: mqtt.qos: 3 is outside 0..2",
+        '[mqtt]\nurl = "ftp://h"\n': "f.toml:2: mqtt.url:",
+        '[mqtt]\nurl = "h"\nprefix = "a/#"\n': "f.toml:3: mqtt.prefix:",
+        '[mqtt]\nurl = "h"\nsubscribe = ["100.hr:nosuch"]\n': "f.toml:3: mqtt.subscribe:",
+        '[mqtt]\nurl = "h"\nretain = 1\n': "f.toml:3: mqtt.retain: expected true or false",
+        '[mqtt]\nurl = "h"\nport = 1\n': "f.toml:3: mqtt.port: unknown key",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            loads(text, "f.toml")
+        assert str(caught.value).startswith(message), str(caught.value)
