@@ -1,5 +1,5 @@
 """Fixtures for the socket tests: servers on 127.0.0.1 with a free port, pymodbus clients, raw TCP clients,
-and virtual serial lines (socat pty pairs).
+virtual serial lines (socat pty pairs) and a mosquitto MQTT broker.
 
 Every server, client, socket and process made here is closed by the fixture that made it, and every wait is
 bounded.
@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,13 @@ from modbusd import Device, Server
 HOST = "127.0.0.1"
 TIMEOUT = 3.0  # seconds any single socket operation may take before the test fails
 MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id: written out here, not taken from modbusd
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
 
 
 def mbap_frame(transaction_id: int, unit_id: int, pdu: bytes | str, protocol_id: int = 0) -> bytes:
@@ -238,3 +246,58 @@ def pty_pair() -> Iterator[Callable[[], PtyPair]]:
     yield make
     for pair in pairs:
         pair.close()
+
+
+BROKER_TIMEOUT = 10.0  # seconds mosquitto may take to accept connections, or to exit
+
+
+class Mosquitto:
+    """A mosquitto broker this test started (and only that one): anonymous, no persistence, on one port."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/sbin/mosquitto") if Path(p).exists()), None)  # fmt: skip
+        if binary is None:
+            pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does)")
+        self.binary = binary
+        self.port = free_port()
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n")
+        self.log = folder / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + BROKER_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mosquitto exited: {self.log.read_text(errors='replace')}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"mosquitto did not accept connections on port {self.port} in {BROKER_TIMEOUT} s")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(BROKER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(BROKER_TIMEOUT)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A running mosquitto on a free port of 127.0.0.1, stopped at the end of the test."""
+    mosquitto = Mosquitto(tmp_path)
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()

@@ -6,7 +6,9 @@ ends only the process it started.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import queue
 import shutil
@@ -18,27 +20,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import aiomqtt
 import pytest
 from pymodbus import FramerType
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient, ModbusUdpClient
+from pymodbus.client import (
+    AsyncModbusTcpClient,
+    ModbusSerialClient,
+    ModbusTcpClient,
+    ModbusUdpClient,
+)
 
 import modbusd
 from modbusd import Device, Server
-from tests.conftest import PtyPair
+from tests.conftest import Mosquitto, PtyPair, free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0  # seconds for the interpreter to start and print the banner
 EXIT_TIMEOUT = 10.0
 SRC = Path(modbusd.__file__).resolve().parents[1]  # the sources this test run imported, for the child too
 STAMP = "%a %b %d %H:%M:%S %Y"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class Modbusd:
@@ -403,15 +405,6 @@ def test_modbusd_refuses_a_missing_serial_device_with_one_line_and_exit_2(launch
     assert "/dev/ttyUSB-modbusd-test-none" in line and "does not exist" in line
 
 
-def test_modbusd_says_in_one_line_what_to_install_when_pyserial_is_missing(
-    launch: Callable[..., Modbusd], tmp_path: Path
-) -> None:
-    (tmp_path / "serial_asyncio_fast.py").write_text("raise ImportError('gone', name='serial_asyncio_fast')\n")
-    prefix = ["env", f"PYTHONPATH={tmp_path}{os.pathsep}{SRC}"]
-    line = assert_one_line_error(launch("--rtu", "/dev/ttyUSB0", prefix=prefix))
-    assert "pip install 'modbusd[serial]'" in line
-
-
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -464,3 +457,87 @@ def test_modbusd_rejects_a_wrong_forward_option_with_one_line(
 def test_modbusd_refuses_a_unit_id_both_served_and_forwarded(launch: Callable[..., Modbusd]) -> None:
     line = assert_one_line_error(launch("-u", "1-3", "--forward", "3=tcp:127.0.0.1"))
     assert "both a local device and forwarded" in line
+
+
+# -------------------------------------------------------------------------------- optional extras, MQTT bridge
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "words"),
+    [
+        ("aiohttp", ["-p", "0", "--host", HOST, "--http", "0"],
+         "the HTTP control API needs aiohttp: pip install 'modbusd[http]'"),
+        ("aiomqtt", ["-p", "0", "--host", HOST, "--mqtt", f"mqtt://{HOST}:1"],
+         "the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'"),
+        ("serial_asyncio_fast", ["--rtu", "/dev/ttyUSB0"],  # serial only: nothing bound (and logged) first
+         "serial lines need pyserial-asyncio-fast (serial_asyncio_fast is missing): pip install 'modbusd[serial]'"),
+    ],
+)
+def test_modbusd_says_in_one_line_which_extra_to_install_when_its_package_is_missing(
+    launch: Callable[..., Modbusd], tmp_path: Path, module: str, args: list[str], words: str
+) -> None:
+    # a package of that name, first on the path, whose import fails as if it were not installed
+    (tmp_path / module).mkdir()
+    (tmp_path / module / "__init__.py").write_text(
+        f"raise ImportError('simulated: not installed', name={module!r})\n"
+    )
+    path = os.pathsep.join(filter(None, [str(tmp_path), str(SRC), os.environ.get("PYTHONPATH")]))
+    child = launch(*args, prefix=["env", f"PYTHONPATH={path}"])
+    line = assert_one_line_error(child)
+    assert line.startswith("modbusd: ") and words in line, line
+    assert "simulated" not in line  # the message is modbusd's own, not the import's
+
+
+def test_modbusd_mqtt_publishes_a_client_write_and_carries_out_a_set(
+    launch: Callable[..., Modbusd], broker: Mosquitto
+) -> None:
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "--mqtt", f"mqtt://{HOST}:{broker.port}",
+                   "--mqtt-subscribe", "40001:float")  # fmt: skip
+    banner = child.running()
+    assert f"MQTT bridge to mqtt://{HOST}:{broker.port}, topics modbusd/<unit>/<table>/<address>" in banner
+    topic = "modbusd/1/hr/0"  # 40001: holding register 0, published under the unit id the client used
+
+    async def main() -> None:
+        seen: list[Any] = []  # the JSON payloads published on `topic`, in order
+
+        async def watch(client: aiomqtt.Client) -> None:
+            async for message in client.messages:
+                if str(message.topic) == topic:
+                    seen.append(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+
+        async def published(value: float) -> Any:
+            """The first payload on `topic` carrying `value`, waiting a bounded time for it."""
+            deadline = time.monotonic() + 15
+            while not (found := [p for p in seen if p["value"] == value]):
+                assert time.monotonic() < deadline, f"nothing with {value} on {topic} in 15 s: {seen}"
+                await asyncio.sleep(0.02)
+            return found[0]
+
+        async with aiomqtt.Client(HOST, broker.port, timeout=5) as mqtt:
+            await mqtt.subscribe("modbusd/#", qos=1)
+            watcher = asyncio.create_task(watch(mqtt))
+            modbus = AsyncModbusTcpClient(HOST, port=port, timeout=5, retries=0)
+            try:
+                assert await modbus.connect()
+                assert not (await modbus.write_registers(0, [0x41AC, 0x0000], device_id=1)).isError()  # 21.5
+                event = await published(21.5)
+                assert (event["value"], event["previous"], event["type"], event["function"]) == (
+                    21.5, 0.0, "float", 16)  # fmt: skip
+                assert event["client"].startswith(HOST)
+                # the event came after the bridge subscribed to …/set, so this one is heard
+                await mqtt.publish(f"{topic}/set", "float:-3.25", qos=1)
+                state = await published(-3.25)
+                assert state["client"] == "mqtt" and state["type"] == "float"
+                reply = await modbus.read_holding_registers(0, count=2, device_id=1)
+                assert not reply.isError() and reply.registers == [0xC050, 0x0000]  # -3.25
+            finally:
+                modbus.close()
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+    assert child.stop(signal.SIGTERM) == 0
+    assert child.stdout[-1].startswith("Operator terminated server at ")
+    assert not any("Traceback" in line for line in child.stderr), child.stderr

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -19,61 +14,10 @@ from pymodbus.client import AsyncModbusTcpClient
 from modbusd import Device, Server
 from modbusd.config import ConfigError, loads, parse_mqtt_url, summary
 from modbusd.mqtt import MqttBridge, _parse_set
-from tests.test_cli import free_port
+from tests.conftest import Mosquitto, free_port
 
 HOST = "127.0.0.1"
 TIMEOUT = 10.0  # seconds any one wait may take
-
-
-class Mosquitto:
-    """A mosquitto broker this test started (and only that one): anonymous, no persistence, on one port."""
-
-    def __init__(self, folder: Path) -> None:
-        binary = shutil.which("mosquitto") or next(
-            (p for p in ("/usr/sbin/mosquitto", "/sbin/mosquitto") if Path(p).exists()), None)  # fmt: skip
-        if binary is None:
-            pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does)")
-        self.binary = binary
-        self.port = free_port()
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n")
-        self.log = folder / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"mosquitto exited: {self.log.read_text(errors='replace')}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"mosquitto did not accept connections on port {self.port} in {TIMEOUT} s")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(TIMEOUT)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.stop()
 
 
 async def until(condition: Any, timeout: float = TIMEOUT, what: str = "condition") -> None:
