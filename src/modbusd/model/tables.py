@@ -50,16 +50,15 @@ def _swap_pairs(data: bytes | bytearray) -> bytearray:
     return out
 
 
-class WordTable:
-    """16-bit registers, addresses 0..size-1 (or only `addresses`, when sparse); anything else is exception 02."""
+class _Addresses:
+    """What both kinds of table share: a size, an optional sparse mask, and the range check on them."""
 
-    __slots__ = ("_mask", "_words", "dense_end", "size")
+    __slots__ = ("_mask", "size")
+    _item = "item"  # "register" or "bit", for the messages
 
-    def __init__(self, size: int = ADDRESS_SPACE, *, addresses: Iterable[int] | None = None) -> None:
+    def __init__(self, size: int, addresses: Iterable[int] | None) -> None:
         self.size = _check_size(size)
-        self._words = bytearray(2 * size)
         self._mask = _mask(size, addresses)
-        self.dense_end = size if self._mask is None else 0
 
     @property
     def sparse(self) -> bool:
@@ -75,17 +74,32 @@ class WordTable:
             return range(self.size)
         return [a for a, present in enumerate(self._mask) if present]
 
+    def check(self, address: int, quantity: int) -> None:
+        if address < 0 or quantity < 0 or address + quantity > self.size:
+            raise IllegalDataAddress(f"{self._item}s {address}..{address + quantity - 1} outside 0..{self.size - 1}")
+        gap = _gap(self._mask, address, address + quantity)
+        if gap >= 0:
+            raise IllegalDataAddress(f"{self._item} {gap} is not implemented (sparse table)")
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class WordTable(_Addresses):
+    """16-bit registers, addresses 0..size-1 (or only `addresses`, when sparse); anything else is exception 02."""
+
+    __slots__ = ("_words", "dense_end")
+    _item = "register"
+
+    def __init__(self, size: int = ADDRESS_SPACE, *, addresses: Iterable[int] | None = None) -> None:
+        super().__init__(size, addresses)
+        self._words = bytearray(2 * size)
+        self.dense_end = size if self._mask is None else 0
+
     @property
     def buffer(self) -> bytearray:
         """The big-endian storage itself, for tables that overlay this one."""
         return self._words
-
-    def check(self, address: int, quantity: int) -> None:
-        if address < 0 or quantity < 0 or address + quantity > self.size:
-            raise IllegalDataAddress(f"registers {address}..{address + quantity - 1} outside 0..{self.size - 1}")
-        gap = _gap(self._mask, address, address + quantity)
-        if gap >= 0:
-            raise IllegalDataAddress(f"register {gap} is not implemented (sparse table)")
 
     def read(self, address: int, quantity: int) -> bytes:
         """`quantity` registers as big-endian bytes, as a read response carries them."""
@@ -120,9 +134,6 @@ class WordTable:
             raise IllegalDataValue(f"register value {value} outside 0..65535")
         self._words[2 * address : 2 * address + 2] = value.to_bytes(2, "big")
 
-    def __len__(self) -> int:
-        return self.size
-
     def values(self, address: int, quantity: int) -> list[int]:
         data = self.read(address, quantity)
         return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
@@ -134,20 +145,20 @@ class WordTable:
         self.write(address, b"".join(v.to_bytes(2, "big") for v in values))
 
 
-class BitTable:
+class BitTable(_Addresses):
     """Single bits, addresses 0..size-1, stored packed.
 
     With `in_registers`, the bits live in a WordTable's buffer, 16 per register: bit n is bit n % 16 of
     register n // 16, where bit 0 is the register's least significant bit (see `device.py` for why).
     """
 
-    __slots__ = ("_buf", "_in_registers", "_mask", "size")
+    __slots__ = ("_buf", "_in_registers")
+    _item = "bit"
 
     def __init__(
         self, size: int = ADDRESS_SPACE, *, registers: WordTable | None = None, addresses: Iterable[int] | None = None
     ) -> None:
-        self.size = _check_size(size)
-        self._mask = _mask(size, addresses)
+        super().__init__(size, addresses)
         self._in_registers = registers is not None
         if registers is not None:
             if size > 16 * registers.size:
@@ -155,25 +166,6 @@ class BitTable:
             self._buf = registers.buffer
         else:
             self._buf = bytearray(byte_count(size))
-
-    @property
-    def sparse(self) -> bool:
-        return self._mask is not None
-
-    def implemented(self, address: int) -> bool:
-        return 0 <= address < self.size and (self._mask is None or self._mask[address] == 1)
-
-    def addresses(self) -> range | list[int]:
-        if self._mask is None:
-            return range(self.size)
-        return [a for a, present in enumerate(self._mask) if present]
-
-    def check(self, address: int, quantity: int) -> None:
-        if address < 0 or quantity < 0 or address + quantity > self.size:
-            raise IllegalDataAddress(f"bits {address}..{address + quantity - 1} outside 0..{self.size - 1}")
-        gap = _gap(self._mask, address, address + quantity)
-        if gap >= 0:
-            raise IllegalDataAddress(f"bit {gap} is not implemented (sparse table)")
 
     def _span(self, address: int, quantity: int) -> tuple[int, int, int]:
         """Byte range holding the bits, and the bit offset of `address` within it."""
@@ -214,6 +206,3 @@ class BitTable:
 
     def __setitem__(self, address: int, value: bool) -> None:
         self.write_packed(address, 1, b"\x01" if value else b"\x00")
-
-    def __len__(self) -> int:
-        return self.size
