@@ -913,10 +913,7 @@ class Server:
                 return _PASS
             if result.__class__ is not bytes and inspect.isawaitable(result):
                 return self._await_hook(result, peer, unit_id, pdu, tables)
-            try:
-                reply = check_response(pdu, result)
-            except HookFailure as exc:
-                reply = self._hook_failed(peer, pdu, str(exc))
+            reply = self._checked(peer, pdu, result)
         self._log_hooked(peer, unit_id, pdu, reply)
         return reply
 
@@ -937,12 +934,16 @@ class Server:
                 if inspect.isawaitable(answered):  # the gateway
                     answered = await answered
                 return answered  # type: ignore[return-value]  # a response PDU or None
-            try:
-                reply = check_response(pdu, result)
-            except HookFailure as exc:
-                reply = self._hook_failed(peer, pdu, str(exc))
+            reply = self._checked(peer, pdu, result)
         self._log_hooked(peer, unit_id, pdu, reply)
         return reply
+
+    def _checked(self, peer: str, pdu: bytes, result: object) -> bytes:
+        """The hook's own response, if it is a sane one for `pdu`; exception 04 otherwise."""
+        try:
+            return check_response(pdu, result)
+        except HookFailure as exc:
+            return self._hook_failed(peer, pdu, str(exc))
 
     def _hook_failed(self, peer: str, pdu: bytes, reason: str) -> bytes:
         log.error("request hook %s on %s from %s; answered with exception 04", reason, pdu.hex(" "), peer)
