@@ -27,8 +27,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
     "modbusd.config": ("modbusd.protocol", "modbusd.model"),
+    # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
+    "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
+    "modbusd.events": ("modbusd.hooks",),
+    "modbusd.events_log": ("modbusd.config",),  # its size and file-count defaults
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                       "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config"),
+                       "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
+                       "modbusd.bus", "modbusd.events", "modbusd.events_log"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop)
     "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web", "modbusd.mqtt"),
     "modbusd.__main__": ("modbusd.cli",),

@@ -9,34 +9,39 @@ The gateway lives here too: unit ids forwarded to a serial line or another Modbu
 Two unit-id semantics meet here. Modbus/TCP and UDP: one device answers every unit id, or one device per
 unit id with a policy for the others. Serial lines (RTU, ASCII, and RTU over TCP, which carries a serial
 line's frames): each device has one slave id, requests for other ids are ignored (other devices on the
-bus answer them), 0 is a broadcast, and frames that fail their check are counted, never answered.
+bus answer them), 0 is a broadcast, and frames that fail their check are counted, never answered; those
+semantics are `bus.py`'s, and the server gives every serial session the one `Bus`.
+
+Write events are made here and handed to `events.py` (listeners, each with its own queue) and `events_log.py`
+(the writer thread of the events log); both names stay importable from here, as does `ANY_UNIT_ID`.
 """
 
 from __future__ import annotations  # annotations as strings: nested answer functions are made per connection
 
 import asyncio
-import contextlib
-import datetime
 import inspect
 import itertools
-import json
 import logging
-import os
-import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from modbusd import handler
+from modbusd.bus import (
+    ANY_UNIT_ID,  # noqa: F401  (re-exported: importable from here, as before bus.py)
+    Bus,
+    LineErrors,
+)
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
+from modbusd.events import EVENT_QUEUE, Listener
+from modbusd.events_log import EventsLog
 from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
 from modbusd.hooks import (
     WRITE_FUNCTIONS,
-    EventQueue,
     HookFailure,
     RequestHook,
     Subscription,
@@ -76,9 +81,6 @@ class UnknownUnit(StrEnum):
     EXCEPTION = "exception"  # exception 0x0B, Gateway Target Device Failed to Respond: the client learns at once
     IGNORE = "ignore"  # no response, as a serial device that is not there; the client times out
 
-
-ANY_UNIT_ID = 0xFF
-"""Seed 002: the address change is also accepted at 0xFF, for a device whose address nobody remembers."""
 
 ASCII_TIMEOUT = 1.0  # Serial Line §2.5.2.1: the inter-character time-out, 1 s by default
 
@@ -126,339 +128,11 @@ class StartError(OSError):
         self.cause = cause
 
 
-class _Bus:
-    """The devices reached over serial lines and RTU over TCP, by slave id: one bus, whatever the port."""
-
-    def __init__(self, units: dict[int, Device], observed: set[int], write: _Write) -> None:
-        self.units = units  # shared with the server: an address change is seen by every transport
-        self.observed = observed  # the server's: write function codes whose writes it logs or makes events of
-        self.write = write
-
-    def answer(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[int, bytes] | None:
-        found = self.answer_from(unit_id, pdu, peer)
-        return None if found is None else (found[1], found[2])
-
-    def _respond(self, device: Device, unit_id: int, pdu: bytes, peer: str) -> bytes | None:
-        if pdu[0] in self.observed:
-            return self.write(device, unit_id, pdu, peer, False)
-        return handler.respond(device, pdu)
-
-    def answer_from(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[Device, int, bytes] | None:
-        """(device, unit id it answers from, response PDU), or None when the bus stays silent."""
-        if unit_id == BROADCAST_UNIT_ID:
-            self._broadcast(pdu, peer)
-            return None
-        device = self.units.get(unit_id)
-        if device is None:
-            if unit_id != ANY_UNIT_ID:
-                return None  # another device's request: it answers, not us (Serial Line §2.2)
-            found = self._address_register_at_any(pdu)
-            if found is None:
-                return None
-            unit_id, device = found
-        register = device.address_register
-        if register is not None and (new := handler.address_written(pdu, register)) is not None:
-            reply = self._change_address(device, unit_id, new, pdu, peer)
-        else:
-            reply = self._respond(device, unit_id, pdu, peer)
-        return None if reply is None else (device, unit_id, reply)
-
-    def _broadcast(self, pdu: bytes, peer: str) -> None:
-        """Serial Line §2.1: every device carries out a broadcast, and none answers it."""
-        for device in {id(d): d for d in self.units.values()}.values():
-            register = device.address_register
-            if register is not None and handler.address_written(pdu, register) is not None:
-                continue  # one address for every device would be no address at all: not even written
-            if pdu and pdu[0] in self.observed:
-                self.write(device, BROADCAST_UNIT_ID, pdu, peer, True)
-            else:
-                handler.respond(device, pdu, broadcast=True)
-
-    def _address_register_at_any(self, pdu: bytes) -> tuple[int, Device] | None:
-        takers = [(unit_id, device) for unit_id, device in self.units.items()
-                  if device.address_register is not None
-                  and handler.address_written(pdu, device.address_register) is not None]  # fmt: skip
-        if len(takers) > 1:
-            log.warning("address change at 0xFF ignored: units %s could all take it, as on a real bus they would",
-                        ", ".join(str(u) for u, _ in takers))  # fmt: skip
-            return None
-        return takers[0] if takers else None
-
-    def _change_address(self, device: Device, old: int, new: int, pdu: bytes, peer: str) -> bytes | None:
-        """Seed 002: answered from the old address; the new one holds from the next frame on."""
-        holder = self.units.get(new)
-        if holder is not None and holder is not device:
-            log.warning("unit %d asked to move to unit id %d, which another device has; refused", old, new)
-            return handler.refuse(device, pdu, ExceptionCode.ILLEGAL_DATA_VALUE)
-        reply = self._respond(device, old, pdu, peer)
-        if reply is not None and not reply[0] & 0x80 and new != old:
-            del self.units[old]
-            self.units[new] = device
-            log.info("unit %d now answers at unit id %d", old, new)
-        return reply
-
-
-_Write = Callable[[Device, int, bytes, str, bool], bytes | None]
-"""(device, unit id, write request PDU, client, broadcast) → response PDU: a write carried out and observed."""
-
 _PASS: Final = object()  # the request hook returned None: the tables answer
-
-EVENT_QUEUE = 1000  # events a subscriber may fall behind by before new ones are dropped (and counted)
-_DRAIN_GRACE = 1.0  # seconds subscribers get at stop to take the events already queued for them
-
-
-class Listener:
-    """A subscriber to the server's write events (`Server.add_listener`, `Server.events`).
-
-    Every event goes to every listener, in the order the writes were applied, through this listener's own
-    bounded queue: a slow listener only loses its own events (counted in `dropped`, logged once per burst),
-    and never delays a Modbus response. With a callback, a task of the server's loop calls it for each event
-    (a coroutine function is awaited: the next event waits for it); without one, `async for` takes them.
-    """
-
-    def __init__(self, server: Server, callback: Callable[[WriteEvent], object] | None, limit: int,
-                 name: str) -> None:  # fmt: skip
-        self.server = server
-        self.callback = callback
-        self.name = name
-        self.queue = EventQueue(limit)
-        self.failures = 0  # events whose callback raised
-        self.closed = False
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def dropped(self) -> int:
-        return self.queue.dropped
-
-    @property
-    def delivered(self) -> int:
-        return self.queue.delivered
-
-    def __repr__(self) -> str:
-        return f"<Listener {self.name} queued={len(self.queue)} dropped={self.dropped}>"
-
-    def _push(self, event: WriteEvent) -> None:
-        result = self.queue.put(event)
-        if result == 1:
-            log.warning("listener %s is %d events behind: dropping new events until it catches up (counted)",
-                        self.name, self.queue.limit)  # fmt: skip
-        elif result < 0:
-            log.warning("listener %s caught up; %d events were dropped (%d in all)", self.name, -result,
-                        self.dropped)  # fmt: skip
-        if result <= 0:
-            self._ready.set()
-
-    def _start(self) -> None:
-        if self.callback is not None and self._task is None and not self.closed:
-            self._task = asyncio.get_running_loop().create_task(self._deliver(self.callback))
-
-    async def _deliver(self, callback: Callable[[WriteEvent], object]) -> None:
-        take = self.queue.take
-        while True:
-            event = take()
-            if event is None:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            try:
-                result = callback(event)
-                if inspect.isawaitable(result):
-                    await result
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failures += 1  # the traceback once; then one line each
-                log.error("listener %s failed on event %s: %s: %s (%d failures)", self.name, event.name,
-                          type(exc).__name__, exc, self.failures, exc_info=self.failures == 1)  # fmt: skip
-
-    def __aiter__(self) -> AsyncIterator[WriteEvent]:
-        return self
-
-    async def __anext__(self) -> WriteEvent:
-        while True:
-            event = self.queue.take()
-            if event is not None:
-                return event
-            if self.closed:
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
-
-    def close(self) -> None:
-        """Stop receiving events; `async for` ends once the queued ones are taken."""
-        self.server.remove_listener(self)
-
-    async def _stop(self) -> None:
-        self.closed = True
-        self._ready.set()
-        task, self._task = self._task, None
-        if task is not None:
-            deadline = time.monotonic() + _DRAIN_GRACE
-            while len(self.queue) and time.monotonic() < deadline and not task.done():
-                await asyncio.sleep(0.01)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-class EventsLog:
-    """Seed 003's eventslog: every client write and every event, one JSON line each, appended to a file.
-
-    Written by a thread of its own, so that a slow disk never holds up the event loop; the loop only queues
-    records (at most `queue_limit`; beyond that they are counted as lost). Rotated by size: when the file would
-    grow past `max_bytes` it becomes FILE.1 (FILE.1 becomes FILE.2 …), and `files` files are kept in all. A file
-    that cannot be written (a full disk, no permission) is reported once, its records are counted as lost, and
-    writing resumes, with one line saying so, when the file can be written again. The server goes on regardless.
-    """
-
-    def __init__(self, path: str | Path, *, max_bytes: int = EVENTS_LOG_MAX_BYTES, files: int = EVENTS_LOG_FILES,
-                 queue_limit: int = 100_000) -> None:  # fmt: skip
-        if max_bytes < 1 or files < 1:
-            raise ValueError("the events log needs max_bytes >= 1 and files >= 1")
-        self.path = Path(path)
-        self.max_bytes = max_bytes
-        self.files = files
-        self.written = 0  # records written
-        self.lost = 0  # records that could not be written or queued
-        self.rotations = 0
-        self.error: str | None = None  # the failure being reported, None while the file is writable
-        self._queue: queue.Queue[dict[str, object] | None] = queue.Queue(queue_limit)
-        self._file: Any = None
-        self._size = 0
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Open the file (an unwritable one is reported now, once) and start the writer thread."""
-        if self._thread is not None:
-            return
-        self._open()
-        self._thread = threading.Thread(target=self._run, name=f"modbusd events log {self.path}", daemon=True)
-        self._thread.start()
-
-    def put(self, record: dict[str, object]) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.lost += 1
-            if self.lost == 1 or self.error is None:
-                self._fail("the writer is too far behind; records are dropped (counted)")
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued, then close the file."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._thread = None
-
-    def counters(self) -> dict[str, object]:
-        return {"path": str(self.path), "written": self.written, "lost": self.lost, "rotations": self.rotations,
-                "error": self.error}  # fmt: skip
-
-    def _fail(self, reason: str) -> None:
-        if self.error is None:
-            self.error = reason
-            log.error("events log %s: %s; the server goes on, unlogged records are counted", self.path, reason)
-
-    def _open(self) -> bool:
-        try:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (kept open by the writer)
-            self._size = self._file.tell()
-        except OSError as exc:
-            self._file = None
-            self._fail(f"cannot open: {exc.strerror or exc}")
-            return False
-        if self.error is not None:
-            log.info("events log %s is writable again (%d records lost meanwhile)", self.path, self.lost)
-            self.error = None
-        return True
-
-    def _run(self) -> None:
-        take = self._queue.get
-        while True:
-            batch = [take()]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < 1000 and batch[-1] is not None:
-                    batch.append(self._queue.get_nowait())
-            stop = batch[-1] is None
-            self._write([r for r in batch if r is not None])
-            if stop:
-                if self._file is not None:
-                    with contextlib.suppress(OSError):
-                        self._file.close()
-                return
-
-    def _write(self, records: list[dict[str, object]]) -> None:
-        if not records:
-            return
-        if self._file is None and not self._open():
-            self.lost += len(records)
-            return
-        pending = 0  # written to the file's buffer, not flushed yet
-        done = 0  # flushed, so counted as written
-        try:
-            for record in records:
-                record["time"] = _iso(record["time"])  # type: ignore[arg-type]  # a float from the loop
-                line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
-                size = len(line.encode())
-                if self._size and self._size + size > self.max_bytes:
-                    self._file.flush()
-                    self.written += pending
-                    done += pending
-                    pending = 0
-                    self._rotate()
-                self._file.write(line)
-                self._size += size
-                pending += 1
-            self._file.flush()
-            self.written += pending
-        except OSError as exc:
-            self.lost += len(records) - done
-            self._fail(f"cannot write: {exc.strerror or exc}")
-            if self._file is not None:
-                with contextlib.suppress(OSError):
-                    self._file.close()
-            self._file = None
-
-    def _rotate(self) -> None:
-        self._file.close()
-        self._file = None
-        for number in range(self.files - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{number}")
-            newer = self.path if number == 1 else self.path.with_name(f"{self.path.name}.{number - 1}")
-            if newer.exists():
-                os.replace(newer, older)
-        if self.files == 1:
-            self.path.unlink(missing_ok=True)
-        self.rotations += 1
-        if not self._open():
-            raise OSError(self.error)
-
-
-def _iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="microseconds")
-
 
 async def _quiet(awaitable: Awaitable[object]) -> None:
     """A broadcast's hook answer: awaited, never sent."""
     await awaitable
-
-
-class _LineErrors:
-    """Counts a line's discarded frames on every device of the bus; says so once at WARNING, then at DEBUG."""
-
-    def __init__(self, name: str, bus: _Bus) -> None:
-        self._name = name
-        self._bus = bus
-        self._count = 0
-
-    def __call__(self, reason: str) -> None:
-        for device in {id(d): d for d in self._bus.units.values()}.values():
-            handler.discarded(device)  # bus message + bus communication error (FC08/0B, 0C)
-        self._count += 1
-        level = logging.WARNING if self._count == 1 else logging.DEBUG
-        log.log(level, "%s: frame discarded: %s (counted; any more: debug level)", self._name, reason)
 
 
 class Server:
@@ -548,7 +222,7 @@ class Server:
             events_log, max_bytes=events_log_max_bytes, files=events_log_files)  # fmt: skip
         self._update_observed()
         if self.serial_lines or rtu_over_tcp is not None:
-            self._bus: _Bus | None = self._make_bus(unit_id)
+            self._bus: Bus | None = self._make_bus(unit_id)
         else:
             self._bus = None
         self.downstreams: dict[Target, Downstream] = {}
@@ -669,7 +343,7 @@ class Server:
             raise AttributeError("only a single device served on a serial line has one slave id")
         return next(iter(self._bus.units))
 
-    def _make_bus(self, unit_id: int) -> _Bus:
+    def _make_bus(self, unit_id: int) -> Bus:
         if self._single is not None:
             if not MIN_UNIT_ID <= unit_id <= MAX_UNIT_ID:
                 raise ValueError(f"unit id {unit_id} outside 1..247, the slave ids of a serial line")
@@ -682,7 +356,7 @@ class Server:
         for unit, device in units.items():
             if device.address_register is not None:  # the register reads back the address
                 device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
-        return _Bus(units, self._observed, self._write)
+        return Bus(units, self._observed, self._write)
     # ------------------------------------------------------------------- local reads and writes (the owner's)
 
     def data_points(self) -> list[Point]:
@@ -801,7 +475,7 @@ class Server:
         self._admit(connection)
         assert self._bus is not None
         bus, peer = self._bus, connection.peer
-        errors = _LineErrors(f"RTU over TCP from {peer}", bus)
+        errors = LineErrors(f"RTU over TCP from {peer}", bus)
         answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
                        peer=peer, quit_word=self.quit_word, on_quit=self._remote_quit)  # fmt: skip
@@ -812,7 +486,7 @@ class Server:
     def _serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
         bus, peer = self._bus, line.device
-        errors = _LineErrors(line.device, bus)
+        errors = LineErrors(line.device, bus)
         if line.framing is Framing.RTU:
             answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
             return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)

@@ -1,0 +1,113 @@
+"""The serial bus: the devices reached over serial lines and RTU over TCP, by slave id.
+
+Serial Line semantics, whatever the port: each device has one slave id, requests for other ids are ignored (other
+devices on the bus answer them), 0 is a broadcast every device carries out and none answers, an address change
+(seed 002) is answered from the old id, and frames that fail their check are counted on every device, never answered.
+The server builds one `Bus` and gives it to every serial session; writes it observes go through the server's `Write`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from modbusd import handler
+from modbusd.model.device import Device
+from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
+
+log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
+
+ANY_UNIT_ID = 0xFF
+"""Seed 002: the address change is also accepted at 0xFF, for a device whose address nobody remembers."""
+
+
+Write = Callable[[Device, int, bytes, str, bool], bytes | None]
+"""(device, unit id, write request PDU, client, broadcast) → response PDU: a write carried out and observed."""
+
+
+class Bus:
+    """The devices reached over serial lines and RTU over TCP, by slave id: one bus, whatever the port."""
+
+    def __init__(self, units: dict[int, Device], observed: set[int], write: Write) -> None:
+        self.units = units  # shared with the server: an address change is seen by every transport
+        self.observed = observed  # the server's: write function codes whose writes it logs or makes events of
+        self.write = write
+
+    def answer(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[int, bytes] | None:
+        found = self.answer_from(unit_id, pdu, peer)
+        return None if found is None else (found[1], found[2])
+
+    def _respond(self, device: Device, unit_id: int, pdu: bytes, peer: str) -> bytes | None:
+        if pdu[0] in self.observed:
+            return self.write(device, unit_id, pdu, peer, False)
+        return handler.respond(device, pdu)
+
+    def answer_from(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[Device, int, bytes] | None:
+        """(device, unit id it answers from, response PDU), or None when the bus stays silent."""
+        if unit_id == BROADCAST_UNIT_ID:
+            self._broadcast(pdu, peer)
+            return None
+        device = self.units.get(unit_id)
+        if device is None:
+            if unit_id != ANY_UNIT_ID:
+                return None  # another device's request: it answers, not us (Serial Line §2.2)
+            found = self._address_register_at_any(pdu)
+            if found is None:
+                return None
+            unit_id, device = found
+        register = device.address_register
+        if register is not None and (new := handler.address_written(pdu, register)) is not None:
+            reply = self._change_address(device, unit_id, new, pdu, peer)
+        else:
+            reply = self._respond(device, unit_id, pdu, peer)
+        return None if reply is None else (device, unit_id, reply)
+
+    def _broadcast(self, pdu: bytes, peer: str) -> None:
+        """Serial Line §2.1: every device carries out a broadcast, and none answers it."""
+        for device in {id(d): d for d in self.units.values()}.values():
+            register = device.address_register
+            if register is not None and handler.address_written(pdu, register) is not None:
+                continue  # one address for every device would be no address at all: not even written
+            if pdu and pdu[0] in self.observed:
+                self.write(device, BROADCAST_UNIT_ID, pdu, peer, True)
+            else:
+                handler.respond(device, pdu, broadcast=True)
+
+    def _address_register_at_any(self, pdu: bytes) -> tuple[int, Device] | None:
+        takers = [(unit_id, device) for unit_id, device in self.units.items()
+                  if device.address_register is not None
+                  and handler.address_written(pdu, device.address_register) is not None]  # fmt: skip
+        if len(takers) > 1:
+            log.warning("address change at 0xFF ignored: units %s could all take it, as on a real bus they would",
+                        ", ".join(str(u) for u, _ in takers))  # fmt: skip
+            return None
+        return takers[0] if takers else None
+
+    def _change_address(self, device: Device, old: int, new: int, pdu: bytes, peer: str) -> bytes | None:
+        """Seed 002: answered from the old address; the new one holds from the next frame on."""
+        holder = self.units.get(new)
+        if holder is not None and holder is not device:
+            log.warning("unit %d asked to move to unit id %d, which another device has; refused", old, new)
+            return handler.refuse(device, pdu, ExceptionCode.ILLEGAL_DATA_VALUE)
+        reply = self._respond(device, old, pdu, peer)
+        if reply is not None and not reply[0] & 0x80 and new != old:
+            del self.units[old]
+            self.units[new] = device
+            log.info("unit %d now answers at unit id %d", old, new)
+        return reply
+
+
+class LineErrors:
+    """Counts a line's discarded frames on every device of the bus; says so once at WARNING, then at DEBUG."""
+
+    def __init__(self, name: str, bus: Bus) -> None:
+        self._name = name
+        self._bus = bus
+        self._count = 0
+
+    def __call__(self, reason: str) -> None:
+        for device in {id(d): d for d in self._bus.units.values()}.values():
+            handler.discarded(device)  # bus message + bus communication error (FC08/0B, 0C)
+        self._count += 1
+        level = logging.WARNING if self._count == 1 else logging.DEBUG
+        log.log(level, "%s: frame discarded: %s (counted; any more: debug level)", self._name, reason)
