@@ -465,12 +465,21 @@ def test_modbusd_refuses_a_unit_id_both_served_and_forwarded(launch: Callable[..
 @pytest.mark.parametrize(
     ("module", "args", "words"),
     [
-        ("aiohttp", ["-p", "0", "--host", HOST, "--http", "0"],
-         "the HTTP control API needs aiohttp: pip install 'modbusd[http]'"),
-        ("aiomqtt", ["-p", "0", "--host", HOST, "--mqtt", f"mqtt://{HOST}:1"],
-         "the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'"),
-        ("serial_asyncio_fast", ["--rtu", "/dev/ttyUSB0"],  # serial only: nothing bound (and logged) first
-         "serial lines need pyserial-asyncio-fast (serial_asyncio_fast is missing): pip install 'modbusd[serial]'"),
+        (
+            "aiohttp",
+            ["-p", "0", "--host", HOST, "--http", "0"],
+            "the HTTP control API needs aiohttp: pip install 'modbusd[http]'",
+        ),
+        (
+            "aiomqtt",
+            ["-p", "0", "--host", HOST, "--mqtt", f"mqtt://{HOST}:1"],
+            "the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'",
+        ),
+        (
+            "serial_asyncio_fast",
+            ["--rtu", "/dev/ttyUSB0"],  # serial only: nothing bound (and logged) first
+            "serial lines need pyserial-asyncio-fast (serial_asyncio_fast is missing): pip install 'modbusd[serial]'",
+        ),
     ],
 )
 def test_modbusd_says_in_one_line_which_extra_to_install_when_its_package_is_missing(
@@ -478,9 +487,7 @@ def test_modbusd_says_in_one_line_which_extra_to_install_when_its_package_is_mis
 ) -> None:
     # a package of that name, first on the path, whose import fails as if it were not installed
     (tmp_path / module).mkdir()
-    (tmp_path / module / "__init__.py").write_text(
-        f"raise ImportError('simulated: not installed', name={module!r})\n"
-    )
+    (tmp_path / module / "__init__.py").write_text(f"raise ImportError('simulated: not installed', name={module!r})\n")
     path = os.pathsep.join(filter(None, [str(tmp_path), str(SRC), os.environ.get("PYTHONPATH")]))
     child = launch(*args, prefix=["env", f"PYTHONPATH={path}"])
     line = assert_one_line_error(child)

@@ -212,5 +212,7 @@ def test_readme_transport_example_loads() -> None:
     config = loads(block, "README.md")
     assert config.server.port is None and config.server.udp == 502 and len(config.server.serial) == 2
     assert Server.from_config(config).listening() == [
-        "RTU on /dev/ttyUSB0 (19200 8E1, unit 7)", "ASCII on /dev/ttyS0 (9600 7E1, unit 7)", "UDP on 0.0.0.0 port 502"
+        "RTU on /dev/ttyUSB0 (19200 8E1, unit 7)",
+        "ASCII on /dev/ttyS0 (9600 7E1, unit 7)",
+        "UDP on 0.0.0.0 port 502",
     ]

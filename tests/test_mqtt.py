@@ -135,8 +135,9 @@ def test_mqtt_set_is_read_back_by_a_modbus_client(broker: Mosquitto) -> None:
                     assert (await client.read_input_registers(4, count=1, device_id=1)).registers == [1234]
                     assert (await client.read_coils(3, count=1, device_id=1)).bits[0] is True
                     assert (await client.read_discrete_inputs(2, count=1, device_id=1)).bits[0] is True
-                    assert (await client.read_holding_registers(20, count=1, device_id=1))\
-                        .registers == [0x0200]  # bit 2
+                    assert (await client.read_holding_registers(20, count=1, device_id=1)).registers == [
+                        0x0200
+                    ]  # bit 2
                     assert (await client.read_holding_registers(11, count=1, device_id=1)).registers == [0]
                     state = watcher.on("modbusd/1/hr/10")[0]
                     assert state["value"] == 21.5 and state["client"] == "mqtt" and state["type"] == "float"

@@ -489,10 +489,10 @@ def test_unwritable_events_log_is_reported_once_and_the_server_goes_on(
 
 # ------------------------------------------------------------------------------- device file and command line
 
-HOOK_MODULE = '''
+HOOK_MODULE = """
 def on_request(name, client, unit_id, pdu):
     return bytes.fromhex("03 02 00 2A") if pdu[0] == 3 else None
-'''
+"""
 
 
 def test_device_file_hook_and_eventslog_keys_build_a_server_that_uses_them(
@@ -544,7 +544,7 @@ def test_device_file_hook_and_eventslog_mistakes_name_file_line_and_key(
     (tmp_path / "broken_hooks.py").write_text("1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "plant.toml"
-    path.write_text(f'[server]\nport = 5020\n{line}\n')
+    path.write_text(f"[server]\nport = 5020\n{line}\n")
     with pytest.raises(ConfigError) as caught:
         load(path)
     assert str(caught.value).startswith(f"{path}:3: server.") and message in str(caught.value)

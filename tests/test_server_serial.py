@@ -86,7 +86,8 @@ class Line:
 
 @pytest.fixture
 def serve_line(
-    pty_pair: MakePty, start_server: StartServer  # in this order, so that servers stop before their ptys go
+    pty_pair: MakePty,
+    start_server: StartServer,  # in this order, so that servers stop before their ptys go
 ) -> Iterator[Callable[..., tuple[Server, PtyPair]]]:
     """serve_line(framing, devices=None, baudrate=19200, **server_options) → (server, pty pair), serial only."""
 

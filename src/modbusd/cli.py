@@ -439,9 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail("the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'")
     host = config.server.host
     if config.server.quit_command and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning(
-            "the quit command is enabled on %s: any client that can reach the port can stop the server", host
-        )
+        log.warning("the quit command is enabled on %s: any client that can reach the port can stop the server", host)
     if args.uvloop:
         try:
             import uvloop

@@ -461,7 +461,7 @@ class _Loader:
         """[server] name, hook, hook_timeout, eventslog and its rotation (seed 003)."""
         options: dict[str, Any] = {}
         if "name" in raw:
-            name = self.typed(raw, path, "name", str, "a name such as \"plant\"")
+            name = self.typed(raw, path, "name", str, 'a name such as "plant"')
             if not NAME.fullmatch(name) or "." in name:
                 raise self.error((*path, "name"), f"{name!r}: start with a letter, then letters, digits, _ or - "
                                                   "(no dots: the name is the first part of event names)")  # fmt: skip
@@ -560,7 +560,7 @@ class _Loader:
         raw = self.table(data, path, ("url", "prefix", "retain", "qos", "subscribe", "queue"))
         options: dict[str, Any] = {}
         if "url" not in raw:
-            raise self.error(path, "the broker's url is missing: url = \"mqtt://localhost:1883\"")
+            raise self.error(path, 'the broker\'s url is missing: url = "mqtt://localhost:1883"')
         try:
             options.update(parse_mqtt_url(self.typed(raw, path, "url", str, "a text such as mqtt://localhost:1883")))
         except ValueError as exc:
@@ -866,8 +866,11 @@ class _Loader:
         if len(devices) > 1:
             for i, device in enumerate(devices):
                 if not device.unit_ids:
-                    raise self.error(("device", i), "with several devices each needs unit_id or unit_ids "
-                                                    "(leave them out only for one device answering every unit id)")
+                    raise self.error(
+                        ("device", i),
+                        "with several devices each needs unit_id or unit_ids "
+                        "(leave them out only for one device answering every unit id)",
+                    )
         seen: dict[int, int] = {}
         names: dict[str, int] = {}
         for i, device in enumerate(devices):
@@ -879,10 +882,12 @@ class _Loader:
                 seen[unit_id] = i
             for point in device.points:
                 if point.name in names:
-                    raise self.error(("device", i), f"data point name {point.name!r} is used by device "
-                                                    f"{names[point.name] + 1} too: names must be unique in the file")
+                    raise self.error(
+                        ("device", i),
+                        f"data point name {point.name!r} is used by device "
+                        f"{names[point.name] + 1} too: names must be unique in the file",
+                    )
                 names[point.name] = i
-
 
     def check_serial_unit_ids(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
         """With serial lines or RTU over TCP every device's unit ids are serial unit ids too: 1..247."""

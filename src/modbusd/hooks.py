@@ -361,4 +361,3 @@ def event_record(event: WriteEvent) -> dict[str, object]:
         "time": event.time, "kind": "event", "request_id": event.request_id, "client": event.client, "name": event.name,
         "type": str(event.type), "value": _json_value(event.value), "previous": _json_value(event.previous),
     }  # fmt: skip
-

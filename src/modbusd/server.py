@@ -130,6 +130,7 @@ class StartError(OSError):
 
 _PASS: Final = object()  # the request hook returned None: the tables answer
 
+
 async def _quiet(awaitable: Awaitable[object]) -> None:
     """A broadcast's hook answer: awaited, never sent."""
     await awaitable
@@ -241,9 +242,7 @@ class Server:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(
-        cls, config: Config, *, address_register: int | None = None, **transports: Any
-    ) -> Server:
+    def from_config(cls, config: Config, *, address_register: int | None = None, **transports: Any) -> Server:
         """A server as a device file describes it, every data point holding its initial value.
 
         The file's transports ([server] port, udp, rtu_over_tcp, serial; a device's serial_unit_id as `unit_id`)
@@ -357,6 +356,7 @@ class Server:
             if device.address_register is not None:  # the register reads back the address
                 device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
         return Bus(units, self._observed, self._write)
+
     # ------------------------------------------------------------------- local reads and writes (the owner's)
 
     def data_points(self) -> list[Point]:

@@ -58,8 +58,10 @@ def test_device_overlaid_keeps_bits_apart_from_registers() -> None:
     assert device.holding_registers.values(0, 2) == [0, 0]
 
 
-@pytest.mark.parametrize(("coil", "register", "value"), [(0, 0, 0x0001), (1, 0, 0x0002), (15, 0, 0x8000),
-                                                         (16, 1, 0x0001), (17, 1, 0x0002), (65535, 4095, 0x8000)])
+@pytest.mark.parametrize(
+    ("coil", "register", "value"),
+    [(0, 0, 0x0001), (1, 0, 0x0002), (15, 0, 0x8000), (16, 1, 0x0001), (17, 1, 0x0002), (65535, 4095, 0x8000)],
+)
 def test_device_packed_coil_n_sets_bit_n_mod_16_of_register_n_div_16(coil: int, register: int, value: int) -> None:
     device = Device(Layout.PACKED)
     device.coils[coil] = True
@@ -68,8 +70,10 @@ def test_device_packed_coil_n_sets_bit_n_mod_16_of_register_n_div_16(coil: int, 
     assert device.holding_registers[register] == 0
 
 
-@pytest.mark.parametrize(("register", "value", "bits_on"), [(0, 0x0001, [0]), (0, 0x8001, [0, 15]),
-                                                            (2, 0x00A0, [37, 39]), (4095, 0xC000, [65534, 65535])])
+@pytest.mark.parametrize(
+    ("register", "value", "bits_on"),
+    [(0, 0x0001, [0]), (0, 0x8001, [0, 15]), (2, 0x00A0, [37, 39]), (4095, 0xC000, [65534, 65535])],
+)
 def test_device_packed_register_write_changes_the_coils(register: int, value: int, bits_on: list[int]) -> None:
     device = Device(Layout.PACKED)
     device.holding_registers[register] = value

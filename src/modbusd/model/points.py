@@ -116,4 +116,3 @@ def write_at(
         write_bit_of_register(table, location.address, location.bit, bool(value))
     else:
         write_value(table, location.address, vtype, value, order)
-

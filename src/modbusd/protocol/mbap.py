@@ -66,7 +66,6 @@ class MbapFramer:
             del buf[:pos]
         return adus
 
-
     def frame(self, request: Adu, pdu: bytes) -> bytes:
         """TCP guide §3.1.3: transaction id and unit id echoed, protocol id 0."""
         return MBAP.pack(request[0], 0, len(pdu) + 1, request[2]) + pdu
