@@ -15,3 +15,12 @@ def test_ruff_finds_nothing_in_the_project() -> None:
         timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_the_project_unchanged() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    result = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
