@@ -301,3 +301,21 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield mosquitto
     finally:
         mosquitto.stop()
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., Any]]:
+    """launch(*args) → a `python -m modbusd` child (test_cli.py's Modbusd), killed at the end if still alive."""
+    from tests.test_cli import EXIT_TIMEOUT, Modbusd  # test_cli imports this module: import it when used
+
+    children: list[Modbusd] = []
+
+    def start(*args: str) -> Modbusd:
+        children.append(Modbusd(list(args)))
+        return children[-1]
+
+    yield start
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.kill()
+        child.finish(EXIT_TIMEOUT)

@@ -27,22 +27,6 @@ Launch = Callable[..., Modbusd]
 TOKEN = "a-long-enough-secret-token"
 
 
-@pytest.fixture
-def launch() -> Iterator[Launch]:
-    """launch(*args) → a `python -m modbusd` child (test_cli.py's Modbusd), killed at the end if still alive."""
-    children: list[Modbusd] = []
-
-    def start(*args: str) -> Modbusd:
-        children.append(Modbusd(list(args)))
-        return children[-1]
-
-    yield start
-    for child in children:
-        if child.proc.poll() is None:
-            child.proc.kill()
-        child.finish(EXIT_TIMEOUT)
-
-
 def modbusd_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """A short-lived `python -m modbusd SUBCOMMAND …` (check, init, get, set)."""
     path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))

@@ -7,10 +7,9 @@ Serial lines are socat pty pairs at 8N2: this machine's kernel refuses even pari
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusUdpClient
 
@@ -18,7 +17,7 @@ from modbusd import Server
 from modbusd.config import loads, summary
 from modbusd.protocol.serial_line import Framing
 from tests.conftest import PtyPair
-from tests.test_cli import EXIT_TIMEOUT, HOST, Modbusd, free_port, listening_tcp_ports
+from tests.test_cli import HOST, Modbusd, free_port, listening_tcp_ports
 from tests.test_cli_config import modbusd_cli
 
 Launch = Callable[..., Modbusd]
@@ -45,22 +44,6 @@ stopbits = 2
 serial_unit_id = 7
 address_register = 0x07D0
 """
-
-
-@pytest.fixture
-def launch() -> Iterator[Launch]:
-    """launch(*args) → a `python -m modbusd` child, killed at the end of the test if it is still alive."""
-    children: list[Modbusd] = []
-
-    def start(*args: str) -> Modbusd:
-        children.append(Modbusd(list(args)))
-        return children[-1]
-
-    yield start
-    for child in children:
-        if child.proc.poll() is None:
-            child.proc.kill()
-        child.finish(EXIT_TIMEOUT)
 
 
 def udp_read(port: int, address: int, unit_id: int = 1) -> list[int]:
