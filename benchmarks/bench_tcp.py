@@ -3,16 +3,17 @@
 
 Why it is built this way:
 
-* The load generator is mbload (C, epoll), built here from ../shared/tools/mbload.  A Python
-  client costs more per request than the servers it measures, so it would measure itself.
-* On a 2-core machine the servers run on core 1 and mbload on core 0 (taskset), so neither
-  steals the other's CPU.  mbload's and the server's CPU use are printed for every run: a
-  server at ~100 % with mbload well below shows that the server is the bottleneck.
+* The load generator is loadgen.c (C, epoll, in this directory), built into a temporary
+  directory by this script.  A Python client costs more per request than the servers it
+  measures, so it would measure itself.
+* On a 2-core machine the servers run on core 1 and loadgen on core 0 (taskset), so neither
+  steals the other's CPU.  loadgen's and the server's CPU use are printed for every run: a
+  server at ~100 % with loadgen well below shows that the server is the bottleneck.
 * A shared machine drifts by tens of percent, so servers run alternately within each
   scenario, every round, and the comparison quoted is a ratio from the same run.
 * Every server holds the same data (holding register i = i for i < 100) and every server is
   checked to answer FC03 with exactly those values before it is measured.
-* A libmodbus C server is measured in the same run: its figure shows how much mbload can
+* A libmodbus C server is measured in the same run: its figure shows how much loadgen can
   drive, i.e. that the Python figures are the servers' limits, not the client's.
 * An "asyncio floor" server (run_asyncio_floor.py: modbusd's transport answering canned FC03
   responses, no Modbus work) is measured in the same run too: its figure is the most any
@@ -44,7 +45,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-MBLOAD_SRC = REPO.parent / "shared" / "tools" / "mbload" / "mbload.c"
+LOADGEN_SRC = HERE / "loadgen.c"
 LIBMODBUS_SRC = HERE / "libmodbus_server.c"
 HOST = "127.0.0.1"
 SERVER_CPU = "1"
@@ -53,7 +54,7 @@ READY_MARKER = "ready port="
 READ_QUANTITY = 10  # FC03 of 10 registers at address 0, as in every scenario
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
-MAX_ERRORS = 10**9  # mbload's -E: never let its exit code stand in for our parsing
+MAX_ERRORS = 10**9  # loadgen's -E: never let its exit code stand in for our parsing
 
 MODBUSD = "modbusd"
 MODBUSD_UVLOOP = "modbusd+uvloop"
@@ -110,12 +111,12 @@ class RunningServer:
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One mbload run: its k=v line plus the CPU that mbload and the server used meanwhile."""
+    """One loadgen run: its k=v line plus the CPU that loadgen and the server used meanwhile."""
 
     values: dict[str, float]
     exit_code: int
     wall_s: float
-    mbload_cpu_s: float
+    loadgen_cpu_s: float
     server_cpu_s: float
     server_sys_s: float = 0.0  # the part of server_cpu_s spent in the kernel (syscalls, TCP)
 
@@ -181,7 +182,7 @@ def socket_count(pid: int) -> int:
 
 
 def children_cpu_seconds() -> float:
-    """CPU of reaped children; its delta around one mbload run is mbload's own CPU."""
+    """CPU of reaped children; its delta around one loadgen run is loadgen's own CPU."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -189,7 +190,7 @@ def children_cpu_seconds() -> float:
 def raise_fd_limit() -> None:
     """1000 idle connections need more than a 1024 `ulimit -n`.
 
-    Raised once in this process, so that every child (mbload, the servers) inherits it:
+    Raised once in this process, so that every child (loadgen, the servers) inherits it:
     no preexec_fn, which is unsafe in a process with threads.
     """
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -199,9 +200,13 @@ def raise_fd_limit() -> None:
 # --------------------------------------------------------------------------- building
 
 
-def compile_c(out: Path, sources: Sequence[Path], libs: Sequence[str]) -> str | None:
-    """Compile with cc -O2 -Wall; returns an error text instead of raising so a row can be skipped."""
-    cmd = ["cc", "-O2", "-Wall", "-o", str(out), *map(str, sources), *libs]
+def compile_c(out: Path, sources: Sequence[Path], libs: Sequence[str], werror: bool = False) -> str | None:
+    """Compile with cc -O2 -Wall; returns an error text instead of raising so a row can be skipped.
+
+    `werror` for our own loadgen.c, whose warnings we fix; not for libmodbus_server.c, whose
+    warnings may come from another libmodbus's headers and should not cost the ceiling row.
+    """
+    cmd = ["cc", "-O2", "-Wall", *(["-Werror"] if werror else []), "-o", str(out), *map(str, sources), *libs]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         return f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}"
@@ -257,7 +262,7 @@ def wait_ready(server: RunningServer, deadline: float) -> None:
 
 
 def fc03_request(transaction_id: int) -> bytes:
-    """MBAP + FC03 read of READ_QUANTITY registers at 0, unit 1 (mbload's default unit)."""
+    """MBAP + FC03 read of READ_QUANTITY registers at 0, unit 1 (loadgen's default unit)."""
     return struct.pack(">HHHBBHH", transaction_id, 0, 6, 1, 3, 0, READ_QUANTITY)
 
 
@@ -349,9 +354,9 @@ def servers_running(specs: Sequence[ServerSpec], logdir: Path, cpu: str | None) 
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """mbload settings shared by all runs."""
+    """loadgen settings shared by all runs."""
 
-    mbload: Path
+    loadgen: Path
     seconds: float
     warmup: float
     timeout_ms: int
@@ -359,7 +364,7 @@ class LoadOptions:
 
 
 def parse_kv(line: str) -> dict[str, float]:
-    """mbload's one line of key=value pairs; non-numeric values (fc=3+16) are dropped."""
+    """loadgen's one line of key=value pairs; a value that is not a number would be dropped."""
     values: dict[str, float] = {}
     for token in line.split():
         key, _, raw = token.partition("=")
@@ -368,10 +373,10 @@ def parse_kv(line: str) -> dict[str, float]:
     return values
 
 
-def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -> LoadResult:
-    """One bounded mbload run, with mbload's CPU (rusage delta) and the server's (/proc delta)."""
-    cmd = pinned(opts.cpu, [str(opts.mbload), "-H", HOST, "-p", str(port), *args])
-    budget = 15 + opts.warmup + opts.seconds + opts.timeout_ms / 1000 + 40  # > mbload's alarm()
+def run_loadgen(opts: LoadOptions, port: int, args: list[str], server_pid: int) -> LoadResult:
+    """One bounded loadgen run, with loadgen's CPU (rusage delta) and the server's (/proc delta)."""
+    cmd = pinned(opts.cpu, [str(opts.loadgen), "-H", HOST, "-p", str(port), *args])
+    budget = 15 + opts.warmup + opts.seconds + opts.timeout_ms / 1000 + 40  # > loadgen's alarm()
     cpu0, (usr0, sys0), t0 = children_cpu_seconds(), cpu_times(server_pid), time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
@@ -386,7 +391,7 @@ def run_mbload(opts: LoadOptions, port: int, args: list[str], server_pid: int) -
         values=parse_kv(lines[-1]) if lines else {},
         exit_code=code,
         wall_s=wall,
-        mbload_cpu_s=children_cpu_seconds() - cpu0,
+        loadgen_cpu_s=children_cpu_seconds() - cpu0,
         server_cpu_s=(usr1 + sys1) - (usr0 + sys0),
         server_sys_s=sys1 - sys0,
     )
@@ -404,11 +409,12 @@ def scenario_args(opts: LoadOptions, scenario: Scenario) -> list[str]:
 def describe(result: LoadResult) -> str:
     """One progress line: figures plus who was busy (server near 100 % = server-bound)."""
     if result.failed:
-        return f"FAILED (mbload exit {result.exit_code})"
+        return f"FAILED (loadgen exit {result.exit_code})"
+    server, loadgen = cpu_pct(result.server_cpu_s, result), cpu_pct(result.loadgen_cpu_s, result)
     return (
         f"rps={result.rps:>9.0f}  p50={result.get('p50_us'):>8.1f}us  "
         f"p99={result.get('p99_us'):>8.1f}us  errors={result.get('errors'):.0f}  "
-        f"cpu: server {cpu_pct(result.server_cpu_s, result):3.0f}%  mbload {cpu_pct(result.mbload_cpu_s, result):3.0f}%"
+        f"cpu: server {server:3.0f}%  loadgen {loadgen:3.0f}%"
     )
 
 
@@ -446,7 +452,7 @@ def measure_throughput(
                 except RuntimeError as exc:
                     print(f"  {name:<{NAME_WIDTH}} round {rnd}: restart failed: {exc}")
                     continue
-                result = run_mbload(opts, server.port, scenario_args(opts, scenario), server.pid)
+                result = run_loadgen(opts, server.port, scenario_args(opts, scenario), server.pid)
                 results[scenario.key][name].append(result)
                 print(f"  {name:<{NAME_WIDTH}} round {rnd}: {describe(result)}")
     return results
@@ -488,7 +494,10 @@ def measure_memory(
         flags = {"-H": HOST, "-p": server.port, "-c": conns, "-w": 0, "-T": hold, "-C": 60, "-E": MAX_ERRORS}
         args = [str(item) for pair in flags.items() for item in pair]
         loader = subprocess.Popen(
-            pinned(opts.cpu, [str(opts.mbload), "-I", *args]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            pinned(opts.cpu, [str(opts.loadgen), "-I", *args]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             if not wait_for_sockets(server.pid, base_sockets + conns, time.monotonic() + 60):
@@ -629,12 +638,12 @@ def print_pipelining(results: Results, stat: str) -> None:
 
 
 def print_headroom(results: Results, stat: str) -> None:
-    """Evidence that mbload is not the limit: the C server's rps, and who was busy in each run.
+    """Evidence that loadgen is not the limit: the C server's rps, and who was busy in each run.
 
-    A Python server near 100 % of its core while mbload is well below 100 % of its own is
-    server-bound; mbload near 100 % would mean the figure is the client's.
+    A Python server near 100 % of its core while loadgen is well below 100 % of its own is
+    server-bound; loadgen near 100 % would mean the figure is the client's.
     """
-    print("\n== Load generator headroom: CPU % of one core, server / mbload, in the quoted run")
+    print("\n== Load generator headroom: CPU % of one core, server / loadgen, in the quoted run")
     order = (MODBUSD, MODBUSD_UVLOOP, PYMODBUS, FLOOR, FLOOR_UVLOOP, LIBMODBUS)
     names = [name for name in order if name in results[SCENARIOS[0].key]]
     widths = {name: max(15, len(name)) for name in names}
@@ -647,7 +656,7 @@ def print_headroom(results: Results, stat: str) -> None:
         for name in names:
             result = row.get(name)
             cell = (
-                f"{cpu_pct(result.server_cpu_s, result):.0f}% /{cpu_pct(result.mbload_cpu_s, result):>3.0f}%"
+                f"{cpu_pct(result.server_cpu_s, result):.0f}% /{cpu_pct(result.loadgen_cpu_s, result):>3.0f}%"
                 if result
                 else "-"
             )
@@ -774,7 +783,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--timeout-ms",
         type=int,
         default=1000,
-        help="mbload per-request timeout; a dropped request costs this (default 1000)",
+        help="loadgen per-request timeout; a dropped request costs this (default 1000)",
     )
     parser.add_argument(
         "--idle-conns", type=int, default=1000, help="idle connections for the memory test, 0 to skip (default 1000)"
@@ -786,24 +795,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the asyncio floor rows (canned answers, no Modbus work)"
     )
-    parser.add_argument("--mbload-src", type=Path, default=MBLOAD_SRC, help=f"mbload.c to build (default {MBLOAD_SRC})")
+    parser.add_argument(
+        "--loadgen-src",
+        type=Path,
+        default=LOADGEN_SRC,
+        help="the load generator's C source to build (default benchmarks/loadgen.c)",
+    )
     return parser.parse_args(argv)
 
 
 def build_tools(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path | None]:
-    """Build mbload (required) and the libmodbus server (optional row)."""
-    mbload = tmp / "mbload"
-    error = compile_c(mbload, [args.mbload_src], ["-lpthread"])
+    """Build loadgen (required) and the libmodbus server (optional row)."""
+    loadgen = tmp / "loadgen"
+    error = compile_c(loadgen, [args.loadgen_src], [], werror=True)
     if error:
         raise SystemExit(error)
     if args.no_libmodbus:
-        return mbload, None
+        return loadgen, None
     lib_bin = tmp / "libmodbus_server"
     error = compile_c(lib_bin, [LIBMODBUS_SRC], libmodbus_flags())
     if error:
         print(f"NOTE: libmodbus ceiling row skipped: {error}")
-        return mbload, None
-    return mbload, lib_bin
+        return loadgen, None
+    return loadgen, lib_bin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -816,10 +830,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with_modbusd = False
     with tempfile.TemporaryDirectory(prefix="bench_tcp-") as tmpdir:
         tmp = Path(tmpdir)
-        mbload, lib_bin = build_tools(args, tmp)
-        opts = LoadOptions(mbload, args.seconds, args.warmup, args.timeout_ms, load_cpu)
+        loadgen, lib_bin = build_tools(args, tmp)
+        opts = LoadOptions(loadgen, args.seconds, args.warmup, args.timeout_ms, load_cpu)
         specs = server_specs(lib_bin, with_modbusd, uvloop_available(), not args.no_floor)
-        print(f"servers on cpu {server_cpu}, mbload on cpu {load_cpu}; python {sys.version.split()[0]}")
+        print(f"servers on cpu {server_cpu}, loadgen on cpu {load_cpu}; python {sys.version.split()[0]}")
         with servers_running(specs, tmp, server_cpu) as running:
             results = measure_throughput(running, opts, args.rounds, tmp, server_cpu)
             logs = {name: server_chatter(server.log) for name, server in running.items()}

@@ -5,7 +5,7 @@
  * load generator could have driven more.  This server does the same work as
  * the Python servers (FC03 from four 65536-entry tables where holding register
  * i = i for i < 100) with libmodbus, in one thread, so its figure shows how far
- * mbload can go on this machine.  It is a yardstick, not a competitor.
+ * loadgen can go on this machine.  It is a yardstick, not a competitor.
  *
  * Design: one thread, poll() over the listener and every client.  Each client
  * has its own receive buffer; one recv() takes whatever has arrived, and every
