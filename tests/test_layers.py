@@ -152,3 +152,10 @@ def test_layers_checker_puts_an_unknown_module_in_no_room() -> None:
         room("modbusd.newthing")
     assert room("modbusd.protocol.rtu") == "modbusd.protocol"
     assert room("modbusd") == "modbusd"
+
+
+def test_layers_no_two_modules_import_each_other() -> None:
+    """STYLE.md: two modules that import each other are one job or a missing third room."""
+    own = {name: {i for i in imports(name) if i in MODULES and i != name} for name in MODULES}
+    pairs = sorted((a, b) for a, found in own.items() for b in found if a < b and a in own[b])
+    assert not pairs, f"modules importing each other: {pairs}"

@@ -12,16 +12,13 @@ Layouts (seed 000's MBAsyncServer, seed 001):
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from modbusd.model.diagnostics import Diagnostics
 from modbusd.model.identification import Identification
+from modbusd.model.points import Point
 from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.version import __version__
-
-if TYPE_CHECKING:
-    from modbusd.model.points import Point
 
 # FC17 response: function code, byte count, then server id, run indicator and additional data within 253 bytes.
 MAX_SERVER_ID = 250
