@@ -31,9 +31,18 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
     "modbusd.events_log": ("modbusd.config",),  # its size and file-count defaults
+    # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
+    # typed access to points, the events hub, connection admission
+    "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub"),
+    "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
+    "modbusd.access": ("modbusd.model",),
+    "modbusd.hub": ("modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events", "modbusd.events_log"),
+    "modbusd.admission": ("modbusd.transport",),  # the TcpConnection type
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
-                       "modbusd.bus", "modbusd.events", "modbusd.events_log"),
+                       "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
+                       "modbusd.access", "modbusd.hub", "modbusd.admission"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop)
     "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web", "modbusd.mqtt"),
     "modbusd.__main__": ("modbusd.cli",),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from modbusd import handler
 from modbusd.model.device import Device
-from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
+from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
@@ -95,6 +95,23 @@ class Bus:
             self.units[new] = device
             log.info("unit %d now answers at unit id %d", old, new)
         return reply
+
+
+def make_bus(single: Device | None, devices: dict[int, Device], unit_id: int, observed: set[int], write: Write) -> Bus:
+    """The bus of a server's devices: `single` at `unit_id`, or each of `devices` at its own unit id (1..247)."""
+    if single is not None:
+        if not MIN_UNIT_ID <= unit_id <= MAX_UNIT_ID:
+            raise ValueError(f"unit id {unit_id} outside 1..247, the slave ids of a serial line")
+        units = {unit_id: single}
+    else:
+        bad = [u for u in devices if not MIN_UNIT_ID <= u <= MAX_UNIT_ID]
+        if bad:
+            raise ValueError(f"unit ids {bad} outside 1..247, the slave ids of a serial line")
+        units = devices  # the same dict: an address change moves the device for TCP too
+    for unit, device in units.items():
+        if device.address_register is not None:  # the register reads back the address
+            device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
+    return Bus(units, observed, write)
 
 
 class LineErrors:
