@@ -26,7 +26,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
-    "modbusd.config": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model"),
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
