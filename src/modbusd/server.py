@@ -113,7 +113,7 @@ class Server:
         also be a device's. `forward_timeout`: seconds to wait for a response (then exception 0x0B);
         `forward_queue`: requests that may wait per downstream (more get exception 06).
 
-        `name`: seed 003's server name, passed to the hook and the first part of event names. `hook`: a request
+        `name`: the server's name (HSYCO's), passed to the hook and the first part of event names. `hook`: a request
         hook (`modbusd.hooks.RequestHook`), or its "package.module:function" to import; a coroutine hook taking
         longer than `hook_timeout` seconds gets exception 04. `events_log`: a file for every client write and
         every event, one JSON line each (`EventsLog`), rotated at `events_log_max_bytes` into
@@ -174,7 +174,7 @@ class Server:
 
         The file's transports ([server] port, udp, rtu_over_tcp, serial; a device's serial_unit_id as `unit_id`)
         are served unless `transports` (serial, unit_id, rtu_over_tcp, udp, port) replace them: each one given
-        is passed on to the constructor over the file's. `address_register` turns seed 002's address change on for
+        is passed on to the constructor over the file's. `address_register` turns the address change on for
         every device, over the file's per-device address_register.
         """
         s = config.server
@@ -206,7 +206,7 @@ class Server:
 
     @property
     def unit_id(self) -> int:
-        """A single device's slave id on serial lines (it changes with seed 002's address change)."""
+        """A single device's slave id on serial lines (it changes with the address change)."""
         if self._single is None or self._bus is None:
             raise AttributeError("only a single device served on a serial line has one slave id")
         return next(iter(self._bus.units))
@@ -236,7 +236,7 @@ class Server:
         """Store a value (or its text) at a data point or any address, every table included.
 
         `server.write("30001", 21.5, "float")`, `server.write("pump_on", "on")`. The read-only tables are read-only
-        for clients, not for the program that owns the server (seed 003).
+        for clients, not for the program that owns the server (as in HSYCO's).
         """
         self._points.write(point, value, vtype)
 
@@ -266,7 +266,7 @@ class Server:
     def subscribe(
         self, point: str, vtype: ValueType | str | None = None, *, count: int = 1, order: Order | str | None = None
     ) -> Subscription:
-        """Seed 003's ``subscribe``: every client write touching these points makes events, even when the value
+        """HSYCO's ``subscribe``: every client write touching these points makes events, even when the value
         does not change. Events go to every listener (`add_listener`, `events`).
 
         `point`: a coil (`count` consecutive coils from there, one event per coil written) or a holding register
@@ -335,7 +335,7 @@ class Server:
             self._stopped.set()
 
     def _remote_quit(self) -> None:
-        """Seed 000's remote shutdown: a client sent the quit word."""
+        """MBAsyncServer's remote shutdown: a client sent the quit word."""
         self.quit_requested = True
         self.request_stop()
 

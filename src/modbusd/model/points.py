@@ -2,11 +2,11 @@
 
 Sans-I/O. This is what the device file's data points become, and what the Python API, the HTTP control API and
 `modbusd get`/`set` read and write through. The owning program may write every table, the read-only ones
-(discrete inputs, input registers) included: they are read-only for clients only (seed 003).
+(discrete inputs, input registers) included: they are read-only for clients only (as in HSYCO's Modbus server).
 
 Types by table: registers take every register type of `values.py` (default ``ushort``); a single register bit
 (``100.hr.3``) and a coil or discrete input take ``bit``; coils and discrete inputs also take ``bits``, which writes
-as many bits as the value has (seed 003's ``bits:<0|1|-…>``) and reads 16.
+as many bits as the value has (HSYCO's ``bits:<0|1|-…>``) and reads 16.
 """
 
 import re
