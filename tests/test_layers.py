@@ -39,10 +39,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.access": ("modbusd.model",),
     "modbusd.hub": ("modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events", "modbusd.events_log"),
     "modbusd.admission": ("modbusd.transport",),  # the TcpConnection type
+    # the listeners a server starts and stops, and the thread it may serve from
+    "modbusd.transports": ("modbusd.protocol", "modbusd.session", "modbusd.transport"),
+    "modbusd.runner": (),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
-                       "modbusd.access", "modbusd.hub", "modbusd.admission"),
+                       "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop)
     "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web", "modbusd.mqtt"),
     "modbusd.__main__": ("modbusd.cli",),

@@ -7,12 +7,29 @@ clients only, as in HSYCO's Modbus server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from modbusd.model.device import Device
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, write_at
 from modbusd.model.values import Value, ValueType
+
+
+def split_devices(devices: Device | Mapping[int, Device] | None) -> tuple[Device | None, dict[int, Device]]:
+    """`Server`'s devices → (the device answering every unit id, or None; unit id → device, empty for one)."""
+    if devices is None:
+        devices = Device()
+    if isinstance(devices, Device):
+        return devices, {}
+    for unit in devices:
+        if not 0 <= unit <= 255:
+            raise ValueError(f"unit id {unit} outside 0..255")
+    return None, dict(devices)
+
+
+COUNTERS = ("bus_message", "bus_communication_error", "bus_exception_error", "server_message", "server_no_response",
+            "server_nak", "server_busy", "bus_character_overrun", "event_count")  # fmt: skip
+"""The FC08 counters (MODBUS Application Protocol §6.8) of each device that `Server.counters` shows."""
 
 
 class PointAccess:
@@ -67,6 +84,16 @@ class PointAccess:
             if (candidate.location.table, candidate.location.address, candidate.location.bit) == where:
                 return device, candidate
         return device, Point("", location, default_type(location))
+
+    def device_counters(self) -> dict[str, dict[str, object]]:
+        """Each device's FC08 counters and listen-only mode, by unit id ("*": the device answering every one)."""
+        units: dict[str, Device] = {"*": self._single} if self._single is not None else {
+            str(u): d for u, d in sorted(self._devices.items())}  # fmt: skip
+        return {
+            unit: {name: getattr(device.diagnostics, name) for name in COUNTERS} | {
+                "listen_only": device.diagnostics.listen_only}
+            for unit, device in units.items()
+        }  # fmt: skip
 
     def read(self, point: str, vtype: ValueType | str | None = None) -> Value:
         """The value of a data point (by name) or of any address, as its own type or as `vtype`."""

@@ -7,30 +7,28 @@ It is the one module that knows all the others, and it reads as their table of c
 - `bus.py`: serial-bus semantics (slave ids, broadcast, address change) for serial lines and RTU over TCP;
 - `access.py`: typed access to data points for the owner (`locate`, `read`, `write`, `data_points`);
 - `hub.py`: write subscriptions, listeners (`events.py`) and the events log (`events_log.py`);
-- `admission.py`: the open connections, the connection limit and the idle time-out.
+- `admission.py`: the open connections, the connection limit and the idle time-out;
+- `transports.py`: the listeners (Modbus/TCP, RTU over TCP, UDP, serial lines), opened and closed together;
+- `runner.py`: serving from a thread of its own, for programs without an event loop.
 
 Names that lived here before those modules (`ANY_UNIT_ID`, `UnknownUnit`, `TcpTarget`, `Target`, `FORWARD_TIMEOUT`,
-`FORWARD_QUEUE`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`) stay importable from here.
+`FORWARD_QUEUE`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`, `StartError`,
+`ASCII_TIMEOUT`) stay importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from modbusd.access import PointAccess
+from modbusd.access import PointAccess, split_devices
 from modbusd.admission import Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
-from modbusd.bus import (
-    ANY_UNIT_ID,
-    Bus,
-    make_bus,
-)
+from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
@@ -40,15 +38,12 @@ from modbusd.model.device import Device
 from modbusd.model.points import Point
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.codes import MIN_UNIT_ID
-from modbusd.protocol.rtu import silent_intervals
-from modbusd.protocol.serial_line import Framing, SerialLine
+from modbusd.protocol.serial_line import SerialLine
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
+from modbusd.runner import ServingThread
 from modbusd.session import Session
-from modbusd.transport.tcp import TcpConnection, read_buffer
-from modbusd.transport.udp import UdpEndpoint
-
-if TYPE_CHECKING:  # imported when a serial line is opened: pyserial is an optional dependency
-    from modbusd.transport.serial import SerialConnection
+from modbusd.transport.tcp import TcpConnection
+from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
 
 __all__ = [  # what the rest of modbusd and embedding programs import from here
     "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "EventsLog", "Listener",
@@ -59,24 +54,15 @@ log = logging.getLogger(__name__)
 
 _CLOSE_GRACE = 2.0  # seconds a closing connection gets to flush its responses before it is aborted
 
-ASCII_TIMEOUT = 1.0  # Serial Line §2.5.2.1: the inter-character time-out, 1 s by default
-
-
-class StartError(OSError):
-    """A transport could not be started. `kind`: tcp, rtu-over-tcp, udp or serial; `target`: port or device."""
-
-    def __init__(self, kind: str, target: int | str, cause: OSError) -> None:
-        super().__init__(cause.errno, cause.strerror or str(cause))
-        self.kind = kind
-        self.target = target
-        self.cause = cause
-
 
 class Server:
     """A Modbus server for one device (answering every unit id) or several (one per unit id).
 
     Use it inside a running asyncio loop (`await start()` … `await stop()`, or `async with`), or from
     plain threaded code (`start_thread()` … `stop_thread()`).
+
+    Longer than the ~300 lines a class should be (about 340) because it is the public API: every method a program
+    calls, each with its docstring, and each handing the work in a line or two to the piece that does it.
     """
 
     def __init__(
@@ -118,26 +104,13 @@ class Server:
         longer than `hook_timeout` seconds gets exception 04. `events_log`: a file for every client write and
         every event, one JSON line each (`EventsLog`), rotated at `events_log_max_bytes` into
         `events_log_files` files."""
-        if devices is None:
-            devices = Device()
-        if isinstance(devices, Device):
-            self._single: Device | None = devices
-            self.devices: dict[int, Device] = {}
-        else:
-            for unit in devices:
-                if not 0 <= unit <= 255:
-                    raise ValueError(f"unit id {unit} outside 0..255")
-            self._single = None
-            self.devices = dict(devices)
-        self.host = host
-        self.port = port
+        self._single, self.devices = split_devices(devices)
         self.unknown_unit = UnknownUnit(unknown_unit)
         self._admission = Admission(max_connections, idle_timeout)
         self.quit_word = quit_word.encode() if isinstance(quit_word, str) else quit_word
         self.quit_requested = False
-        self.serial_lines = (serial,) if isinstance(serial, SerialLine) else tuple(serial)
-        self.rtu_over_tcp_port = rtu_over_tcp
-        self.udp_port = udp
+        self._transports = Transports(host, port, rtu_over_tcp=rtu_over_tcp, udp=udp, serving=self._serving,
+                                      serial_lines=(serial,) if isinstance(serial, SerialLine) else serial)  # fmt: skip
         self.name = name
         if isinstance(hook, str):
             hook = import_hook(hook)  # type: ignore[assignment]  # a callable; what it returns is checked per request
@@ -160,13 +133,9 @@ class Server:
             quit_word=self.quit_word, on_quit=self._remote_quit,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
-        self._listener: asyncio.Server | None = None
-        self._rtu_listener: asyncio.Server | None = None
-        self._udp: UdpEndpoint | None = None
-        self._serial: list[SerialConnection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = ServingThread()
 
     @classmethod
     def from_config(cls, config: Config, *, address_register: int | None = None, **transports: Any) -> Server:
@@ -192,7 +161,28 @@ class Server:
         }  # fmt: skip
         return cls(devices, **(options | transports))
 
-    # ------------------------------------------------------------------------------------------ devices
+    # ------------------------------------------------------------------------------- what it serves, where
+
+    @property
+    def host(self) -> str | None:
+        return self._transports.host
+
+    @property
+    def port(self) -> int | None:
+        """Modbus/TCP's port (the one bound, once started, when 0 was asked for); None: no Modbus/TCP."""
+        return self._transports.port
+
+    @property
+    def rtu_over_tcp_port(self) -> int | None:
+        return self._transports.rtu_over_tcp_port
+
+    @property
+    def udp_port(self) -> int | None:
+        return self._transports.udp_port
+
+    @property
+    def serial_lines(self) -> tuple[SerialLine, ...]:
+        return self._transports.serial_lines
 
     @property
     def device(self) -> Device:
@@ -243,19 +233,8 @@ class Server:
     def counters(self) -> dict[str, object]:
         """Open connections, events (published, dropped per listener, the events log's), and each device's FC08
         counters, for monitoring."""
-        units: dict[str, Device] = {"*": self._single} if self._single is not None else {
-            str(u): d for u, d in sorted(self.devices.items())}  # fmt: skip
-        names = ("bus_message", "bus_communication_error", "bus_exception_error", "server_message",
-                 "server_no_response", "server_nak", "server_busy", "bus_character_overrun", "event_count")  # fmt: skip
-        return {
-            "connections": self.connection_count,
-            "events": self._hub.counters(),
-            "devices": {
-                unit: {name: getattr(device.diagnostics, name) for name in names} | {
-                    "listen_only": device.diagnostics.listen_only}
-                for unit, device in units.items()
-            },
-        }  # fmt: skip
+        return {"connections": self.connection_count, "events": self._hub.counters(),
+                "devices": self._points.device_counters()}  # fmt: skip
 
     @property
     def events_published(self) -> int:
@@ -329,6 +308,9 @@ class Server:
     def connection_closed(self, connection: TcpConnection) -> None:
         self._admission.closed(connection)
 
+    def _serving(self) -> bool:
+        return self._stopped is not None and not self._stopped.is_set()
+
     def request_stop(self) -> None:
         """Make `serve_forever` return (after a clean stop). Safe to call from a signal handler."""
         if self._stopped is not None:
@@ -356,90 +338,19 @@ class Server:
                 await downstream.start()
                 log.info("forwarding unit%s %s to %s", "s" if len(self._routes.units_of(downstream)) > 1 else "",
                          unit_ranges(self._routes.units_of(downstream)), downstream)  # fmt: skip
-            await self._start_transports(loop)
+            await self._transports.start(loop, self, rtu_session=self._open_rtu_session,
+                                         udp_session=self._answers.udp_session,
+                                         serial_session=self._answers.serial_session)  # fmt: skip
         except BaseException:
             await self.stop()
             raise
         self._admission.start(loop)
 
-    async def _start_transports(self, loop: asyncio.AbstractEventLoop) -> None:
-        buffer = read_buffer()
-        host = self.host or None
-        if self.port is not None:
-            try:
-                self._listener = await loop.create_server(
-                    lambda: TcpConnection(self, buffer), host, self.port, reuse_address=True, backlog=1024
-                )
-            except OSError as exc:
-                raise StartError("tcp", self.port, exc) from exc
-            self.port = self._listener.sockets[0].getsockname()[1]
-            log.info("listening on %s port %d (Modbus/TCP)", self.host or "*", self.port)
-        if self.rtu_over_tcp_port is not None:
-            try:
-                self._rtu_listener = await loop.create_server(
-                    lambda: TcpConnection(self, buffer, self._open_rtu_session), host, self.rtu_over_tcp_port,
-                    reuse_address=True,
-                )  # fmt: skip
-            except OSError as exc:
-                raise StartError("rtu-over-tcp", self.rtu_over_tcp_port, exc) from exc
-            self.rtu_over_tcp_port = self._rtu_listener.sockets[0].getsockname()[1]
-            log.info("listening on %s port %d (RTU over TCP)", self.host or "*", self.rtu_over_tcp_port)
-        if self.udp_port is not None:
-            try:
-                transport, endpoint = await loop.create_datagram_endpoint(
-                    lambda: UdpEndpoint(self._answers.udp_session), local_addr=(host or "0.0.0.0", self.udp_port)
-                )
-            except OSError as exc:
-                raise StartError("udp", self.udp_port, exc) from exc
-            self._udp = endpoint
-            self.udp_port = transport.get_extra_info("sockname")[1]
-            log.info("listening on %s port %d (Modbus over UDP)", self.host or "*", self.udp_port)
-        for line in self.serial_lines:
-            await self._open_serial(line)
-
-    async def _open_serial(self, line: SerialLine) -> None:
-        try:
-            from modbusd.transport import serial
-        except ImportError as exc:  # the `serial` extra is not installed
-            raise ImportError(
-                f"serial lines need pyserial-asyncio-fast ({exc.name} is missing): pip install 'modbusd[serial]'"
-            ) from exc
-        if line.framing is Framing.RTU:
-            gap, end = silent_intervals(line.baudrate)
-            timing: dict[str, float] = {"gap_after": gap, "end_after": end}
-        else:
-            timing = {"end_after": ASCII_TIMEOUT}
-        connection = serial.SerialConnection(self._answers.serial_session(line), on_lost=self._serial_lost, **timing)
-        try:
-            await serial.open_port(connection, line.device, baudrate=line.baudrate, bytesize=line.bytesize,
-                                   parity=line.parity, stopbits=line.effective_stopbits)  # fmt: skip
-        except OSError as exc:
-            raise StartError("serial", line.device, exc) from exc
-        self._serial.append(connection)
-        log.info("serving %s", line)
-
-    def _serial_lost(self, connection: SerialConnection, exc: Exception | None) -> None:
-        if connection in self._serial and self._stopped is not None and not self._stopped.is_set():
-            log.error("serial port %s closed: %s; no longer served", connection, exc or "end of file")
-
     def listening(self) -> list[str]:
         """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for
         Modbus/TCP, then `RTU on /dev/ttyUSB0 (19200 8E1, unit 1)`, `UDP on 0.0.0.0 port 5021` …"""
-        host = self.host or "*"
-        items = []
-        if self.port is not None:
-            items.append(f"{host} port {self.port}")
-        if self._bus is not None:
-            units = ", ".join(str(unit) for unit in sorted(self._bus.units))
-            which = f"unit{'s' if len(self._bus.units) > 1 else ''} {units}"
-            for line in self.serial_lines:
-                items.append(f"{line.framing.upper()} on {line.device} ({line.settings}, {which})")
-            if self.rtu_over_tcp_port is not None:
-                items.append(f"RTU over TCP on {host} port {self.rtu_over_tcp_port} ({which})")
-        if self.udp_port is not None:
-            items.append(f"UDP on {host} port {self.udp_port}")
-        items.extend(self._routes.describe())
-        return items
+        units = None if self._bus is None else self._bus.units
+        return self._transports.describe(units) + self._routes.describe()
 
     async def serve_forever(self) -> None:
         """Start (if not started) and serve until `stop()` or the quit command."""
@@ -454,25 +365,15 @@ class Server:
         if self._stopped is not None:
             self._stopped.set()
         self._admission.stop_reaping()
-        listeners = [x for x in (self._listener, self._rtu_listener) if x is not None]
-        for listener in listeners:
-            listener.close()
-        if self._udp is not None:
-            self._udp.close()
-            self._udp = None
-        serial_lines, self._serial = self._serial, []
-        for line in serial_lines:
-            line.close()
+        self._transports.close()
         self._admission.close_all()
         deadline = time.monotonic() + _CLOSE_GRACE
-        while (self._admission.connections or not all(c.closed for c in serial_lines)) and time.monotonic() < deadline:
+        while (self._admission.connections or not self._transports.serial_closed()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self._admission.abort_rest(_CLOSE_GRACE)
         for downstream in self.downstreams.values():  # its clients' connections are closed: nobody waits
             await downstream.stop()
-        for listener in listeners:
-            await listener.wait_closed()
-        self._listener = self._rtu_listener = None
+        await self._transports.wait_closed()
         await self._hub.stop()  # the last writes' events are delivered, or dropped after a grace
 
     async def __aenter__(self) -> Server:
@@ -490,34 +391,7 @@ class Server:
         Tables may then be read and written from the calling thread: each table operation is one
         bytearray slice, which the GIL keeps whole.
         """
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            async def main() -> None:
-                try:
-                    await self.start()
-                except BaseException as exc:  # handed to the caller of start_thread
-                    failure.append(exc)
-                    ready.set()
-                    return
-                ready.set()
-                await self.serve_forever()
-
-            asyncio.run(main())
-
-        self._thread = threading.Thread(target=run, name="modbusd", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError("the server did not start in time")
-        if failure:
-            self._thread.join()
-            raise failure[0]
+        self._runner.start(self.start, self.serve_forever, timeout)
 
     def stop_thread(self, *, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        self._thread.join(timeout)
-        self._thread = None
+        self._runner.stop(self._loop, self._stopped, timeout)
