@@ -26,14 +26,26 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
-    "modbusd.config": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model"),
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
     "modbusd.events_log": ("modbusd.config",),  # its size and file-count defaults
+    # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
+    # typed access to points, the events hub, connection admission
+    "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub"),
+    "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
+    "modbusd.access": ("modbusd.model",),
+    "modbusd.hub": ("modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events", "modbusd.events_log"),
+    "modbusd.admission": ("modbusd.transport",),  # the TcpConnection type
+    # the listeners a server starts and stops, and the thread it may serve from
+    "modbusd.transports": ("modbusd.protocol", "modbusd.session", "modbusd.transport"),
+    "modbusd.runner": (),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
-                       "modbusd.bus", "modbusd.events", "modbusd.events_log"),
+                       "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
+                       "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop)
     "modbusd.cli": ("modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web", "modbusd.mqtt"),
     "modbusd.__main__": ("modbusd.cli",),
@@ -152,3 +164,10 @@ def test_layers_checker_puts_an_unknown_module_in_no_room() -> None:
         room("modbusd.newthing")
     assert room("modbusd.protocol.rtu") == "modbusd.protocol"
     assert room("modbusd") == "modbusd"
+
+
+def test_layers_no_two_modules_import_each_other() -> None:
+    """STYLE.md: two modules that import each other are one job or a missing third room."""
+    own = {name: {i for i in imports(name) if i in MODULES and i != name} for name in MODULES}
+    pairs = sorted((a, b) for a, found in own.items() for b in found if a < b and a in own[b])
+    assert not pairs, f"modules importing each other: {pairs}"

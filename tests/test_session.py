@@ -205,7 +205,7 @@ def test_session_with_the_handler_survives_any_byte_stream(chunks: list[bytes], 
 
 # ------------------------------------------------------------------------------ serial lines: time and addresses
 
-RTU_READ = bytes.fromhex("01 03 0000 0001 840A")  # seed-style RTU request: unit 1, FC03 address 0 quantity 1
+RTU_READ = bytes.fromhex("01 03 0000 0001 840A")  # an RTU request: unit 1, FC03 address 0 quantity 1
 
 
 def test_session_answers_an_unknown_length_rtu_frame_at_the_end_of_frame() -> None:

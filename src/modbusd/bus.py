@@ -2,8 +2,9 @@
 
 Serial Line semantics, whatever the port: each device has one slave id, requests for other ids are ignored (other
 devices on the bus answer them), 0 is a broadcast every device carries out and none answers, an address change
-(seed 002) is answered from the old id, and frames that fail their check are counted on every device, never answered.
-The server builds one `Bus` and gives it to every serial session; writes it observes go through the server's `Write`.
+(a new slave id written to its address register) is answered from the old id, and frames that fail their
+check are counted on every device, never answered. The server builds one `Bus` (`make_bus`) and gives it to
+every serial session; the writes it observes go through the events hub's `Write`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from collections.abc import Callable
 
 from modbusd import handler
 from modbusd.model.device import Device
-from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
+from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
 ANY_UNIT_ID = 0xFF
-"""Seed 002: the address change is also accepted at 0xFF, for a device whose address nobody remembers."""
+"""The address change is also accepted at 0xFF, for a device whose address nobody remembers."""
 
 
 Write = Callable[[Device, int, bytes, str, bool], bytes | None]
@@ -84,7 +85,7 @@ class Bus:
         return takers[0] if takers else None
 
     def _change_address(self, device: Device, old: int, new: int, pdu: bytes, peer: str) -> bytes | None:
-        """Seed 002: answered from the old address; the new one holds from the next frame on."""
+        """The address change is answered from the old address; the new one holds from the next frame on."""
         holder = self.units.get(new)
         if holder is not None and holder is not device:
             log.warning("unit %d asked to move to unit id %d, which another device has; refused", old, new)
@@ -95,6 +96,23 @@ class Bus:
             self.units[new] = device
             log.info("unit %d now answers at unit id %d", old, new)
         return reply
+
+
+def make_bus(single: Device | None, devices: dict[int, Device], unit_id: int, observed: set[int], write: Write) -> Bus:
+    """The bus of a server's devices: `single` at `unit_id`, or each of `devices` at its own unit id (1..247)."""
+    if single is not None:
+        if not MIN_UNIT_ID <= unit_id <= MAX_UNIT_ID:
+            raise ValueError(f"unit id {unit_id} outside 1..247, the slave ids of a serial line")
+        units = {unit_id: single}
+    else:
+        bad = [u for u in devices if not MIN_UNIT_ID <= u <= MAX_UNIT_ID]
+        if bad:
+            raise ValueError(f"unit ids {bad} outside 1..247, the slave ids of a serial line")
+        units = devices  # the same dict: an address change moves the device for TCP too
+    for unit, device in units.items():
+        if device.address_register is not None:  # the register reads back the address
+            device.holding_registers.write(device.address_register, unit.to_bytes(2, "big"))
+    return Bus(units, observed, write)
 
 
 class LineErrors:

@@ -1,4 +1,4 @@
-"""The `modbusd` command: options in the spirit of seed 000's MBAsyncServer, one-line errors, exit codes.
+"""The `modbusd` command: options in the spirit of MBAsyncServer's command line, one-line errors, exit codes.
 
 ``modbusd [options]`` serves; the first argument picks a subcommand instead: ``check FILE``, ``init [PATH]``,
 ``get POINT [TYPE]``, ``set POINT [TYPE:]VALUE``. With ``--config FILE``, an option given on the command line
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the device's slave id on serial lines and RTU over TCP (default 1, or the device "
                         "file's serial_unit_id); with -u each listed id is a device of its own")  # fmt: skip
     serial.add_argument("--address-register", type=_register, metavar="ADDR",
-                        help="seed 002's address change: writing a unit id to this holding register (e.g. 0x07D0), "
+                        help="the address change: writing a unit id to this holding register (e.g. 0x07D0), "
                         "also at unit id 0xFF, moves the device to it (default: off)")  # fmt: skip
     serial.add_argument("--rtu-over-tcp", type=_port, metavar="PORT", help="serve RTU frames over TCP on PORT")
     serial.add_argument("--udp", type=_port, metavar="PORT", help="serve Modbus (MBAP) over UDP on PORT")
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
-        "each (seed 003's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
+        "each (HSYCO's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
         "and the server goes on",
     )  # fmt: skip
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")

@@ -1,7 +1,7 @@
 """Delivery of the server's write events: one `Listener` per subscriber, each with its own bounded queue.
 
-The server makes the events (`hooks.py` says what an event is) and pushes each to every listener; a listener
-hands them on, to a callback run by a task of the server's loop or to `async for`.
+The events hub (`hub.py`) makes the events (`hooks.py` says what an event is) and pushes each to every listener;
+a listener hands them on, to a callback run by a task of the server's loop or to `async for`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ log = logging.getLogger("modbusd.server")  # the name it logged under before it 
 
 
 class Owner(Protocol):
-    """What a listener needs of the server it listens to: a way to be taken off its list."""
+    """What a listener needs of the hub (or server) it listens to: a way to be taken off its list."""
 
     def remove_listener(self, listener: Listener) -> None: ...
 

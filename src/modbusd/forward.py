@@ -1,6 +1,6 @@
 """The gateway's downstream side: modbusd as the client (master) of a serial line or of a Modbus/TCP server.
 
-Seed 001's message forwarding: a request that arrived over Modbus/TCP for a forwarded unit id is sent on
+MBLogic's message forwarding: a request that arrived over Modbus/TCP for a forwarded unit id is sent on
 to the device that has that id, and the device's response PDU is what the TCP client gets (its transaction
 id is the session's business, not ours). Each `Downstream` carries one transaction at a time: a serial
 line is one bus with one master, and one at a time keeps a Modbus/TCP device that handles one request at

@@ -1,11 +1,11 @@
-"""Request hooks, write subscriptions and their events (seed 003), and the bounded-queue policy. Sans-I/O.
+"""Request hooks, write subscriptions and their events (HSYCO's), and the bounded-queue policy. Sans-I/O.
 
 This module holds the types and the bookkeeping: which points a program subscribed to, which of them a write
 request touches, their values before and after it as events, the JSON-able records of the events log, and
 the policy of a subscriber's bounded queue. Delivering anything (tasks, queues being awaited, files) is the
 server's job; nothing here knows asyncio, a socket or the clock (times come in as arguments).
 
-Names follow seed 003: ``<server>.<unitid>.<address>.<table>``, e.g. ``plant.1.100.hr``; a ``bits`` subscription
+Names follow HSYCO's: ``<server>.<unitid>.<address>.<table>``, e.g. ``plant.1.100.hr``; a ``bits`` subscription
 gives one event per bit, ``plant.1.100.hr.<n>`` with n = 1 … 16 counted from the LSB of the register's first
 byte (`modbusd.model.values.register_bit`).
 """
@@ -38,7 +38,7 @@ from modbusd.protocol.pdu import (
 RequestHook = Callable[[str, str, int, bytes], bytes | Awaitable[bytes | None] | None]
 """(server name, client address "host:port" or serial device, unit id, request PDU) → response PDU or None.
 
-Seed 003's ModbusEvent callback. A plain function or a coroutine function. Bytes are sent as the response (after
+HSYCO's ModbusEvent callback. A plain function or a coroutine function. Bytes are sent as the response (after
 `check_response`); None lets the server answer from its tables.
 """
 
@@ -104,14 +104,14 @@ def written_range(pdu: bytes) -> tuple[Table, int, int] | None:
 # ------------------------------------------------------------------------------------------ subscriptions
 
 SUBSCRIBABLE: Final = ("ushort", "uint", "ulong", "short", "int", "long", "float", "double", "hex", "bits")
-"""Seed 003's holding-register subscription types, plus double."""
+"""HSYCO's holding-register subscription types, plus double."""
 
 
 @dataclass(frozen=True, slots=True)
 class WriteEvent:
     """A client wrote a subscribed point. `value` and `previous` are decoded as the subscription's type.
 
-    One event per point the write touched, even when the value did not change (seed 003). All the events of one
+    One event per point the write touched, even when the value did not change (as HSYCO's). All the events of one
     request share `request_id`. `time` is the wall-clock time (seconds since the epoch) the write was applied.
     """
 
@@ -131,7 +131,7 @@ class WriteEvent:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Subscription:
-    """Seed 003's ``subscribe``: coils (`count` consecutive, one event per coil written), or holding registers
+    """HSYCO's ``subscribe``: coils (`count` consecutive, one event per coil written), or holding registers
     holding one value of `type` in `order` (``bits``: one event per bit of the register).
 
     `unit_id` None: the device answers every unit id, and the event carries the request's.
@@ -207,7 +207,7 @@ def make_subscription(
             raise ValueError("count is for coils; a holding register subscription spans its type's registers")
         span = chosen.registers
     else:
-        raise ValueError(f"{location}: only coils and holding registers are written by clients (seed 003)")
+        raise ValueError(f"{location}: only coils and holding registers are written by clients")
     subscription = Subscription(device, location.table, location.address, span, chosen, Order(order),
                                 location.unit_id)  # fmt: skip
     subscription.capture()  # IllegalDataAddress now rather than at the first write

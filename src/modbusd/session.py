@@ -37,7 +37,7 @@ with exception 04 and logged.
 AddressedAnswer = Callable[[int, bytes], tuple[int, bytes] | Awaitable[bytes | None] | None]
 """(unit id, request PDU) → (unit id the response comes from, response PDU), or None for no response.
 
-For serial lines, where the answering device says which address it answers from: seed 002's address change
+For serial lines, where the answering device says which address it answers from: the address change
 is sent to 0xFF and answered from the device's own (old) address. It may also return an awaitable of a
 response PDU (a coroutine request hook), which is answered from the request's unit id, in request order.
 """
@@ -241,7 +241,7 @@ class Session:
             self._discard(unit)
 
     def _is_quit(self, data: bytes) -> bool:
-        """Seed 000's remote shutdown: the connection sent exactly the quit word (a line ending is allowed)."""
+        """MBAsyncServer's remote shutdown: the connection sent exactly the quit word (a line ending is allowed)."""
         pending = self._framer.pending + data
         if pending.rstrip(_QUIT_STRIP) != self._quit_word:
             return False

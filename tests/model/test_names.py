@@ -44,7 +44,7 @@ NAMES = [
 
 
 @pytest.mark.parametrize(("text", "location"), NAMES)
-def test_seed_003_names(text: str, location: Location) -> None:
+def test_hsyco_names(text: str, location: Location) -> None:
     assert parse_address(text) == location
 
 

@@ -55,7 +55,7 @@ def spec_device() -> Device:
 
 @pytest.fixture
 def small_device() -> Device:
-    """seed 002: a device that implements addresses 0..99 only."""
+    """A device that implements addresses 0..99 only, as many serial devices do."""
     return Device(coils=100, discrete_inputs=100, holding_registers=100, input_registers=100)
 
 

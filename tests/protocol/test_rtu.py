@@ -16,27 +16,27 @@ from modbusd.protocol.rtu import (
 )
 from tests.strategies import split_at
 
-# Seed 002's address change: a write of 2 to holding register 0x07D0 sent to address 0xFF, and the answer
+# The address change: a write of 2 to holding register 0x07D0 sent to address 0xFF, and the answer
 # from the device's old address 1.
-SEED_002_REQUEST = bytes.fromhex("FF 06 07D0 0002 1D58")
-SEED_002_RESPONSE = bytes.fromhex("01 06 07D0 0002 0886")
+ADDRESS_CHANGE_REQUEST = bytes.fromhex("FF 06 07D0 0002 1D58")
+ADDRESS_CHANGE_RESPONSE = bytes.fromhex("01 06 07D0 0002 0886")
 
 
-def test_crc_matches_seed_002_frames() -> None:
-    assert with_crc(SEED_002_REQUEST[:-2]) == SEED_002_REQUEST
-    assert with_crc(SEED_002_RESPONSE[:-2]) == SEED_002_RESPONSE
+def test_crc_matches_the_address_change_frames() -> None:
+    assert with_crc(ADDRESS_CHANGE_REQUEST[:-2]) == ADDRESS_CHANGE_REQUEST
+    assert with_crc(ADDRESS_CHANGE_RESPONSE[:-2]) == ADDRESS_CHANGE_RESPONSE
     assert crc16(b"") == 0xFFFF
 
 
 def test_crc_of_a_frame_with_its_crc_is_zero() -> None:
-    assert crc_ok(SEED_002_REQUEST)
-    assert not crc_ok(SEED_002_REQUEST[:-1] + b"\x00")
+    assert crc_ok(ADDRESS_CHANGE_REQUEST)
+    assert not crc_ok(ADDRESS_CHANGE_REQUEST[:-1] + b"\x00")
 
 
 def test_rtu_framer_frames_a_known_length_request_without_waiting_for_silence() -> None:
     framer = RtuFramer()
-    assert framer.feed(SEED_002_REQUEST[:5]) == []
-    assert framer.feed(SEED_002_REQUEST[5:]) == [Adu(0, 0, 0xFF, bytes.fromhex("06 07D0 0002"))]
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[:5]) == []
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[5:]) == [Adu(0, 0, 0xFF, bytes.fromhex("06 07D0 0002"))]
     assert framer.pending == b""
 
 
@@ -72,18 +72,18 @@ def test_rtu_framer_waits_for_silence_when_the_length_is_unknown() -> None:
 def test_rtu_framer_discards_a_bad_crc_at_the_silence_and_says_why() -> None:
     reasons: list[str] = []
     framer = RtuFramer(on_discard=reasons.append)
-    assert framer.feed(SEED_002_REQUEST[:-1] + b"\x00") == []
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[:-1] + b"\x00") == []
     assert framer.end_of_frame() == []
     assert len(reasons) == 1 and "CRC" in reasons[0]
-    assert framer.feed(SEED_002_REQUEST) != []  # the line goes on
+    assert framer.feed(ADDRESS_CHANGE_REQUEST) != []  # the line goes on
 
 
 def test_rtu_framer_drops_a_frame_broken_by_a_gap() -> None:
     reasons: list[str] = []
     framer = RtuFramer(on_discard=reasons.append)
-    framer.feed(SEED_002_REQUEST[:4])
+    framer.feed(ADDRESS_CHANGE_REQUEST[:4])
     framer.gap()
-    assert framer.feed(SEED_002_REQUEST[4:]) == []
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[4:]) == []
     assert len(reasons) == 1 and "1.5" in reasons[0]
 
 
@@ -105,7 +105,7 @@ def test_rtu_framer_discards_endless_bytes_past_the_largest_frame() -> None:
 
 
 def test_rtu_framer_answers_from_the_address_asked() -> None:
-    assert RtuFramer().frame(Adu(0, 0, 1, b""), bytes.fromhex("06 07D0 0002")) == SEED_002_RESPONSE
+    assert RtuFramer().frame(Adu(0, 0, 1, b""), bytes.fromhex("06 07D0 0002")) == ADDRESS_CHANGE_RESPONSE
 
 
 def test_request_length_by_function_code() -> None:

@@ -1,6 +1,6 @@
 """A Modbus device: four tables in one of three layouts, identification, and diagnostics.
 
-Layouts (seed 000's MBAsyncServer, seed 001):
+Layouts (MBAsyncServer's data tables, MBLogic's Modbus Basics):
 - ``separate``: four independent tables (the default, and what most devices do).
 - ``overlaid``: one address space: coil n and discrete input n are the same bit, and holding register n
   and input register n the same word (§4.3 allows it).
@@ -12,16 +12,13 @@ Layouts (seed 000's MBAsyncServer, seed 001):
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from modbusd.model.diagnostics import Diagnostics
 from modbusd.model.identification import Identification
+from modbusd.model.points import Point
 from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.version import __version__
-
-if TYPE_CHECKING:
-    from modbusd.model.points import Point
 
 # FC17 response: function code, byte count, then server id, run indicator and additional data within 253 bytes.
 MAX_SERVER_ID = 250
@@ -116,7 +113,7 @@ class Device:
         self.exception_status = 0
         self.diagnostics = Diagnostics()
         self.address_register: int | None = None
-        """Seed 002's address change, off (None) by default: the holding register that holds the device's
+        """The address change, off (None) by default: the holding register that holds the device's
         unit id on serial lines. A write to it (FC06, or FC16 covering it), also accepted at unit id 0xFF, is
         answered from the old unit id, and the device answers at the new one from the next frame on."""
         if address_register is not None:
@@ -124,7 +121,7 @@ class Device:
         self.points: dict[str, Point] = {}  # the device's named data points (the device file's), by name
 
     def set_address_register(self, address: int) -> None:
-        """Turn seed 002's address change on, with the unit id kept in holding register `address`."""
+        """Turn the address change on, with the unit id kept in holding register `address`."""
         if not 0 <= address < self.holding_registers.size:
             raise ValueError(f"address register {address} is not a holding register of this device")
         self.address_register = address

@@ -6,14 +6,14 @@ of the code knows. One holding register in every notation:
 ==========================  ===========  ==========================================================
 notation                    example      meaning
 ==========================  ===========  ==========================================================
-``unit.address.table``      ``1.100.hr`` unit 1, holding register at protocol address 100 (seed 003)
+``unit.address.table``      ``1.100.hr`` unit 1, holding register at protocol address 100 (HSYCO)
 ``address.table``           ``100.hr``   the same without a unit id (single-device mode)
 5-digit data-model number   ``40101``    holding register 101, counted from 1: protocol address 100
 6-digit data-model number   ``400101``   the same, for numbers past 9999
 ``unit.number``             ``1.40101``  a data-model number on unit 1
 ==========================  ===========  ==========================================================
 
-**Off by one** (seeds 001, 002): data-model numbers count from 1, protocol addresses from 0. ``40001`` is holding
+**Off by one** (MBLogic): data-model numbers count from 1, protocol addresses from 0. ``40001`` is holding
 register 0 on the wire, and ``40101`` is ``100.hr``, not ``101.hr``. Vendor manuals use both styles; when a value
 shows up one register away from where it should be, this is why.
 
@@ -28,15 +28,15 @@ input registers        30001 … 39999        300001 … 365536      ``.ir``
 holding registers      40001 … 49999        400001 … 465536      ``.hr``
 =====================  ===================  ===================  ===================
 
-Choices the seeds leave open:
+Choices HSYCO's Modbus server and the specification leave open:
 
 - A bare number without a table that is not a 5- or 6-digit data-model number (``100``, ``7``) is rejected: it
   could be a protocol address or a 1-based number of any of four tables, and guessing is how registers end up one
   off. The message suggests ``100.hr`` and ``40100`` and says how they differ.
-- Unit ids 0 … 255 are accepted, every value the MBAP unit id byte carries and what `Server` accepts (seed 003 says
+- Unit ids 0 … 255 are accepted, every value the MBAP unit id byte carries and what `Server` accepts (HSYCO says
   1 … 247, the serial-line range; over TCP, 0 and 255 are common device addresses). Whether a device answers that
   unit id is the configuration's business.
-- ``.<n>`` single-bit names (seed 003's ``hr.<n>``, n = 1 … 16; see `modbusd.model.values.register_bit`) are accepted
+- ``.<n>`` single-bit names (HSYCO's ``hr.<n>``, n = 1 … 16; see `modbusd.model.values.register_bit`) are accepted
   on input registers as well as holding registers; on coils and discrete inputs they are rejected.
 - Suffixes and whitespace around the name are case- and space-insensitive: ``1.100.HR`` is ``1.100.hr``.
 """
@@ -64,7 +64,7 @@ class Table(StrEnum):
 
     @property
     def suffix(self) -> str:
-        """Seed 003's suffix: co, di, ir, hr."""
+        """HSYCO's suffix: co, di, ir, hr."""
         return _SUFFIXES[self]
 
     @property
@@ -104,7 +104,7 @@ class Notation(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where a data point lives. `address` is the protocol address; `bit` is seed 003's n (1 … 16) or None."""
+    """Where a data point lives. `address` is the protocol address; `bit` is HSYCO's n (1 … 16) or None."""
 
     table: Table
     address: int
@@ -211,7 +211,7 @@ def parse_address(text: str) -> Location:
     if bit is not None and table.is_bits:
         raise InvalidName(f"{name!r}: a {table.label} is a single bit: .{bit} applies to .hr and .ir only")
     if bit is not None and not 1 <= bit <= 16:
-        raise InvalidName(f"{name!r}: register bit {bit} outside 1..16 (seed 003's hr.<n>)")
+        raise InvalidName(f"{name!r}: register bit {bit} outside 1..16 (as in 1.100.hr.3)")
     return Location(table, address, unit_id, bit)
 
 

@@ -2,18 +2,19 @@
 
 Sans-I/O. This is what the device file's data points become, and what the Python API, the HTTP control API and
 `modbusd get`/`set` read and write through. The owning program may write every table, the read-only ones
-(discrete inputs, input registers) included: they are read-only for clients only (seed 003).
+(discrete inputs, input registers) included: they are read-only for clients only (as in HSYCO's Modbus server).
 
 Types by table: registers take every register type of `values.py` (default ``ushort``); a single register bit
 (``100.hr.3``) and a coil or discrete input take ``bit``; coils and discrete inputs also take ``bits``, which writes
-as many bits as the value has (seed 003's ``bits:<0|1|-…>``) and reads 16.
+as many bits as the value has (HSYCO's ``bits:<0|1|-…>``) and reads 16.
 """
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
-from modbusd.model.device import Device
 from modbusd.model.names import LAST_FIVE_DIGIT, Location, Notation, format_address
+from modbusd.model.tables import BitTable, WordTable
 from modbusd.model.values import (
     BIT,
     USHORT,
@@ -33,6 +34,19 @@ from modbusd.model.values import (
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # starts with a letter, so no name can be read as an address
 BITS_READ = 16  # bits that a ``bits`` read of a coil or discrete input returns
+
+
+class Tables(Protocol):
+    """What typed reads and writes need of a device: its four tables, by the names `Table` values give.
+
+    A protocol rather than `Device` itself, so that a device can hold its points without the two modules
+    importing each other.
+    """
+
+    coils: BitTable
+    discrete_inputs: BitTable
+    holding_registers: WordTable
+    input_registers: WordTable
 
 
 class UnknownPoint(LookupError):
@@ -91,7 +105,7 @@ def check_type(location: Location, vtype: ValueType) -> None:
         raise InvalidType(f"{location} is a whole register: bit needs a register bit such as {location}.1")
 
 
-def read_at(device: Device, location: Location, vtype: ValueType, order: Order | str = Order.ABCD) -> Value:
+def read_at(device: Tables, location: Location, vtype: ValueType, order: Order | str = Order.ABCD) -> Value:
     """The value at `location` as `vtype`; IllegalDataAddress outside the table or in a sparse table's gap."""
     check_type(location, vtype)
     table = getattr(device, location.table.value)
@@ -103,7 +117,7 @@ def read_at(device: Device, location: Location, vtype: ValueType, order: Order |
 
 
 def write_at(
-    device: Device, location: Location, vtype: ValueType, value: Value, order: Order | str = Order.ABCD
+    device: Tables, location: Location, vtype: ValueType, value: Value, order: Order | str = Order.ABCD
 ) -> None:
     """Store `value` (or its text, parsed for `vtype`) at `location`: all of it or nothing."""
     check_type(location, vtype)

@@ -5,7 +5,7 @@ packed the way Modbus sends them (LSB first), so that reading N coils is one int
 its buffer with another table: that is how the overlaid and packed layouts of `device.py` are built.
 
 A table is dense (every address 0..size-1 exists) or sparse (only the listed addresses exist, as in a real
-device's memory map, seed 001): any other address, or a range that crosses a gap, is exception 02. A sparse table
+device's memory map): any other address, or a range that crosses a gap, is exception 02. A sparse table
 keeps the same storage and adds a byte mask, 1 for each implemented address, so that checking a range is one
 `bytearray.find` in C. `dense_end` is what the hot paths compare against: the table's size when it is dense, 0
 when it is sparse, so a dense table pays nothing for sparseness and every read of a sparse one takes the checked

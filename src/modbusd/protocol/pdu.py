@@ -7,6 +7,9 @@ response a matter of slicing, and a decoded message re-encodes to exactly the by
 `decode_request` applies the checks the specification's state diagrams put before the data model: an
 unsupported function or sub-function raises IllegalFunction (01); a PDU whose length, byte count,
 quantity or value is wrong raises IllegalDataValue (03). Address checks (02) belong to the data model.
+
+Longer than the ~400 lines a module should be: each function code's request and response, and the encoder and
+decoder of both, are one symmetric table that reads (and is tested, round trip) best side by side.
 """
 
 import struct

@@ -1,0 +1,298 @@
+"""Request → answer: the answer function of each transport's sessions, from the tables, the request hook or the gateway.
+
+Two unit-id semantics meet here. Modbus/TCP and UDP: one device answers every unit id (the TCP guide's direct
+device), or one device per unit id with a policy for the others (`UnknownUnit`), and forwarded unit ids go to the
+gateway (`routing.py`) before any local device is looked up. Serial lines (RTU, ASCII, and RTU over TCP): the
+`Bus` answers by slave id. The request hook (HSYCO's Modbus server's ``ModbusEvent``) goes in front of both.
+
+Answer functions are on the hot path: they are made once per connection, with what they need in default
+arguments, and cost one set lookup more than the tables' own answer while no write is observed.
+"""
+
+from __future__ import annotations  # annotations as strings: nested answer functions are made per connection
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Final
+
+from modbusd import handler
+from modbusd.bus import Bus, LineErrors
+from modbusd.forward import Downstream
+from modbusd.hooks import HookFailure, RequestHook, check_response
+from modbusd.hub import EventsHub
+from modbusd.model.device import Device
+from modbusd.protocol.ascii import AsciiFramer
+from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
+from modbusd.protocol.errors import ModbusError
+from modbusd.protocol.pdu import exception_pdu
+from modbusd.protocol.rtu import RtuFramer
+from modbusd.protocol.serial_line import Framing, SerialLine
+from modbusd.session import AddressedAnswer, Answer, Session
+
+log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
+
+
+class UnknownUnit(StrEnum):
+    """What a request for a unit id without a device gets, in multi-device mode."""
+
+    EXCEPTION = "exception"  # exception 0x0B, Gateway Target Device Failed to Respond: the client learns at once
+    IGNORE = "ignore"  # no response, as a serial device that is not there; the client times out
+
+
+_PASS: Final = object()  # the request hook returned None: the tables answer
+
+
+async def _quiet(awaitable: Awaitable[object]) -> None:
+    """A broadcast's hook answer: awaited, never sent."""
+    await awaitable
+
+
+class Hook:
+    """The request hook in front of the tables: its response checked, its failures answered with exception 04."""
+
+    def __init__(self, hook: RequestHook, timeout: float, name: str, hub: EventsHub) -> None:
+        self.hook = hook
+        self.timeout = timeout
+        self.name = name  # the server's, passed to the hook
+        self.hub = hub
+
+    def __call__(
+        self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
+    ) -> bytes | Awaitable[bytes | None] | object:
+        """The hook's answer: a checked response, an awaitable of one, or _PASS when the tables answer."""
+        try:
+            result = self.hook(self.name, peer, unit_id, pdu)
+        except ModbusError as exc:  # a deliberate exception response
+            reply = exception_pdu(pdu[0], exc.code)
+        except Exception as exc:
+            reply = self._failed(peer, pdu, f"raised {type(exc).__name__}: {exc}")
+        else:
+            if result is None:
+                return _PASS
+            if result.__class__ is not bytes and inspect.isawaitable(result):
+                return self._await(result, peer, unit_id, pdu, tables)
+            reply = self._checked(peer, pdu, result)
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook")  # the tables were not touched: still logged
+        return reply
+
+    async def _await(
+        self, awaitable: Awaitable[object], peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
+    ) -> bytes | None:
+        try:
+            result = await asyncio.wait_for(awaitable, self.timeout)
+        except ModbusError as exc:
+            reply = exception_pdu(pdu[0], exc.code)
+        except TimeoutError:
+            reply = self._failed(peer, pdu, f"took longer than {self.timeout:g} s")
+        except Exception as exc:
+            reply = self._failed(peer, pdu, f"raised {type(exc).__name__}: {exc}")
+        else:
+            if result is None:  # the tables answer, now: in this connection's order, after the hook
+                answered = tables(unit_id, pdu)
+                if inspect.isawaitable(answered):  # the gateway
+                    answered = await answered
+                return answered  # type: ignore[return-value]  # a response PDU or None
+            reply = self._checked(peer, pdu, result)
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook")
+        return reply
+
+    def _checked(self, peer: str, pdu: bytes, result: object) -> bytes:
+        """The hook's own response, if it is a sane one for `pdu`; exception 04 otherwise."""
+        try:
+            return check_response(pdu, result)
+        except HookFailure as exc:
+            return self._failed(peer, pdu, str(exc))
+
+    @staticmethod
+    def _failed(peer: str, pdu: bytes, reason: str) -> bytes:
+        log.error("request hook %s on %s from %s; answered with exception 04", reason, pdu.hex(" "), peer)
+        return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+
+
+class Answers:
+    """Every transport's sessions with their answer functions, over one server's devices, hub, bus and routes."""
+
+    def __init__(
+        self,
+        single: Device | None,
+        devices: dict[int, Device],
+        *,
+        unknown_unit: UnknownUnit,
+        routes: dict[int, Downstream],
+        hub: EventsHub,
+        hook: Hook | None,
+        bus: Bus | None,
+        quit_word: bytes | None,
+        on_quit: Callable[[], None],
+    ) -> None:
+        self._single = single
+        self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
+        self._unknown_unit = unknown_unit
+        self._routes = routes
+        self._hub = hub
+        self._hook = hook
+        self._bus = bus
+        self._quit_word = quit_word
+        self._on_quit = on_quit
+        self.answer = self._make_answer()
+
+    def device_for(self, unit_id: int) -> Device | None:
+        return self._single if self._single is not None else self._devices.get(unit_id)
+
+    def _make_answer(self) -> Answer:
+        local = self._make_local_answer()
+        routes = self._routes
+        if not routes:
+            return local
+
+        def gateway(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            downstream = routes.get(unit_id)
+            if downstream is None:
+                return local(unit_id, pdu)
+            return downstream.forward(unit_id, pdu)  # a future: the session holds its place in line
+
+        return gateway
+
+    def _make_local_answer(self) -> Answer:
+        single = self._single
+        respond = handler.respond
+        if single is not None:
+            return lambda _unit_id, pdu: respond(single, pdu)  # TCP guide: a direct device ignores the unit id
+        devices = self._devices
+        silent = self._unknown_unit is UnknownUnit.IGNORE
+        gateway_failure = ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND
+
+        def answer(unit_id: int, pdu: bytes) -> bytes | None:
+            device = devices.get(unit_id)
+            if device is not None:
+                return respond(device, pdu)
+            log.debug("no device for unit id %d", unit_id)
+            return None if silent else exception_pdu(pdu[0], gateway_failure)
+
+        return answer
+
+    def _discarded(self, unit_id: int) -> None:
+        device = self.device_for(unit_id)
+        if device is not None:
+            handler.discarded(device)
+
+    # ------------------------------------------------------------------------------ sessions, per transport
+
+    def tcp_session(self, peer: str) -> Session:
+        return Session(self._session_answer(peer), peer=peer, discard=self._discarded, quit_word=self._quit_word,
+                       on_quit=self._on_quit)  # fmt: skip
+
+    def udp_session(self, peer: str) -> Session:
+        return Session(self._session_answer(peer), peer=peer, discard=self._discarded)
+
+    def rtu_session(self, peer: str) -> Session:
+        """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""
+        assert self._bus is not None
+        bus = self._bus
+        errors = LineErrors(f"RTU over TCP from {peer}", bus)
+        answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
+        return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
+                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit)  # fmt: skip
+
+    def serial_session(self, line: SerialLine) -> Session:
+        assert self._bus is not None
+        bus, peer = self._bus, line.device
+        errors = LineErrors(line.device, bus)
+        if line.framing is Framing.RTU:
+            answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
+            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
+        framer = AsciiFramer(on_discard=errors)
+
+        def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
+            found = bus.answer_from(unit_id, pdu, peer)
+            if found is None:
+                return None
+            device, from_unit, reply = found
+            framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
+            return from_unit, reply
+
+        return Session(self._hook_addressed(peer, ascii_answer), framer=framer, addressed=True, peer=peer)
+
+    # ------------------------------------------------------------------------------------- answer functions
+
+    def _session_answer(self, peer: str) -> Answer:
+        """The answer function of one Modbus/TCP connection or UDP datagram from `peer`.
+
+        Without a hook it costs one set lookup more than the tables' own answer: a write is observed (events,
+        the events log) only while the hub's `observed` holds its function code.
+        """
+        # One function per connection: its context travels in default arguments, one tuple, rather than in
+        # a closure's cells, one object each (memory per idle connection).
+        single = self._single
+        if single is not None and not self._routes:
+
+            def tables(  # noqa: PLR0917  (defaults, not a calling convention: callers pass two)
+                unit_id: int, pdu: bytes, observed: set[int] = self._hub.observed,
+                write: Callable[[int, bytes, str], object] = self._write_local,
+                respond: Callable[[Device, bytes], bytes | None] = handler.respond,
+                device: Device = single, peer: str = peer,
+            ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
+                if pdu[0] in observed:
+                    return write(unit_id, pdu, peer)
+                return respond(device, pdu)  # TCP guide: a direct device ignores the unit id
+        else:
+
+            def tables(  # noqa: PLR0917  (as above)
+                unit_id: int, pdu: bytes, observed: set[int] = self._hub.observed,
+                write: Callable[[int, bytes, str], object] = self._write_local,
+                base: Answer = self.answer, peer: str = peer,
+            ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
+                if pdu[0] in observed:
+                    return write(unit_id, pdu, peer)
+                return base(unit_id, pdu)
+
+        if self._hook is None:
+            return tables
+        hooked = self._hook
+
+        def answer(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            result = hooked(peer, unit_id, pdu, tables)
+            return tables(unit_id, pdu) if result is _PASS else result  # type: ignore[return-value]  # not _PASS
+
+        return answer
+
+    def _hook_addressed(self, peer: str, tables: AddressedAnswer) -> AddressedAnswer:
+        """A serial line's (or RTU over TCP's) answer with the request hook in front, for the bus's own unit ids
+        and broadcasts (a request for another slave id is the other device's to answer, not the hook's)."""
+        if self._hook is None:
+            return tables
+        assert self._bus is not None
+        units = self._bus.units
+        hooked = self._hook
+
+        def pdu_only(unit_id: int, pdu: bytes) -> bytes | None:
+            found = tables(unit_id, pdu)
+            return None if found is None else found[1]  # type: ignore[index]  # the bus answers at once
+
+        def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | Awaitable[bytes | None] | None:
+            if unit_id != BROADCAST_UNIT_ID and unit_id not in units:
+                return tables(unit_id, pdu)
+            result = hooked(peer, unit_id, pdu, pdu_only)
+            if result is _PASS:
+                return tables(unit_id, pdu)
+            if result is None:
+                return None
+            if result.__class__ is bytes:
+                return None if unit_id == BROADCAST_UNIT_ID else (unit_id, result)  # type: ignore[return-value]
+            return _quiet(result) if unit_id == BROADCAST_UNIT_ID else result  # type: ignore[arg-type,return-value]
+
+        return answer
+
+    def _write_local(self, unit_id: int, pdu: bytes, peer: str) -> bytes | Awaitable[bytes | None] | None:
+        """A write request over Modbus/TCP or UDP while writes are observed."""
+        if unit_id in self._routes:  # forwarded: the downstream device's write, and its business
+            return self.answer(unit_id, pdu)
+        device = self.device_for(unit_id)
+        if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
+            reply = self.answer(unit_id, pdu)
+            self._hub.log_write(pdu, reply, peer, unit_id)  # type: ignore[arg-type]  # no device: at once
+            return reply
+        return self._hub.write(device, unit_id, pdu, peer, False)

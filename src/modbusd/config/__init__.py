@@ -1,0 +1,59 @@
+"""The device file: TOML (read with the standard library's tomllib) → frozen dataclasses → devices.
+
+Imports the protocol and the model only; `Server.from_config` and the command line put it to use. The rooms:
+`reader.py` (reading tables, errors as ``FILE:LINE: key: message``), `schema.py` (the settings and their defaults,
+and building devices from them), `services.py`, `devices.py`, `points.py` (each table's reader), `loader.py`
+(`load`, `loads`), `summary.py` (what `modbusd check` prints), and `example.toml` (`EXAMPLE`).
+
+The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
+
+- ``[server]``: host, port (``false``: no Modbus/TCP), layout (the default for devices), max_connections,
+  idle_timeout, quit_command, unknown_unit. The other transports are sub-tables, each off unless present:
+  ``[server.udp]`` and ``[server.rtu_over_tcp]`` (port), ``[[server.serial]]`` (one per serial port: device,
+  framing, baudrate, bytesize, parity, stopbits).
+- ``[server]`` also: name (the server name, the first word of event names, as in HSYCO's Modbus server), hook
+  (a request hook, ``"package.module:function"``, imported when the file is loaded), hook_timeout, eventslog (a
+  file for every client write and event, one JSON line each; relative to the file's folder; ``false``: none),
+  eventslog_max_bytes and eventslog_files (its rotation).
+- ``[http]``: the control API (port, host, token); absent means off.
+- ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue); absent means off.
+- ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
+  serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
+  change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
+  ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment).
+"""
+
+from importlib.resources import files
+
+from modbusd.config.loader import load, loads
+from modbusd.config.reader import ConfigError
+from modbusd.config.schema import (
+    CSV_COLUMNS,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_MQTT_PORT,
+    EVENTS_LOG_FILES,
+    EVENTS_LOG_MAX_BYTES,
+    HOOK_TIMEOUT,
+    LOOPBACK,
+    SERIAL_KEYS,
+    UNKNOWN_UNIT_POLICIES,
+    Config,
+    DeviceConfig,
+    HttpConfig,
+    MqttConfig,
+    ServerConfig,
+    check_mqtt_prefix,
+    import_hook,
+    parse_mqtt_url,
+)
+from modbusd.config.summary import summary
+
+EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
+"""The commented device file `modbusd init` writes (and the README shows): a data file of this package."""
+
+__all__ = [
+    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
+    "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
+    "HttpConfig", "MqttConfig", "ServerConfig", "check_mqtt_prefix", "import_hook", "load", "loads",
+    "parse_mqtt_url", "summary",
+]  # fmt: skip

@@ -1,0 +1,57 @@
+"""Loading a device file: TOML (the standard library's tomllib) → checked settings (`schema.py`).
+
+Every mistake is one `ConfigError` naming the file, the line, the key and what is wrong (`reader.py`).
+"""
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from modbusd.config.devices import DeviceTables
+from modbusd.config.reader import ConfigError
+from modbusd.config.schema import Config
+from modbusd.config.services import ServiceTables
+
+
+def load(path: str | Path) -> Config:
+    """Read and check a device file; ConfigError on the first mistake."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(name, None, "", f"cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, None, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    return loads(text, name, base=Path(path).parent)
+
+
+def loads(text: str, name: str = "<config>", *, base: Path | None = None) -> Config:
+    """A device file from its text; `base` is where relative CSV paths start (the file's folder)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = re.search(r"\(at line (\d+), column \d+\)", message)
+        line = int(found.group(1)) if found else None
+        reason = re.sub(r" ?\(at line.*\)", "", message)
+        raise ConfigError(name, line, "", f"not valid TOML: {reason}") from None
+    return Loader(name, text, base or Path.cwd()).load(data)
+
+
+class Loader(ServiceTables, DeviceTables):
+    """A whole device file: its tables in order, then the checks across them."""
+
+    def load(self, data: dict[str, Any]) -> Config:
+        self.table(data, (), ("server", "http", "mqtt", "device"))
+        server = self.server(data.get("server", {}))
+        http = self.http(data["http"]) if "http" in data else None
+        raw_devices = data.get("device", [{}])
+        if not isinstance(raw_devices, list):
+            raise self.error(("device",), "devices are [[device]] tables (double brackets), one per device")
+        devices = tuple(self.device(raw, ("device", i), server.layout) for i, raw in enumerate(raw_devices))
+        self.check_devices(devices, raw_devices)
+        if server.serves_serial:
+            self.check_serial_unit_ids(devices, raw_devices)
+        mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
+        return Config(self.name, server, http, devices, mqtt)

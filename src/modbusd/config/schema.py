@@ -1,0 +1,207 @@
+"""The schema of a device file: what each table may hold, as frozen dataclasses with their defaults.
+
+No reading here (`reader.py`, `loader.py`): the settings a checked file gives, and how devices are built from
+them. Imports the protocol and the model only.
+"""
+
+import importlib
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from modbusd.model.device import Device, Layout
+from modbusd.model.points import Point, write_at
+from modbusd.model.values import Order, Value
+from modbusd.protocol.serial_line import SerialLine
+
+DEFAULT_HTTP_PORT = 8020
+DEFAULT_MQTT_PORT = 1883
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
+CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
+SERIAL_KEYS = ("device", "framing", "baudrate", "bytesize", "parity", "stopbits")
+HOOK_TIMEOUT = 1.0  # seconds a coroutine request hook may take before exception 04
+EVENTS_LOG_MAX_BYTES = 10 * 1024 * 1024  # the events log is rotated when it would grow past this
+EVENTS_LOG_FILES = 5  # the events log and its rotated copies, .1 … .4
+
+
+def import_hook(spec: str) -> Callable[..., object]:
+    """``"package.module:function"`` → the function; ValueError in one line saying what went wrong."""
+    module_name, colon, attribute = spec.strip().partition(":")
+    if not colon or not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise ValueError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from None
+    target: object = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"{module_name} has no {attribute}") from None
+    if not callable(target):
+        raise ValueError(f"{spec} is a {type(target).__name__}, not a function")
+    return target
+
+
+# ------------------------------------------------------------------------------------------ the settings
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The control API (`modbusd.web`): off unless the file has [http] or the command line --http."""
+
+    port: int = DEFAULT_HTTP_PORT
+    host: str = "127.0.0.1"
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The MQTT bridge (`modbusd.mqtt`): off unless the file has [mqtt] or the command line --mqtt."""
+
+    host: str = "localhost"
+    port: int = DEFAULT_MQTT_PORT
+    username: str | None = None
+    password: str | None = None
+    prefix: str = "modbusd"
+    retain: bool = True
+    qos: int = 1
+    subscribe: tuple[str, ...] = ()  # more points to publish, "POINT[:TYPE]", besides the named co/hr points
+    queue: int = 1000
+
+    @property
+    def url(self) -> str:
+        """The broker's address, without the password."""
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(text: str) -> dict[str, Any]:
+    """``mqtt://[user[:password]@]host[:port]`` → host, port, username, password; ValueError saying what is wrong."""
+    url = text.strip()
+    if "://" not in url:
+        url = "mqtt://" + url
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "mqtt":
+        raise ValueError(f"{text!r}: expected mqtt://host[:port] (tls is not supported)")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise ValueError(f"{text!r}: expected mqtt://[user:password@]host[:port], without a path")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"{text!r}: the port must be a number 1..65535") from None
+    if not parsed.hostname:
+        raise ValueError(f"{text!r}: no host: expected mqtt://host[:port]")
+    return {"host": parsed.hostname, "port": port or DEFAULT_MQTT_PORT,
+            "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
+            "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
+
+
+def check_mqtt_prefix(prefix: str) -> str:
+    cleaned = prefix.strip().strip("/")
+    if not cleaned or any(c in cleaned for c in "+#"):
+        raise ValueError(f"the MQTT prefix must be a topic without + or #, such as modbusd, not {prefix!r}")
+    return cleaned
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int | None = 502  # None: no Modbus/TCP (`port = false`)
+    layout: Layout = Layout.SEPARATE
+    max_connections: int | None = None
+    idle_timeout: float | None = None
+    quit_command: str | None = None
+    unknown_unit: str = "exception"
+    udp: int | None = None  # [server.udp] port
+    rtu_over_tcp: int | None = None  # [server.rtu_over_tcp] port
+    serial: tuple[SerialLine, ...] = ()  # [[server.serial]], one per port
+    name: str = "modbusd"  # the server name in event names, as HSYCO's Modbus server names its events
+    hook: str | None = None  # "package.module:function", checked by importing it
+    hook_timeout: float = HOOK_TIMEOUT
+    eventslog: str | None = None  # the events log's path (resolved against the file's folder)
+    eventslog_max_bytes: int = EVENTS_LOG_MAX_BYTES
+    eventslog_files: int = EVENTS_LOG_FILES
+
+    @property
+    def serves_serial(self) -> bool:
+        """Serial lines or RTU over TCP: the transports whose unit ids (slave ids) are 1..247."""
+        return bool(self.serial) or self.rtu_over_tcp is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """One device. `unit_ids` empty: it answers every unit id (the only device of the file)."""
+
+    unit_ids: tuple[int, ...] = ()
+    layout: Layout = Layout.SEPARATE
+    order: Order = Order.ABCD
+    sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    sparse: frozenset[str] = frozenset()
+    identification: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    points: tuple[Point, ...] = ()
+    values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))  # point name → initial value
+    serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
+    address_register: int | None = None  # the address change: the holding register with the serial unit id
+
+    def addresses(self) -> dict[str, list[int]]:
+        """The implemented addresses of each sparse table: what its data points cover."""
+        found: dict[str, set[int]] = {name: set() for name in self.sparse}
+        for point in self.points:
+            table = point.location.table.value
+            if table in found:
+                found[table].update(point.span)
+        return {name: sorted(addresses) for name, addresses in found.items()}
+
+    def build(self) -> Device:
+        """A fresh Device with its tables sized, sparse tables declared and every initial value written."""
+        device = Device(self.layout, **self.sizes, addresses=self.addresses() or None)
+        for object_id, text in self.identification.items():
+            device.identification[object_id] = text
+        for point in self.points:
+            device.points[point.name] = point
+            if point.name in self.values:
+                write_at(device, point.location, point.type, self.values[point.name], point.order)
+        if self.address_register is not None:
+            device.set_address_register(self.address_register)
+        return device
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    server: ServerConfig = ServerConfig()
+    http: HttpConfig | None = None
+    devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
+    mqtt: MqttConfig | None = None
+
+    def build_devices(self) -> Device | dict[int, Device]:
+        """One Device answering every unit id, or a unit id → Device mapping (a device may serve several ids)."""
+        if len(self.devices) == 1 and not self.devices[0].unit_ids:
+            return self.devices[0].build()
+        devices: dict[int, Device] = {}
+        for config in self.devices:
+            device = config.build()
+            devices.update(dict.fromkeys(config.unit_ids, device))
+        return devices
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        return tuple(p for d in self.devices for p in d.points)
+
+
+def shared_table(layout: Layout, table: str) -> str:
+    """The table that holds `table`'s addresses in `layout`: the shared layouts fold inputs into coils and registers."""
+    if layout is Layout.SEPARATE:
+        return table
+    return {"input_registers": "holding_registers", "discrete_inputs": "coils"}.get(table, table)
+
+
+def unit_id_list(unit_ids: Sequence[int]) -> str:
+    return ", ".join(map(str, unit_ids))

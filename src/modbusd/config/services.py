@@ -1,0 +1,215 @@
+"""The device file's ``[server]`` (and its transports, hook and events log), ``[http]`` and ``[mqtt]`` tables."""
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from modbusd.config.reader import Path_, Reader
+from modbusd.config.schema import (
+    LOOPBACK,
+    SERIAL_KEYS,
+    UNKNOWN_UNIT_POLICIES,
+    HttpConfig,
+    MqttConfig,
+    ServerConfig,
+    check_mqtt_prefix,
+    import_hook,
+    parse_mqtt_url,
+)
+from modbusd.model.device import Layout
+from modbusd.model.names import InvalidName, parse_address
+from modbusd.model.points import NAME
+from modbusd.model.values import InvalidType, ValueType
+from modbusd.protocol.serial_line import Framing, SerialLine
+
+
+class ServiceTables(Reader):
+    """Reads ``[server]``, ``[http]`` and ``[mqtt]``."""
+
+    def server(self, data: object) -> ServerConfig:
+        path: Path_ = ("server",)
+        raw = self.table(data, path, ("host", "port", "layout", "max_connections", "idle_timeout", "quit_command",
+                                      "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
+                                      "hook_timeout", "eventslog", "eventslog_max_bytes",
+                                      "eventslog_files"))  # fmt: skip
+        options: dict[str, Any] = self.hooks(raw, path)
+        if "host" in raw:
+            options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1 or 0.0.0.0")
+        if "port" in raw:
+            port = raw["port"]
+            if port is False:
+                options["port"] = None
+            elif isinstance(port, int) and not isinstance(port, bool):
+                options["port"] = self.integer(raw, path, "port", 0, 65535)
+            else:
+                raise self.error((*path, "port"), f"expected a port number 0..65535, or false for no Modbus/TCP, "
+                                                  f"got {port!r}")  # fmt: skip
+        for key, what in (("udp", "Modbus over UDP"), ("rtu_over_tcp", "RTU over TCP")):
+            if key in raw:
+                options[key] = self.listener(raw[key], (*path, key), what)
+        if "serial" in raw:
+            options["serial"] = self.serial(raw["serial"], (*path, "serial"))
+        if "layout" in raw:
+            options["layout"] = Layout(self.choice(raw, path, "layout", [x.value for x in Layout]))
+        if "max_connections" in raw:
+            options["max_connections"] = self.integer(raw, path, "max_connections", 1, 1_000_000)
+        if "idle_timeout" in raw:
+            timeout = self.typed(raw, path, "idle_timeout", (int, float), "a number of seconds")
+            if not timeout > 0 or not math.isfinite(timeout):
+                raise self.error((*path, "idle_timeout"), f"{timeout} must be a number of seconds greater than 0")
+            options["idle_timeout"] = float(timeout)
+        if "quit_command" in raw:
+            word = self.typed(raw, path, "quit_command", str, "a word")
+            if not word:
+                raise self.error((*path, "quit_command"), "the quit command cannot be empty")
+            options["quit_command"] = word
+        if "unknown_unit" in raw:
+            options["unknown_unit"] = self.choice(raw, path, "unknown_unit", UNKNOWN_UNIT_POLICIES)
+        config = ServerConfig(**options)
+        if config.port is None and not config.serves_serial and config.udp is None:
+            raise self.error((*path, "port"), "Modbus/TCP is off and no other transport is given "
+                                              "([server.udp], [server.rtu_over_tcp], [[server.serial]]): "
+                                              "nothing would be served")  # fmt: skip
+        if config.rtu_over_tcp is not None and config.rtu_over_tcp == config.port != 0:
+            raise self.error((*path, "rtu_over_tcp", "port"), f"port {config.port} is Modbus/TCP's already "
+                                                              "([server] port): give RTU over TCP another "
+                                                              "one")  # fmt: skip
+        return config
+
+    def hooks(self, raw: Mapping[str, Any], path: Path_) -> dict[str, Any]:
+        """[server] name, hook, hook_timeout, eventslog and its rotation (HSYCO's Modbus server's options)."""
+        options: dict[str, Any] = {}
+        if "name" in raw:
+            name = self.typed(raw, path, "name", str, 'a name such as "plant"')
+            if not NAME.fullmatch(name) or "." in name:
+                raise self.error((*path, "name"), f"{name!r}: start with a letter, then letters, digits, _ or - "
+                                                  "(no dots: the name is the first part of event names)")  # fmt: skip
+            options["name"] = name
+        if "hook" in raw:
+            spec = self.typed(raw, path, "hook", str, 'a function to import, "package.module:function"')
+            try:
+                import_hook(spec)
+            except ValueError as exc:
+                raise self.error((*path, "hook"), str(exc)) from None
+            options["hook"] = spec
+        if "hook_timeout" in raw:
+            timeout = self.typed(raw, path, "hook_timeout", (int, float), "a number of seconds")
+            if not timeout > 0 or not math.isfinite(timeout):
+                raise self.error((*path, "hook_timeout"), f"{timeout} must be a number of seconds greater than 0")
+            options["hook_timeout"] = float(timeout)
+        if "eventslog" in raw:
+            value = raw["eventslog"]
+            if value is True:
+                raise self.error((*path, "eventslog"), 'give the file to write, e.g. eventslog = "events.jsonl" '
+                                                       "(false: no events log)")  # fmt: skip
+            if value is not False:
+                text = self.typed(raw, path, "eventslog", str, 'a file such as "events.jsonl", or false')
+                if not text.strip():
+                    raise self.error((*path, "eventslog"), "the file name cannot be empty (false: no events log)")
+                options["eventslog"] = str(self.base / text)
+        if "eventslog_max_bytes" in raw:
+            options["eventslog_max_bytes"] = self.integer(raw, path, "eventslog_max_bytes", 1024, 1 << 40)
+        if "eventslog_files" in raw:
+            options["eventslog_files"] = self.integer(raw, path, "eventslog_files", 1, 1000)
+        return options
+
+    def listener(self, data: object, path: Path_, what: str) -> int:
+        """[server.udp] or [server.rtu_over_tcp]: the port."""
+        raw = self.table(data, path, ("port",))
+        if "port" not in raw:
+            raise self.error(path, f"{what} needs a port (0: any free one)")
+        return self.integer(raw, path, "port", 0, 65535)
+
+    def serial(self, data: object, path: Path_) -> tuple[SerialLine, ...]:
+        """[[server.serial]]: each line checked by `SerialLine`'s own rules, one key at a time, then together."""
+        if not isinstance(data, list):
+            raise self.error(path, "serial lines are [[server.serial]] tables (double brackets), one per port")
+        lines: list[SerialLine] = []
+        for i, item in enumerate(data):
+            where: Path_ = (*path, i)
+            raw = self.table(item, where, SERIAL_KEYS)
+            if "device" not in raw:
+                raise self.error(where, 'a serial line needs a device, such as "/dev/ttyUSB0"')
+            device = self.typed(raw, where, "device", str, 'a serial port such as "/dev/ttyUSB0"')
+            if not device:
+                raise self.error((*where, "device"), 'the device cannot be empty: a serial port such as "/dev/ttyUSB0"')
+            framing = self.choice(raw, where, "framing", [f.value for f in Framing]) if "framing" in raw else "rtu"
+            settings: dict[str, Any] = {}
+            for key in ("baudrate", "bytesize", "stopbits"):
+                if key in raw:
+                    settings[key] = self.typed(raw, where, key, int, "a whole number")
+            if "parity" in raw:
+                settings["parity"] = self.typed(raw, where, "parity", str, 'one of "E", "O", "N"')
+            for key, value in settings.items():  # one at a time, so that the message names the key
+                try:
+                    SerialLine(device, framing, **{key: value})
+                except ValueError as exc:
+                    raise self.error((*where, key), str(exc)) from None
+            try:
+                line = SerialLine(device, framing, **settings)
+            except ValueError as exc:  # a rule about several keys together
+                raise self.error(where, str(exc)) from None
+            for j, other in enumerate(lines):
+                if other.device == device:
+                    raise self.error((*where, "device"), f"{device} is served by server.serial[{j}] already")
+            lines.append(line)
+        return tuple(lines)
+
+    def http(self, data: object) -> HttpConfig:
+        path: Path_ = ("http",)
+        raw = self.table(data, path, ("host", "port", "token"))
+        options: dict[str, Any] = {}
+        if "host" in raw:
+            options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1")
+        if "port" in raw:
+            options["port"] = self.integer(raw, path, "port", 0, 65535)
+        if "token" in raw:
+            token = self.typed(raw, path, "token", str, "a text")
+            if len(token) < 16:
+                raise self.error((*path, "token"), "a bearer token needs at least 16 characters")
+            options["token"] = token
+        config = HttpConfig(**options)
+        if config.host not in LOOPBACK and config.token is None:
+            raise self.error((*path, "host"), f"the control API can write anything: binding it to {config.host} "
+                                              "(beyond this machine) needs a token in [http]")  # fmt: skip
+        return config
+
+    def mqtt(self, data: object) -> MqttConfig:
+        path: Path_ = ("mqtt",)
+        raw = self.table(data, path, ("url", "prefix", "retain", "qos", "subscribe", "queue"))
+        options: dict[str, Any] = {}
+        if "url" not in raw:
+            raise self.error(path, 'the broker\'s url is missing: url = "mqtt://localhost:1883"')
+        try:
+            options.update(parse_mqtt_url(self.typed(raw, path, "url", str, "a text such as mqtt://localhost:1883")))
+        except ValueError as exc:
+            raise self.error((*path, "url"), str(exc)) from None
+        if "prefix" in raw:
+            try:
+                options["prefix"] = check_mqtt_prefix(self.typed(raw, path, "prefix", str, "a topic such as modbusd"))
+            except ValueError as exc:
+                raise self.error((*path, "prefix"), str(exc)) from None
+        if "retain" in raw:
+            options["retain"] = self.typed(raw, path, "retain", bool, "true or false")
+        if "qos" in raw:
+            options["qos"] = self.integer(raw, path, "qos", 0, 2)
+        if "queue" in raw:
+            options["queue"] = self.integer(raw, path, "queue", 1, 10_000_000)
+        if "subscribe" in raw:
+            points = raw["subscribe"]
+            if not isinstance(points, list) or not all(isinstance(p, str) for p in points):
+                raise self.error((*path, "subscribe"), f"expected a list of points such as [\"100.hr:float\"], "
+                                                       f"got {points!r}")  # fmt: skip
+            for text in points:
+                point, _, type_text = text.partition(":")
+                try:
+                    if not NAME.fullmatch(point.strip()):
+                        parse_address(point)
+                    if type_text:
+                        ValueType.parse(type_text)
+                except (InvalidName, InvalidType) as exc:
+                    raise self.error((*path, "subscribe"), f"{text!r}: {exc}") from None
+            options["subscribe"] = tuple(points)
+        return MqttConfig(**options)
+
+    # -------------------------------------------------------------------------------------------- device

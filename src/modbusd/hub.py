@@ -1,0 +1,178 @@
+"""The events hub: write subscriptions, listeners, and the writes they observe, with their events and log lines.
+
+A client write is observed while a subscription or the events log wants it: `observed` then holds the write
+function codes, and the answer functions (`answers.py`, `bus.py`) hand such writes to `write`, which carries
+them out on the device, reading the subscribed points before and after. What an event is and how one is made is
+`hooks.py`'s; delivering them is each `Listener`'s (`events.py`); the file is `EventsLog`'s (`events_log.py`).
+Subscriptions and event names follow HSYCO's Modbus server (``subscribe``, ``<server>.<unit>.<address>.<table>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+
+from modbusd import handler
+from modbusd.events import Listener
+from modbusd.events_log import EventsLog
+from modbusd.hooks import (
+    WRITE_FUNCTIONS,
+    Subscription,
+    Subscriptions,
+    WriteEvent,
+    event_record,
+    make_subscription,
+    write_record,
+    written_range,
+)
+from modbusd.model.device import Device
+from modbusd.model.points import Point
+from modbusd.model.values import Order, ValueType
+
+
+class EventsHub:
+    """Subscriptions, listeners and the events log of one server (`name`: the first part of event names)."""
+
+    def __init__(self, name: str, events_log: EventsLog | None) -> None:
+        self.name = name
+        self.events_log = events_log
+        # Write function codes whose requests are observed (events, the events log): empty while nothing
+        # observes, so that a request costs one set lookup more than without any of this.
+        self.observed: set[int] = set()
+        self.published = 0
+        self._subscriptions = Subscriptions()
+        self._listeners: list[Listener] = []
+        self._request_ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._update_observed()
+
+    # ------------------------------------------------------------------------------------- subscriptions
+
+    def subscribe(self, device: Device, found: Point, vtype: ValueType | str | None, count: int,
+                  order: Order | str | None) -> Subscription:  # fmt: skip
+        """`found`, located on `device`: a named point gives its own type and order unless told otherwise."""
+        location = found.location
+        chosen: ValueType | str | None = vtype
+        if chosen is None and found.name and not location.table.is_bits:
+            chosen = found.type
+        if order is None:
+            order = found.order if found.name else Order.ABCD
+        subscription = make_subscription(device, location, chosen, count=count, order=order)
+        self._subscriptions.add(subscription)
+        self._update_observed()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.remove(subscription)
+        self._update_observed()
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
+    def _update_observed(self) -> None:
+        if len(self._subscriptions) or self.events_log is not None:
+            self.observed.update(WRITE_FUNCTIONS)
+        else:
+            self.observed.clear()
+
+    # ----------------------------------------------------------------------------------------- listeners
+
+    def add_listener(self, callback: Callable[[WriteEvent], object] | None, queue: int, name: str) -> Listener:
+        listener = Listener(self, callback, queue, name)
+        self._listeners = [*self._listeners, listener]
+        loop = self._loop
+        if loop is not None and self._stopped is not None and not self._stopped.is_set():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                listener._start()
+            else:
+                loop.call_soon_threadsafe(listener._start)
+        return listener
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop delivering to `listener`: what is still queued is not delivered to a callback."""
+        self._listeners = [x for x in self._listeners if x is not listener]
+        listener.closed = True
+        task, listener._task = listener._task, None
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(listener._ready.set)
+            if task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+
+    def start(self, loop: asyncio.AbstractEventLoop, stopped: asyncio.Event) -> None:
+        """Open the events log and start every listener's delivery in `loop`, the server's, until `stopped`."""
+        self._loop, self._stopped = loop, stopped
+        if self.events_log is not None:
+            self.events_log.start()  # an unwritable file is reported, and the server goes on
+        for listener in self._listeners:
+            listener._start()
+
+    async def stop(self) -> None:
+        for subscriber in self._listeners:  # the last writes' events are delivered, or dropped after a grace
+            await subscriber._stop()
+        if self.events_log is not None:
+            await asyncio.to_thread(self.events_log.close)
+
+    # -------------------------------------------------------------------------------- observed writes
+
+    def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool) -> bytes | None:
+        """Carry out a write request on `device`, with its events and its line in the events log.
+
+        The subscribed points it touches are read before and after (only those, and only when there are any).
+        """
+        found = written_range(pdu)
+        touched = self._subscriptions.touched(device, unit_id, *found, broadcast=broadcast) if found and len(
+            self._subscriptions) else []  # fmt: skip
+        before = [subscription.capture() for subscription in touched]
+        reply = handler.respond(device, pdu, broadcast=broadcast, answer_broadcast=True)
+        request_id = next(self._request_ids)
+        now = time.time()
+        if self.events_log is not None:
+            self.events_log.put(write_record(pdu, reply, time=now, client=peer, unit_id=unit_id,
+                                             request_id=request_id, broadcast=broadcast))  # fmt: skip
+        if touched and reply is not None and not reply[0] & 0x80:
+            assert found is not None
+            events: list[WriteEvent] = []
+            for subscription, old in zip(touched, before, strict=True):
+                events.extend(subscription.events(
+                    old, subscription.capture(), found[1:], server=self.name, unit_id=unit_id, client=peer,
+                    time=now, request_id=request_id, function=pdu[0]))  # fmt: skip
+            self._publish(events)
+        return None if broadcast else reply
+
+    def log_write(self, pdu: bytes, reply: bytes | None, peer: str, unit_id: int, by: str = "tables") -> None:
+        """The events log's line for a write no device carried out: none has the unit id (`by="tables"`: the
+        answer is exception 0x0B or silence), or the request hook answered it (`by="hook"`)."""
+        if self.events_log is not None and pdu[0] in WRITE_FUNCTIONS:
+            self.events_log.put(write_record(pdu, reply, time=time.time(), client=peer, unit_id=unit_id,
+                                             request_id=next(self._request_ids), by=by))  # fmt: skip
+
+    def _publish(self, events: list[WriteEvent]) -> None:
+        self.published += len(events)
+        events_log = self.events_log
+        for event in events:
+            if events_log is not None:
+                events_log.put(event_record(event))
+            for listener in self._listeners:
+                listener._push(event)
+
+    def counters(self) -> dict[str, object]:
+        listeners = self._listeners
+        counters: dict[str, object] = {
+            "subscriptions": len(self._subscriptions),
+            "published": self.published,
+            "dropped": sum(x.dropped for x in listeners),
+            "listeners": [{"name": x.name, "queued": len(x.queue), "delivered": x.delivered, "dropped": x.dropped,
+                           "failures": x.failures} for x in listeners],
+        }  # fmt: skip
+        if self.events_log is not None:
+            counters["log"] = self.events_log.counters()
+        return counters

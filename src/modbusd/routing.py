@@ -1,0 +1,106 @@
+"""The gateway's routes: which unit ids are forwarded, and to which downstream (`forward.py` does the forwarding).
+
+A unit id is either forwarded or local, never both; equal targets share one downstream, so one serial line has
+one master. MBLogic's Modbus Basics describes devices that forward requests for some unit ids out of a serial
+port; the server does the same for Modbus/TCP and UDP requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
+from modbusd.protocol.codes import MAX_UNIT_ID
+from modbusd.protocol.serial_line import SerialLine
+
+FORWARD_TIMEOUT = 1.0  # seconds a downstream device has to answer before exception 0x0B
+FORWARD_QUEUE = 16  # requests that may wait for one downstream (besides the one under way) before exception 06
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTarget:
+    """A Modbus/TCP server the gateway forwards to."""
+
+    host: str
+    port: int = 502
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port <= 65535:
+            raise ValueError(f"port {self.port} outside 1..65535")
+
+    def __str__(self) -> str:
+        return f"TCP {self.host}:{self.port}"
+
+
+Target = SerialLine | TcpTarget
+"""Where the gateway forwards a unit id's requests: devices on a serial line, or a Modbus/TCP server."""
+
+
+def unit_ranges(units: Sequence[int]) -> str:
+    """[1, 2, 3, 7] → `1-3, 7`, for the banner."""
+    ranges: list[list[int]] = []
+    for unit in sorted(units):
+        if ranges and unit == ranges[-1][1] + 1:
+            ranges[-1][1] = unit
+        else:
+            ranges.append([unit, unit])
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+class Routes:
+    """Unit id → downstream (`routes`), and one downstream per distinct target (`downstreams`)."""
+
+    def __init__(
+        self,
+        forward: Mapping[int, Target] | None,
+        *,
+        local: Iterable[int],
+        served: Sequence[SerialLine],
+        timeout: float,
+        queue: int,
+    ) -> None:
+        """`local`: the unit ids of local devices; `served`: the serial lines served (neither may be forwarded)."""
+        self.downstreams: dict[Target, Downstream] = {}
+        self.routes: dict[int, Downstream] = {}
+        if forward:
+            self._make(forward, set(local), {line.device for line in served}, timeout, queue)
+
+    def _make(self, forward: Mapping[int, Target], local: set[int], served: set[str], timeout: float,
+              queue: int) -> None:  # fmt: skip
+        for unit, target in forward.items():
+            if not 0 <= unit <= 255:
+                raise ValueError(f"forwarded unit id {unit} outside 0..255")
+            if unit in local:
+                raise ValueError(f"unit id {unit} is both a local device and forwarded: choose one")
+            if isinstance(target, SerialLine):
+                if unit > MAX_UNIT_ID:
+                    raise ValueError(f"unit id {unit} forwarded to {target.device}: slave ids are 0..247")
+                if target.device in served:
+                    raise ValueError(f"{target.device} is both served and forwarded to: a line has one master")
+            downstream = self.downstreams.get(target)
+            if downstream is None:
+                downstream = self.downstreams[target] = make_downstream(target, timeout, queue)
+            self.routes[unit] = downstream
+
+    def units_of(self, downstream: Downstream) -> list[int]:
+        return [unit for unit, to in self.routes.items() if to is downstream]
+
+    def describe(self) -> list[str]:
+        """One banner item per downstream: `gateway for units 1-3 to RTU on /dev/ttyUSB1 (19200 8E1)`."""
+        items = []
+        for target, downstream in self.downstreams.items():
+            units = self.units_of(downstream)
+            detail = f" ({target.settings})" if isinstance(target, SerialLine) else ""
+            which = f"unit{'s' if len(units) > 1 else ''} {unit_ranges(units)}"
+            items.append(f"gateway for {which} to {downstream}{detail}")
+        return items
+
+
+def make_downstream(target: Target, timeout: float, queue: int) -> Downstream:
+    if isinstance(target, TcpTarget):
+        return TcpDownstream(target.host, target.port, timeout=timeout, queue_limit=queue)
+    return SerialDownstream(
+        target.device, framing=target.framing, baudrate=target.baudrate, bytesize=target.bytesize,
+        parity=target.parity, stopbits=target.effective_stopbits, timeout=timeout, queue_limit=queue,
+    )  # fmt: skip
