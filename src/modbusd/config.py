@@ -107,6 +107,7 @@ class HttpConfig:
     port: int = DEFAULT_HTTP_PORT
     host: str = "127.0.0.1"
     token: str | None = None
+    allow_hosts: tuple[str, ...] = ()  # Host names clients may use besides loopback's and `host` (DNS rebinding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,17 @@ def parse_mqtt_url(text: str) -> dict[str, Any]:
     return {"host": parsed.hostname, "port": port or DEFAULT_MQTT_PORT,
             "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
             "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*")
+
+
+def check_host_name(name: object) -> str:
+    """A name for the control API's Host check (`modbusd.web.checks`): a host name or address, no port, no *."""
+    plain = name.strip().lower().removeprefix("[").removesuffix("]") if isinstance(name, str) else ""
+    if not _HOST_NAME.fullmatch(plain):
+        raise ValueError(f"{name!r} is not a host name such as plant.example or an IP address (no port, no *)")
+    return plain
 
 
 def check_mqtt_prefix(prefix: str) -> str:
@@ -538,8 +550,14 @@ class _Loader:
 
     def http(self, data: object) -> HttpConfig:
         path: _Path = ("http",)
-        raw = self.table(data, path, ("host", "port", "token"))
+        raw = self.table(data, path, ("host", "port", "token", "allow_hosts"))
         options: dict[str, Any] = {}
+        if "allow_hosts" in raw:
+            names = self.typed(raw, path, "allow_hosts", list, 'a list of host names, such as ["plant.example"]')
+            try:
+                options["allow_hosts"] = tuple(check_host_name(name) for name in names)
+            except ValueError as exc:
+                raise self.error((*path, "allow_hosts"), str(exc)) from None
         if "host" in raw:
             options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1")
         if "port" in raw:
@@ -1021,6 +1039,7 @@ layout = "separate"         # separate | overlaid | packed (the default for ever
 port = 8020
 host = "127.0.0.1"          # any other address needs a token (at least 16 characters):
 # token = "change-me-to-a-long-secret"
+# allow_hosts = ["plant.example"]  # Host names besides localhost and the address above (against DNS rebinding)
 
 # The MQTT bridge (pip install 'modbusd[mqtt]'): client writes to the named coils and holding registers are
 # published to <prefix>/<unit>/<table>/<address>; <prefix>/<unit>/<table>/<address>/set writes. Off without it.

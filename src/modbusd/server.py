@@ -377,9 +377,10 @@ class Server:
         UnknownPoint for an unknown name or a unit id without a device, InvalidName for a malformed address.
         """
         text = point.strip()
-        if NAME.fullmatch(text):
-            for candidate in self.data_points():
-                if candidate.name == text:
+        if NAME.fullmatch(text):  # a dict look-up per device, in unit id order: listing every point stays linear
+            devices = [self._single] if self._single is not None else [self.devices[u] for u in sorted(self.devices)]
+            for candidate in (d.points.get(text) for d in devices):
+                if candidate is not None:
                     unit_id = candidate.location.unit_id
                     device = self._single if unit_id is None else self.device_for(unit_id)
                     assert device is not None
