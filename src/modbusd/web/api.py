@@ -42,7 +42,8 @@ class HttpApi:
 
         `allow_hosts`: names besides loopback's and `host` that clients may put in the Host header (`checks.py`).
         `limits.header_timeout` closes a connection that has not sent a whole request's headers in that time,
-        idle keep-alive connections included (aiohttp's keep-alive timer, which starts when the connection opens).
+        idle keep-alive connections included (aiohttp's keep-alive timer, which starts when the connection opens);
+        after an answer given before the whole body came (408, 413), the rest is drained for `body_timeout` at most.
         """
         if host not in LOOPBACK and not token:
             raise ValueError(f"the control API can write anything: binding it to {host} needs a token "
@@ -50,8 +51,8 @@ class HttpApi:
         web = aiohttp_web()
         app = make_app(server, token=token, host=host, allow_hosts=allow_hosts, limits=limits)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_timeout,
-                               logger=_OneLine(logging.getLogger("aiohttp.server"), {}),
-                               shutdown_timeout=limits.body_timeout)  # fmt: skip
+                               lingering_time=limits.body_timeout, shutdown_timeout=limits.body_timeout,
+                               logger=_OneLine(logging.getLogger("aiohttp.server"), {}))  # fmt: skip
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:

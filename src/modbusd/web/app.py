@@ -151,8 +151,6 @@ def make_app(
             return error(404, f"no such address in the device: {exc}")
         except (InvalidName, InvalidType, InvalidValue) as exc:
             return error(400, str(exc))
-        except OverflowError as exc:  # a number beyond what the type's packing takes
-            return error(400, f"the value does not fit: {exc}")
         except web.HTTPException as exc:
             return error(exc.status, exc.reason)
         except Exception:  # modbusd's own bug: one traceback, a JSON 500, and the API goes on
