@@ -44,7 +44,7 @@ def example_on(tmp_path: Path, port: int, http: int) -> Path:
 
 def http(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, dict]:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -168,7 +168,10 @@ def test_http_api_lists_reads_writes_and_counts(launch: Launch) -> None:
     child = launch("-p", str(port), "--host", HOST, "--http", str(api), "-u", "1,2")
     child.running()
     base = f"http://127.0.0.1:{api}"
-    assert http("GET", f"{base}/points") == (200, {"points": []})
+    assert http("GET", f"{base}/points") == (
+        200,
+        {"points": [], "total": 0, "offset": 0, "limit": 100, "next_offset": None},
+    )
     status, answer = http("PUT", f"{base}/points/2.30001", {"type": "float", "value": 21.5})
     assert status == 200 and answer["value"] == 21.5 and answer["address"]["5-digit"] == "30001"
     assert http("GET", f"{base}/points/2.0.ir?type=float")[1]["value"] == 21.5

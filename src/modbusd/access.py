@@ -41,9 +41,13 @@ class PointAccess:
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._device_for = device_for
 
+    def _in_unit_order(self) -> list[Device]:
+        """The devices a name may belong to, in unit id order (one device may serve several unit ids)."""
+        return [self._single] if self._single is not None else [self._devices[u] for u in sorted(self._devices)]
+
     def data_points(self) -> list[Point]:
         """Every named data point of every device, in unit id order then address order."""
-        devices = [self._single] if self._single is not None else [self._devices[u] for u in sorted(self._devices)]
+        devices = self._in_unit_order()
         seen: set[int] = set()
         points: list[Point] = []
         for device in devices:
@@ -59,9 +63,10 @@ class PointAccess:
         UnknownPoint for an unknown name or a unit id without a device, InvalidName for a malformed address.
         """
         text = point.strip()
-        if NAME.fullmatch(text):
-            for candidate in self.data_points():
-                if candidate.name == text:
+        if NAME.fullmatch(text):  # a dict look-up per device, in unit id order: listing every point stays linear
+            devices = self._in_unit_order()
+            for candidate in (d.points.get(text) for d in devices):
+                if candidate is not None:
                     unit_id = candidate.location.unit_id
                     device = self._single if unit_id is None else self._device_for(unit_id)
                     assert device is not None

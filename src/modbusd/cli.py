@@ -95,6 +95,13 @@ def _slave_id(text: str) -> int:
     return unit
 
 
+def _host_name(text: str) -> str:
+    try:
+        return device_file.check_host_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _register(text: str) -> int:
     try:
         address = int(text, 0)
@@ -242,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-token", metavar="TOKEN", help="bearer token the control API requires; needed off loopback"
     )
     parser.add_argument(
+        "--http-allow-host", action="append", type=_host_name, metavar="NAME",
+        help="a Host name the control API answers to besides localhost, 127.0.0.1, ::1 and --http-host "
+        "(repeatable; others get 421, against DNS rebinding)",
+    )  # fmt: skip
+    parser.add_argument(
         "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port]): client "
         "writes to named coils and holding registers are published, <prefix>/<unit>/<table>/<address>/set writes; "
         "needs aiomqtt. A broker that is away is retried",
@@ -315,7 +327,8 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
         from modbusd.web import HttpApi  # only with --http: aiohttp is an optional extra
 
         try:
-            api = await HttpApi.start(server, host=http.host, port=http.port, token=http.token)
+            api = await HttpApi.start(server, host=http.host, port=http.port, token=http.token,
+                                      allow_hosts=http.allow_hosts)  # fmt: skip
         except OSError as exc:
             await server.stop()
             print(_bind_error(exc, http.host, http.port).replace("-p 5020", "--http 8021"), file=sys.stderr)
@@ -380,8 +393,9 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
              "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
     http = config.http
-    if args.http is not None or args.http_host or args.http_token:
-        http = dataclasses.replace(http or device_file.HttpConfig(), **{k: v for k, v in (
+    if args.http is not None or args.http_host or args.http_token or args.http_allow_host:
+        allow = (*(http.allow_hosts if http else ()), *(args.http_allow_host or ()))
+        http = dataclasses.replace(http or device_file.HttpConfig(), allow_hosts=allow, **{k: v for k, v in (
             ("port", args.http), ("host", args.http_host), ("token", args.http_token)) if v is not None})  # fmt: skip
     if http is not None and http.host not in device_file.LOOPBACK and not http.token:
         raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")

@@ -42,6 +42,7 @@ from modbusd.config.schema import (
     HttpConfig,
     MqttConfig,
     ServerConfig,
+    check_host_name,
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
@@ -54,6 +55,6 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpConfig", "MqttConfig", "ServerConfig", "check_mqtt_prefix", "import_hook", "load", "loads",
+    "HttpConfig", "MqttConfig", "ServerConfig", "check_host_name", "check_mqtt_prefix", "import_hook", "load", "loads",
     "parse_mqtt_url", "summary",
 ]  # fmt: skip

@@ -5,6 +5,7 @@ them. Imports the protocol and the model only.
 """
 
 import importlib
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class HttpConfig:
     port: int = DEFAULT_HTTP_PORT
     host: str = "127.0.0.1"
     token: str | None = None
+    allow_hosts: tuple[str, ...] = ()  # Host names clients may use besides loopback's and `host` (DNS rebinding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,17 @@ def parse_mqtt_url(text: str) -> dict[str, Any]:
     return {"host": parsed.hostname, "port": port or DEFAULT_MQTT_PORT,
             "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
             "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*")
+
+
+def check_host_name(name: object) -> str:
+    """A name for the control API's Host check (`modbusd.web.checks`): a host name or address, no port, no *."""
+    plain = name.strip().lower().removeprefix("[").removesuffix("]") if isinstance(name, str) else ""
+    if not _HOST_NAME.fullmatch(plain):
+        raise ValueError(f"{name!r} is not a host name such as plant.example or an IP address (no port, no *)")
+    return plain
 
 
 def check_mqtt_prefix(prefix: str) -> str:

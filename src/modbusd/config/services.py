@@ -12,6 +12,7 @@ from modbusd.config.schema import (
     HttpConfig,
     MqttConfig,
     ServerConfig,
+    check_host_name,
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
@@ -157,8 +158,14 @@ class ServiceTables(Reader):
 
     def http(self, data: object) -> HttpConfig:
         path: Path_ = ("http",)
-        raw = self.table(data, path, ("host", "port", "token"))
+        raw = self.table(data, path, ("host", "port", "token", "allow_hosts"))
         options: dict[str, Any] = {}
+        if "allow_hosts" in raw:
+            names = self.typed(raw, path, "allow_hosts", list, 'a list of host names, such as ["plant.example"]')
+            try:
+                options["allow_hosts"] = tuple(check_host_name(name) for name in names)
+            except ValueError as exc:
+                raise self.error((*path, "allow_hosts"), str(exc)) from None
         if "host" in raw:
             options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1")
         if "port" in raw:

@@ -1,0 +1,201 @@
+"""The aiohttp Application: routes, the guard every request passes, and the JSON body of a write.
+
+Every answer is JSON, mistakes included (``{"error": "what is wrong"}`` with a 4xx); a failure of modbusd itself is
+a 500 with the same shape, logged once with its traceback.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import modbusd
+from modbusd import (
+    IllegalDataAddress,
+    InvalidName,
+    InvalidType,
+    InvalidValue,
+    Point,
+    Server,
+    UnknownPoint,
+    ValueType,
+    parse_typed_value,
+)
+from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
+from modbusd.web.points import Listing, Paging, describe
+
+log = logging.getLogger("modbusd.web")
+
+HEADER_TIMEOUT = 10.0  # seconds a connection may take to send a request's headers (or stay idle between requests)
+BODY_TIMEOUT = 10.0  # seconds a request's body may take to arrive once its headers have
+MAX_BODY = 64 * 1024  # bytes: a write is {"type": "string:240", "value": "…"} at most, a few hundred bytes
+WRITES = ("PUT", "POST", "PATCH", "DELETE")
+USAGE = 'expected {"value": V} or {"type": T, "value": V}, e.g. {"type": "float", "value": 21.5}'
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How long and how much a client may send, and how many points one listing answer holds."""
+
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_body: int = MAX_BODY
+    paging: Paging = field(default_factory=Paging)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Refused(Exception):
+    """A request answered with a 4xx before it reaches its handler: (status, message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MissingDependency(RuntimeError):
+    """aiohttp is not installed."""
+
+
+def aiohttp_web() -> Any:
+    """aiohttp.web, or MissingDependency: aiohttp is an optional extra."""
+    try:
+        from aiohttp import web
+    except ImportError:
+        raise MissingDependency("the HTTP control API needs aiohttp: pip install 'modbusd[http]'") from None
+    return web
+
+
+def check(request: Any, hosts: HostCheck, token: str | None) -> None:
+    """Raise Refused unless the request may go on: the Host first (a rebound name learns nothing), then the token,
+    then, for writes, where it comes from and what it carries."""
+    host = request.headers.get("Host")
+    if not hosts.allows(host):
+        raise Refused(421, f"this control API does not answer to the name {host!r}: use 127.0.0.1 or localhost, "
+                           "or allow the name with --http-allow-host (allow_hosts in [http])")  # fmt: skip
+    if token is not None and not token_matches(request.headers.get("Authorization"), token):
+        raise Refused(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+    if request.method in WRITES and request.match_info.http_exception is None:  # a route that writes
+        if not same_origin(request.headers.get("Origin"), host):
+            raise Refused(403, "writes from another web site are refused (the Origin is not this API's own)")
+        if not is_json(request.headers.get("Content-Type")):
+            raise Refused(415, "a write needs Content-Type: application/json")
+
+
+async def read_json(request: Any, limits: Limits) -> object:
+    """The body as JSON, read within the body time-out and size limit; Refused (400, 408, 413) otherwise."""
+    if request.content_length is not None and request.content_length > limits.max_body:
+        raise Refused(413, f"the body may have {limits.max_body} bytes at most")
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            raw = await request.content.read(limits.max_body + 1)
+            while len(raw) <= limits.max_body and not request.content.at_eof():
+                raw += await request.content.read(limits.max_body + 1 - len(raw))
+    except TimeoutError:
+        raise Refused(408, f"the body did not arrive within {limits.body_timeout:g} s") from None
+    if len(raw) > limits.max_body:
+        raise Refused(413, f"the body may have {limits.max_body} bytes at most")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, a 5,000-digit number, nesting past the stack
+        raise Refused(400, 'the body must be JSON such as {"type": "float", "value": 21.5}') from None
+
+
+def typed_value(body: object) -> tuple[object, str | None]:
+    """(value, type text or None) from a write's JSON body; Refused (400) for any other shape."""
+    if not isinstance(body, dict) or "value" not in body or set(body) - {"type", "value"}:
+        raise Refused(400, USAGE)
+    value, type_text = body["value"], body.get("type")
+    if type_text is not None and not isinstance(type_text, str):
+        raise Refused(400, f"type must be a text such as float, not {json.dumps(type_text)[:40]}")
+    if type_text is None and isinstance(value, str) and ":" in value:
+        try:
+            vtype, value = parse_typed_value(value)
+        except InvalidType:
+            pass  # not TYPE:VALUE after all: a text value for the point's own type
+        else:
+            type_text = str(vtype)
+    if value is None or isinstance(value, list | dict):
+        raise Refused(400, f"value must be a number, true/false or a text, not {json.dumps(value)[:40]}")
+    return value, type_text
+
+
+def make_app(
+    server: Server, *, token: str | None = None, host: str = "127.0.0.1", allow_hosts: Iterable[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Any:  # fmt: skip
+    """The aiohttp Application for `server`; run it with `HttpApi.start` or any aiohttp runner."""
+    web = aiohttp_web()
+    hosts = HostCheck.build(host, allow_hosts)
+    listing = Listing(server, limits.paging)
+
+    def error(status: int, message: str) -> Any:
+        return web.json_response({"error": message}, status=status)
+
+    @web.middleware
+    async def guard(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        try:
+            check(request, hosts, token)
+            return await handler(request)
+        except Refused as exc:
+            if exc.status in (403, 421):  # someone is trying: worth one line
+                log.warning("control API refused %s %s from %s: %s", request.method, request.path_qs[:100],
+                            request.remote, exc)  # fmt: skip
+            return error(exc.status, str(exc))
+        except UnknownPoint as exc:
+            return error(404, str(exc.args[0]) if exc.args else "unknown data point")
+        except IllegalDataAddress as exc:
+            return error(404, f"no such address in the device: {exc}")
+        except (InvalidName, InvalidType, InvalidValue) as exc:
+            return error(400, str(exc))
+        except web.HTTPException as exc:
+            return error(exc.status, exc.reason)
+        except Exception:  # modbusd's own bug: one traceback, a JSON 500, and the API goes on
+            log.exception("control API failed on %s %s", request.method, request.path_qs[:100])
+            return error(500, "modbusd failed on this request; its log has the details")
+
+    def lookup(text: str, type_text: str | None) -> tuple[Point, ValueType]:
+        point = server.locate(text)[1]
+        return point, (point.type if not type_text else ValueType.parse(type_text))
+
+    async def list_points(request: Any) -> Any:
+        try:
+            offset, limit = limits.paging.parse(request.query.get("offset"), request.query.get("limit"))
+        except ValueError as exc:
+            raise Refused(400, str(exc)) from None
+        return web.json_response(await listing.page(offset, limit))
+
+    async def read_point(request: Any) -> Any:
+        text = request.match_info["point"]
+        point, vtype = lookup(text, request.query.get("type"))
+        return web.json_response(describe(point, vtype, server.read(text, vtype)))
+
+    async def write_point(request: Any) -> Any:
+        text = request.match_info["point"]
+        value, type_text = typed_value(await read_json(request, limits))
+        point, vtype = lookup(text, type_text)
+        if isinstance(value, bool) and vtype.kind.value != "bit":
+            raise Refused(400, f"{vtype} takes a number or a text, not {json.dumps(value)}")
+        if isinstance(value, float) and value.is_integer() and vtype.kind.value not in ("float", "double"):
+            value = int(value)
+        server.write(text, value, vtype)  # type: ignore[arg-type]  # a JSON scalar: the type's parser checks it
+        return web.json_response(describe(point, vtype, server.read(text, vtype)))
+
+    async def counters(_request: Any) -> Any:
+        return web.json_response(server.counters())
+
+    async def index(_request: Any) -> Any:
+        return web.json_response({"modbusd": modbusd.__version__,
+                                  "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T",
+                                                "PUT /points/{point}", "GET /counters"]})  # fmt: skip
+
+    app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
+    app.router.add_get("/", index)
+    app.router.add_get("/points", list_points)
+    app.router.add_get("/points/{point}", read_point)
+    app.router.add_put("/points/{point}", write_point)
+    app.router.add_get("/counters", counters)
+    return app
