@@ -1,7 +1,7 @@
 """RTU framing: CRC, lengths by function code, silence, resynchronisation."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modbusd.protocol.adu import Adu
@@ -14,29 +14,76 @@ from modbusd.protocol.rtu import (
     silent_intervals,
     with_crc,
 )
-from tests.strategies import split_at
+from tests.strategies import rtu_frame, serial_requests, split_anywhere
 
-# Seed 002's address change: a write of 2 to holding register 0x07D0 sent to address 0xFF, and the answer
-# from the device's old address 1.
-SEED_002_REQUEST = bytes.fromhex("FF 06 07D0 0002 1D58")
-SEED_002_RESPONSE = bytes.fromhex("01 06 07D0 0002 0886")
+# A device's address change, as a published RTU trace shows it: a write of 2 to holding register 0x07D0 sent to
+# address 0xFF, and the answer from the device's old address 1.
+ADDRESS_CHANGE_REQUEST = bytes.fromhex("FF 06 07D0 0002 1D58")
+ADDRESS_CHANGE_RESPONSE = bytes.fromhex("01 06 07D0 0002 0886")
 
 
-def test_crc_matches_seed_002_frames() -> None:
-    assert with_crc(SEED_002_REQUEST[:-2]) == SEED_002_REQUEST
-    assert with_crc(SEED_002_RESPONSE[:-2]) == SEED_002_RESPONSE
+def test_crc_matches_known_address_change_frames() -> None:
+    assert with_crc(ADDRESS_CHANGE_REQUEST[:-2]) == ADDRESS_CHANGE_REQUEST
+    assert with_crc(ADDRESS_CHANGE_RESPONSE[:-2]) == ADDRESS_CHANGE_RESPONSE
     assert crc16(b"") == 0xFFFF
 
 
 def test_crc_of_a_frame_with_its_crc_is_zero() -> None:
-    assert crc_ok(SEED_002_REQUEST)
-    assert not crc_ok(SEED_002_REQUEST[:-1] + b"\x00")
+    assert crc_ok(ADDRESS_CHANGE_REQUEST)
+    assert not crc_ok(ADDRESS_CHANGE_REQUEST[:-1] + b"\x00")
+
+
+CRC_FRAMES = [  # framed by their length (FC06, FC03, FC15) and by the silence (FC08)
+    ADDRESS_CHANGE_REQUEST,
+    rtu_frame(0x01, bytes.fromhex("03 0000 000A")),
+    rtu_frame(0x11, bytes.fromhex("0F 0013 000A 02 CD01")),
+    rtu_frame(0x01, bytes.fromhex("08 0000 A537")),
+]
+
+
+def flipped(frame: bytes, bit: int) -> bytes:
+    """`frame` with one bit changed, counting from the first byte's LSB."""
+    return changed(frame, bit // 8, 1 << (bit % 8))
+
+
+def changed(frame: bytes, index: int, error: int) -> bytes:
+    broken = bytearray(frame)
+    broken[index] ^= error
+    return bytes(broken)
+
+
+@pytest.mark.parametrize("frame", CRC_FRAMES, ids=lambda f: f.hex(" "))
+def test_rtu_framer_discards_every_error_in_either_crc_byte(frame: bytes) -> None:
+    """Both CRC bytes count, every bit of each: each of the 255 wrong values of the low byte and of the high byte
+    (the 16 single-bit errors among them) is thrown away at the silence, and the line goes on."""
+    for index in (len(frame) - 2, len(frame) - 1):
+        for error in range(1, 256):
+            reasons: list[str] = []
+            framer = RtuFramer(on_discard=reasons.append)
+            broken = changed(frame, index, error)
+            what = f"CRC byte {index - len(frame) + 2} XOR {error:02X}"
+            assert not crc_ok(broken), what
+            assert framer.feed(broken) == [] and framer.end_of_frame() == [], what
+            assert len(reasons) == 1 and "CRC" in reasons[0], what
+            assert framer.feed(frame) + framer.end_of_frame() == [Adu(0, 0, frame[0], frame[1:-2])], what
+
+
+@given(serial_requests(), st.data())
+def test_crc_catches_any_single_bit_error_in_a_frame_of_any_function(
+    request: tuple[int, bytes], data: st.DataObject
+) -> None:
+    """CRC-16 detects every single-bit error (§6.2.2) anywhere; the framer throws a frame with a broken CRC away."""
+    frame = rtu_frame(*request)
+    assert not crc_ok(flipped(frame, data.draw(st.integers(0, 8 * len(frame) - 1), label="any bit")))
+    framer = RtuFramer()
+    crc_bit = data.draw(st.integers(8 * len(frame) - 16, 8 * len(frame) - 1), label="a CRC bit")
+    assert framer.feed(flipped(frame, crc_bit)) + framer.end_of_frame() == []
 
 
 def test_rtu_framer_frames_a_known_length_request_without_waiting_for_silence() -> None:
     framer = RtuFramer()
-    assert framer.feed(SEED_002_REQUEST[:5]) == []
-    assert framer.feed(SEED_002_REQUEST[5:]) == [Adu(0, 0, 0xFF, bytes.fromhex("06 07D0 0002"))]
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[:5]) == []
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[5:]) == [Adu(0, 0, 0xFF, bytes.fromhex("06 07D0 0002"))]
     assert framer.pending == b""
 
 
@@ -46,20 +93,36 @@ def test_rtu_framer_frames_back_to_back_requests() -> None:
     assert [adu.unit_id for adu in RtuFramer().feed(a + b)] == [1, 2]
 
 
-@given(st.lists(st.integers(0, 300)))
-def test_rtu_framer_any_split_gives_the_same_frames(cuts: list[int]) -> None:
-    stream = b"".join(
-        with_crc(bytes.fromhex(h))
-        for h in (
-            "01 03 0000 000A",
-            "11 0F 0013 000A 02 CD01",
-            "05 17 0003 0006 000E 0003 06 00FF 00FF 00FF",
-            "01 2B 0E 01 00",
-        )
-    )
+KNOWN_LENGTH = serial_requests().filter(lambda request: request[1][0] not in (8,) and request[1][0] < 0x41)
+
+
+@settings(max_examples=60)
+@given(st.lists(KNOWN_LENGTH, max_size=5).flatmap(
+    lambda frames: st.tuples(st.just(frames), split_anywhere(st.just(b"".join(rtu_frame(*f) for f in frames))))
+))  # fmt: skip
+def test_rtu_framer_frames_back_to_back_requests_of_known_length_split_anywhere(
+    case: tuple[list[tuple[int, bytes]], tuple[bytes, list[bytes]]],
+) -> None:
+    """No silence at all (RTU over TCP, a pseudo-terminal): the function code says where each request ends."""
+    frames, (_, pieces) = case
     framer = RtuFramer()
-    adus = [adu for part in split_at(stream, cuts) for adu in framer.feed(part)]
-    assert [adu.unit_id for adu in adus] == [1, 0x11, 5, 1]
+    assert [adu for piece in pieces for adu in framer.feed(piece)] == [Adu(0, 0, u, pdu) for u, pdu in frames]
+    assert framer.pending == b""
+
+
+@settings(max_examples=60)
+@given(st.lists(serial_requests(), min_size=1, max_size=5), st.data())
+def test_rtu_framer_frames_every_request_split_anywhere_with_a_silence_after_each(
+    frames: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    """As on a line: t3.5 of silence (`end_of_frame`) after each frame, which is what ends FC08 and unknown codes."""
+    framer = RtuFramer()
+    got: list[Adu] = []
+    for unit, pdu in frames:
+        for piece in data.draw(split_anywhere(st.just(rtu_frame(unit, pdu))))[1]:
+            got += framer.feed(piece)
+        got += framer.end_of_frame()
+    assert got == [Adu(0, 0, unit, pdu) for unit, pdu in frames]
 
 
 def test_rtu_framer_waits_for_silence_when_the_length_is_unknown() -> None:
@@ -72,18 +135,18 @@ def test_rtu_framer_waits_for_silence_when_the_length_is_unknown() -> None:
 def test_rtu_framer_discards_a_bad_crc_at_the_silence_and_says_why() -> None:
     reasons: list[str] = []
     framer = RtuFramer(on_discard=reasons.append)
-    assert framer.feed(SEED_002_REQUEST[:-1] + b"\x00") == []
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[:-1] + b"\x00") == []
     assert framer.end_of_frame() == []
     assert len(reasons) == 1 and "CRC" in reasons[0]
-    assert framer.feed(SEED_002_REQUEST) != []  # the line goes on
+    assert framer.feed(ADDRESS_CHANGE_REQUEST) != []  # the line goes on
 
 
 def test_rtu_framer_drops_a_frame_broken_by_a_gap() -> None:
     reasons: list[str] = []
     framer = RtuFramer(on_discard=reasons.append)
-    framer.feed(SEED_002_REQUEST[:4])
+    framer.feed(ADDRESS_CHANGE_REQUEST[:4])
     framer.gap()
-    assert framer.feed(SEED_002_REQUEST[4:]) == []
+    assert framer.feed(ADDRESS_CHANGE_REQUEST[4:]) == []
     assert len(reasons) == 1 and "1.5" in reasons[0]
 
 
@@ -105,7 +168,7 @@ def test_rtu_framer_discards_endless_bytes_past_the_largest_frame() -> None:
 
 
 def test_rtu_framer_answers_from_the_address_asked() -> None:
-    assert RtuFramer().frame(Adu(0, 0, 1, b""), bytes.fromhex("06 07D0 0002")) == SEED_002_RESPONSE
+    assert RtuFramer().frame(Adu(0, 0, 1, b""), bytes.fromhex("06 07D0 0002")) == ADDRESS_CHANGE_RESPONSE
 
 
 def test_request_length_by_function_code() -> None:
