@@ -4,7 +4,7 @@ Every strategy builds messages inside the specification's limits, so `decode_req
 must hold for all of them; tests that want out-of-range messages build those by hand.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import pairwise
 
 from hypothesis import strategies as st
@@ -271,3 +271,15 @@ def serial_requests() -> st.SearchStrategy[tuple[int, bytes]]:
     at a silence on RTU, and are answered with exception 01)."""
     unknown = st.tuples(st.integers(0x41, 0x48), st.binary(max_size=20)).map(lambda t: bytes((t[0],)) + t[1])
     return st.tuples(unit_ids, requests().map(encode_request) | unknown)
+
+
+Frames = list[tuple[int, bytes]]
+
+
+def split_frames(
+    encode: Callable[[int, bytes], bytes], frames: st.SearchStrategy[Frames]
+) -> st.SearchStrategy[tuple[Frames, list[bytes]]]:
+    """(unit id, PDU) pairs, and their frames back to back as `encode` writes them, cut anywhere."""
+    return frames.flatmap(
+        lambda fs: split_anywhere(st.just(b"".join(encode(u, p) for u, p in fs))).map(lambda cut: (fs, cut[1]))
+    )

@@ -14,7 +14,7 @@ from modbusd.protocol.rtu import (
     silent_intervals,
     with_crc,
 )
-from tests.strategies import rtu_frame, serial_requests, split_anywhere
+from tests.strategies import rtu_frame, serial_requests, split_anywhere, split_frames
 
 # A device's address change, as a published RTU trace shows it: a write of 2 to holding register 0x07D0 sent to
 # address 0xFF, and the answer from the device's old address 1.
@@ -97,14 +97,12 @@ KNOWN_LENGTH = serial_requests().filter(lambda request: request[1][0] not in (8,
 
 
 @settings(max_examples=60)
-@given(st.lists(KNOWN_LENGTH, max_size=5).flatmap(
-    lambda frames: st.tuples(st.just(frames), split_anywhere(st.just(b"".join(rtu_frame(*f) for f in frames))))
-))  # fmt: skip
+@given(split_frames(rtu_frame, st.lists(KNOWN_LENGTH, max_size=5)))
 def test_rtu_framer_frames_back_to_back_requests_of_known_length_split_anywhere(
-    case: tuple[list[tuple[int, bytes]], tuple[bytes, list[bytes]]],
+    case: tuple[list[tuple[int, bytes]], list[bytes]],
 ) -> None:
     """No silence at all (RTU over TCP, a pseudo-terminal): the function code says where each request ends."""
-    frames, (_, pieces) = case
+    frames, pieces = case
     framer = RtuFramer()
     assert [adu for piece in pieces for adu in framer.feed(piece)] == [Adu(0, 0, u, pdu) for u, pdu in frames]
     assert framer.pending == b""
