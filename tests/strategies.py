@@ -266,11 +266,15 @@ def ascii_frame(unit_id: int, pdu: bytes) -> bytes:
     return b":" + (body + bytes(((-sum(body)) & 0xFF,))).hex().upper().encode() + b"\r\n"
 
 
-def serial_requests() -> st.SearchStrategy[tuple[int, bytes]]:
-    """(unit id, request PDU): every request type, plus PDUs of function codes nobody implements (they end only
-    at a silence on RTU, and are answered with exception 01)."""
-    unknown = st.tuples(st.integers(0x41, 0x48), st.binary(max_size=20)).map(lambda t: bytes((t[0],)) + t[1])
-    return st.tuples(unit_ids, requests().map(encode_request) | unknown)
+@st.composite
+def serial_requests(draw: st.DrawFn) -> tuple[int, bytes]:
+    """(unit id, request PDU): every request type, and as often PDUs of function codes nobody implements (they
+    end only at a silence on RTU, and are answered with exception 01), up to the longest PDU (253 bytes)."""
+    unit_id = draw(unit_ids)
+    if draw(st.booleans()):
+        return unit_id, encode_request(draw(requests()))
+    size = draw(st.sampled_from([0, 1, 251, 252]) | st.integers(0, 252))
+    return unit_id, bytes((draw(st.integers(0x41, 0x48)),)) + draw(st.binary(min_size=size, max_size=size))
 
 
 Frames = list[tuple[int, bytes]]

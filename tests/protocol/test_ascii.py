@@ -40,6 +40,16 @@ def test_ascii_framer_writes_any_pdu_as_the_spec_spells_it(frame: tuple[int, byt
     assert AsciiFramer().frame(Adu(0, 0, unit, b""), pdu) == ascii_frame(unit, pdu)
 
 
+def test_ascii_framer_takes_the_longest_frame_and_drops_one_byte_more() -> None:
+    """513 characters: ':', 2 × (address + 253-byte PDU + LRC), CR LF (Modbus over Serial Line §2.5.2.1)."""
+    longest = ascii_frame(1, b"\x41" + bytes(range(252)))
+    assert len(longest) == 513
+    assert AsciiFramer().feed(longest) == [Adu(0, 0, 1, b"\x41" + bytes(range(252)))]
+    reasons: list[str] = []
+    assert AsciiFramer(on_discard=reasons.append).feed(ascii_frame(1, b"\x41" + bytes(range(253)))) == []
+    assert len(reasons) == 1
+
+
 def test_ascii_framer_discards_a_bad_lrc() -> None:
     reasons: list[str] = []
     assert AsciiFramer(on_discard=reasons.append).feed(b":F7031389000A61\r\n") == []

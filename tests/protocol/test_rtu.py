@@ -158,6 +158,14 @@ def test_rtu_framer_with_resync_finds_the_next_good_frame_after_garbage() -> Non
     assert framer.feed(unknown) == [Adu(0, 0, 1, bytes.fromhex("42 0102"))]  # answered with exception 01
 
 
+def test_rtu_framer_takes_the_longest_frame_at_the_silence() -> None:
+    """256 bytes: address, a 253-byte PDU, CRC (Modbus over Serial Line §2.5.1)."""
+    pdu = b"\x41" + bytes(range(252))
+    framer = RtuFramer()
+    assert framer.feed(rtu_frame(7, pdu)) == []
+    assert framer.end_of_frame() == [Adu(0, 0, 7, pdu)]
+
+
 def test_rtu_framer_discards_endless_bytes_past_the_largest_frame() -> None:
     reasons: list[str] = []
     framer = RtuFramer(on_discard=reasons.append)
