@@ -566,7 +566,7 @@ def test_handler_gives_no_answer_to_an_empty_pdu() -> None:
     assert handler.respond(Device(), b"") is None
 
 
-# ------------------------------------------------------------------------ seed 002's address register
+# ------------------------------------------------------------- the address register of a published trace
 
 
 @pytest.mark.parametrize(

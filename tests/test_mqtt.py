@@ -85,7 +85,7 @@ def test_mqtt_client_write_is_published_retained_with_the_event(broker: Mosquitt
                 async with Watcher(broker.port, "modbusd/#") as watcher:
                     assert not (await client.write_registers(100, [0x41AC, 0x0000], device_id=3)).isError()  # 21.5
                     assert not (await client.write_coil(5, True, device_id=3)).isError()
-                    assert not (await client.write_register(7, 0x0400, device_id=3)).isError()  # seed 003's bit 3
+                    assert not (await client.write_register(7, 0x0400, device_id=3)).isError()  # HSYCO's bit 3
                     await until(lambda: watcher.on("modbusd/3/hr/7.3"), what="the bit's event")
                     event = watcher.on("modbusd/3/hr/100")[0]
                     assert event["value"] == 21.5 and event["previous"] == 0.0 and event["type"] == "float"

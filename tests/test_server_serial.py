@@ -285,10 +285,10 @@ def test_rtu_frame_with_a_gap_longer_than_1_5_characters_is_discarded(
     assert line.read(8) == request
 
 
-# ------------------------------------------------------------------------------ seed 002's address change
+# ------------------------------------------------------------------------------ a published trace's address change
 
 
-def test_seed_002_address_change_byte_for_byte(
+def test_address_change_byte_for_byte(
     serve_line: Callable[..., tuple[Server, PtyPair]], open_line: Callable[..., Line]
 ) -> None:
     server, pair = serve_line("rtu", Device(address_register=0x07D0))

@@ -6,7 +6,7 @@ the bytes within a register high byte first, so BADC and DCBA have no pymodbus s
 the two bytes of every register itself (BADC = ABCD byte-swapped, DCBA = CDAB byte-swapped) and then lets pymodbus
 decode with big/little word order: pymodbus still does the arithmetic, only the byte swap is ours.
 
-pymodbus's DATATYPE.BITS lists a register's bits from the LSB of its first byte, so its index i is seed 003's
+pymodbus's DATATYPE.BITS lists a register's bits from the LSB of its first byte, so its index i is HSYCO's
 ``hr.<n>`` with n = i + 1: an independent check of our bit numbering.
 """
 

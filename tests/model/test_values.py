@@ -1,4 +1,4 @@
-"""Typed values: every type × every order through a real WordTable, range ends, known byte patterns, seed 003's bits."""
+"""Typed values: every type × every order through a real WordTable, range ends, known byte patterns, HSYCO's bits."""
 
 import math
 import struct
@@ -356,13 +356,13 @@ def test_integer_range_ends_are_accepted_and_one_past_is_rejected(vtype: ValueTy
     ],
     ids=str,
 )
-def test_integer_ranges_are_seed_003s(vtype: ValueType, low: int, high: int) -> None:
+def test_integer_ranges_are_hsycos(vtype: ValueType, low: int, high: int) -> None:
     assert integer_range(vtype) == (low, high)
 
 
 def test_float_ends_are_accepted_and_beyond_them_rejected() -> None:
     largest = struct.unpack(">f", bytes.fromhex("7F7FFFFF"))[0]
-    smallest = struct.unpack(">f", bytes.fromhex("00000001"))[0]  # 2**-149, seed 003's lower end
+    smallest = struct.unpack(">f", bytes.fromhex("00000001"))[0]  # 2**-149, the lower end HSYCO gives
     for value in (largest, -largest, smallest, -smallest):
         assert decode(FLOAT, encode(FLOAT, value)) == value
     assert encode(FLOAT, largest).hex().upper() == "7F7FFFFF"
@@ -528,16 +528,16 @@ def test_parse_typed_value_rejects(text: str, error: type[Exception], message: s
         parse_typed_value(text)
 
 
-# ---------------------------------------------------------------------------------------- bits (seed 003)
+# ---------------------------------------------------------------------------------------- bits (HSYCO's)
 
 # n -> the register value with only that bit set: n=1 is the LSB of the first (high) byte, n=16 the MSB of the second
-SEED_003_BITS = [
+HSYCO_BITS = [
     (1, 0x0100), (2, 0x0200), (7, 0x4000), (8, 0x8000), (9, 0x0001), (10, 0x0002), (15, 0x0040), (16, 0x0080),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("n", "register"), SEED_003_BITS)
-def test_register_bit_n_follows_seed_003(n: int, register: int) -> None:
+@pytest.mark.parametrize(("n", "register"), HSYCO_BITS)
+def test_register_bit_n_follows_hsyco(n: int, register: int) -> None:
     assert 1 << register_bit(n) == register
     table = WordTable(2)
     write_bit_of_register(table, 1, n, True)

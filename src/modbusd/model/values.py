@@ -1,4 +1,4 @@
-"""Typed values in registers and bits: seed 003's types × the four word/byte orders. Sans-I/O: bytes in, bytes out.
+"""Typed values in registers and bits: HSYCO's types × the four word/byte orders. Sans-I/O: bytes in, bytes out.
 
 Register types (a value spans `ValueType.registers` consecutive registers):
 
@@ -19,10 +19,10 @@ hex:N      N          bytes                               exactly 2N raw bytes
 bits       1          str of 16 '0'/'1'                   the register's bits, leftmost the MSB (bit 15)
 =========  =========  ==================================  ==================================================
 
-Coil and discrete-input types (seed 003): ``bit`` (``0/1/false/true/off/on``) and ``bits:<0|1|-…>`` (several
+Coil and discrete-input types (HSYCO's): ``bit`` (``0/1/false/true/off/on``) and ``bits:<0|1|-…>`` (several
 consecutive bits from the address, leftmost first); see `read_bit_value` / `write_bit_value`.
 
-Choices the seeds leave open:
+Choices HSYCO's documentation leaves open:
 
 - Out of range is `InvalidValue` (a `ValueError`), never a wrap: a value that does not fit is the program's or the
   user's mistake, not a client's, so it is not `IllegalDataValue` (which a session would answer with exception 03).
@@ -55,7 +55,7 @@ DCBA   BA                  DC BA               HG FE DC BA
 of the registers as they are stored, so the order does not apply to them. In pymodbus's converters, word_order="big"
 is ABCD and word_order="little" is CDAB (for every width, strings too); BADC and DCBA have no pymodbus spelling.
 
-Single bits of a register (seed 003's ``unitid.address.hr.<n>``, n = 1 … 16) count from the LSB of the first byte,
+Single bits of a register (HSYCO's ``unitid.address.hr.<n>``, n = 1 … 16) count from the LSB of the first byte,
 which is the register's high byte on the wire. In terms of the register value's bit numbers (0 = least
 significant), `register_bit(n)`:
 
@@ -162,7 +162,7 @@ class ValueType:
     def registers(self) -> int:
         """Registers one value occupies (what `read_value` reads); 0 for ``bit``, which lives in bit tables.
 
-        Bare ``hex`` reads one register, as seed 003's ``subscribe:hex`` does, but writes any whole number.
+        Bare ``hex`` reads one register, as HSYCO's ``subscribe:hex`` does, but writes any whole number.
         """
         if self.kind is Kind.BIT:
             return 0
@@ -298,7 +298,7 @@ def _encode_bits(value: Value) -> bytes:
 
 
 def parse_bit(text: str) -> bool:
-    """Seed 003's ``bit`` values: 0/1/false/true/off/on, any case."""
+    """HSYCO's ``bit`` values: 0/1/false/true/off/on, any case."""
     try:
         return _BIT_WORDS[text.strip().lower()]
     except KeyError:
@@ -306,7 +306,7 @@ def parse_bit(text: str) -> bool:
 
 
 def parse_bit_string(text: str) -> str:
-    """``1010-0000`` → ``10100000``: '-' skipped (seed 003), at least one bit, nothing but 0, 1 and '-'."""
+    """``1010-0000`` → ``10100000``: '-' skipped (as HSYCO's), at least one bit, nothing but 0, 1 and '-'."""
     bits = text.strip().replace("-", "")
     bad = sorted(set(bits) - {"0", "1"})
     if bad:
@@ -442,7 +442,7 @@ def write_value(
 
 
 def register_bit(n: int) -> int:
-    """Seed 003's ``hr.<n>`` (1 … 16, from the LSB of the first byte) → the register value's bit number (0 = LSB)."""
+    """HSYCO's ``hr.<n>`` (1 … 16, from the LSB of the first byte) → the register value's bit number (0 = LSB)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 16:
         raise InvalidValue(
             f"register bit {n!r} outside 1..16 (1 is the LSB of the first byte, 16 the MSB of the second)"
