@@ -23,8 +23,8 @@ from tests.test_cli_config import modbusd_cli
 from tests.test_mqtt import HOST, TIMEOUT, Watcher, modbus, until
 
 ENDS: list[tuple[ValueType, str, str]] = [p.values for p in TEXTS if p.values[0] in (FLOAT, DOUBLE)]  # type: ignore[misc]  # (type, registers hex, text)
-ADDRESS = {FLOAT: 100, DOUBLE: 200}  # where a client writes each type; the bridge publishes both
-SET_ADDRESS = 300  # where MQTT sets land
+FIRST = 100  # case i is written by a client at FIRST + 4 i, and set over MQTT at SET + 4 i
+SET = 300
 
 
 def as_json(vtype: ValueType, hex_text: str, text: str) -> object:
@@ -47,46 +47,53 @@ def registers(hex_text: str) -> list[int]:
 
 
 def test_float_and_double_ends_are_shown_by_the_control_api_get_and_mqtt(broker: Mosquitto) -> None:
+    cases = [(vtype, hex_text, text, as_json(vtype, hex_text, text), 4 * i) for i, (vtype, hex_text, text) in
+             enumerate(ENDS)]  # fmt: skip
+
     async def main() -> None:
         server = Server(Device(), host=HOST, port=free_port())
         await server.start()
         api = await HttpApi.start(server, host=HOST, port=0)
-        bridge = await MqttBridge.start(server, HOST, broker.port, points=["100.hr:float", "200.hr:double"],
-                                        min_backoff=0.1)  # fmt: skip
+        points = [f"{FIRST + offset}.hr:{vtype}" for vtype, *_, offset in cases]
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=points, min_backoff=0.1)
         client = await modbus(server.port)
         try:
             await until(lambda: bridge.connected, what="the bridge's connection")
             async with Watcher(broker.port, "modbusd/#") as watcher, \
                     aiomqtt.Client(HOST, broker.port, timeout=5) as publisher, \
                     aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:  # fmt: skip
-                for vtype, hex_text, text in ENDS:
-                    topic, value = f"modbusd/1/hr/{ADDRESS[vtype]}", as_json(vtype, hex_text, text)
-                    seen = len(watcher.on(topic))
-                    written = await client.write_registers(ADDRESS[vtype], registers(hex_text), device_id=1)
-                    assert not written.isError()
-                    url = f"http://{HOST}:{api.port}/points/1.{ADDRESS[vtype]}.hr?type={vtype}"
+                for _, hex_text, _, _, offset in cases:  # a client writes the bits
+                    assert not (
+                        await client.write_registers(FIRST + offset, registers(hex_text), device_id=1)
+                    ).isError()
+                for vtype, hex_text, text, value, offset in cases:  # the control API shows them
+                    url = f"http://{HOST}:{api.port}/points/1.{FIRST + offset}.hr?type={vtype}"
                     async with http.get(url) as response:
                         assert response.status == 200, (text, await response.text())
                         answer = await response.json()
                     assert answer["text"] == text and same(answer["value"], value), (hex_text, answer)
-                    await until(lambda: any(same(e["value"], value) for e in watcher.on(topic)[seen:]),  # noqa: B023  # awaited here
-                                what=f"the event for {hex_text}")  # fmt: skip
+                await until(lambda: all(watcher.on(f"modbusd/1/hr/{FIRST + c[4]}") for c in cases), what="the events")
+                for vtype, hex_text, _, value, offset in cases:  # the bridge publishes them
+                    (event,) = watcher.on(f"modbusd/1/hr/{FIRST + offset}")
+                    assert same(event["value"], value) and event["type"] == str(vtype), (hex_text, event)
 
-                    seen = len(watcher.on(f"modbusd/1/hr/{SET_ADDRESS}"))
-                    await publisher.publish(f"modbusd/1/hr/{SET_ADDRESS}/set", f"{vtype}:{text}", qos=1)
-                    await until(lambda: len(watcher.on(f"modbusd/1/hr/{SET_ADDRESS}")) > seen,  # noqa: B023  # awaited here
-                                what=f"the state after setting {text}")  # fmt: skip
-                    state = watcher.on(f"modbusd/1/hr/{SET_ADDRESS}")[seen]
-                    assert same(state["value"], value) and state["type"] == str(vtype), state
-                    got = await client.read_holding_registers(SET_ADDRESS, count=vtype.registers, device_id=1)
+                for vtype, _, text, _, offset in cases:  # and takes their text back in a set
+                    await publisher.publish(f"modbusd/1/hr/{SET + offset}/set", f"{vtype}:{text}", qos=1)
+                await until(lambda: all(watcher.on(f"modbusd/1/hr/{SET + c[4]}") for c in cases), what="the sets")
+                for vtype, hex_text, text, value, offset in cases:
+                    (state,) = watcher.on(f"modbusd/1/hr/{SET + offset}")
+                    assert same(state["value"], value) and state["type"] == str(vtype), (text, state)
+                    got = await client.read_holding_registers(SET + offset, count=vtype.registers, device_id=1)
                     assert got.registers == registers(hex_text), text
                 assert bridge.errors == 0
 
-                await client.write_registers(ADDRESS[FLOAT], registers("7F7FFFFF"), device_id=1)
-                await client.write_registers(ADDRESS[DOUBLE], registers("4034000000000000"), device_id=1)  # 20.0
-                for point, vtype, shown in (("1.100.hr", "float", "3.4028235e+38"), ("1.200.hr", "double", "20.0")):
-                    result = await asyncio.to_thread(modbusd_cli, "get", "--http", str(api.port), point, vtype)
-                    assert (result.returncode, result.stdout, result.stderr) == (0, f"{shown}\n", "")
+                shown_by_get = [
+                    c for c in cases if c[2] in ("3.4028235e+38", "20.0")
+                ]  # float FLT_MAX, 20.0, double 20.0
+                for vtype, _, text, _, offset in shown_by_get:
+                    point = f"1.{FIRST + offset}.hr"
+                    result = await asyncio.to_thread(modbusd_cli, "get", "--http", str(api.port), point, str(vtype))
+                    assert (result.returncode, result.stdout, result.stderr) == (0, f"{text}\n", "")
         finally:
             client.close()
             await bridge.stop()
