@@ -4,7 +4,7 @@ Every strategy builds messages inside the specification's limits, so `decode_req
 must hold for all of them; tests that want out-of-range messages build those by hand.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import pairwise
 
 from hypothesis import strategies as st
@@ -53,6 +53,7 @@ from modbusd.protocol.pdu import (
     WriteSingleCoil,
     WriteSingleRegister,
     encode_request,
+    encode_response,
 )
 
 addresses = st.integers(0, 0xFFFF)
@@ -189,7 +190,16 @@ def fuzz_pdus() -> st.SearchStrategy[bytes]:
 
 # ------------------------------------------------------------------------------------------------ MBAP
 
-pdus = st.binary(min_size=1, max_size=253)
+
+def pdus_of_every_kind() -> st.SearchStrategy[bytes]:
+    """PDUs of every function code and length: every request and response type as encoded, and raw PDUs of any
+    first byte, with the lengths at the limits (1 and 253 bytes, Application Protocol §4.1) drawn on purpose."""
+    sizes = st.sampled_from([1, 2, 3, 252, 253]) | st.integers(1, 253)
+    raw = sizes.flatmap(lambda n: st.binary(min_size=n, max_size=n))
+    return st.one_of(requests().map(encode_request), responses().map(encode_response), raw)
+
+
+pdus = pdus_of_every_kind()
 
 
 def adus(protocol_ids: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[Adu]:
@@ -219,3 +229,61 @@ def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     """
     points = sorted({min(max(cut, 0), len(data)) for cut in cuts} | {0, len(data)})
     return [data[start:end] for start, end in pairwise(points)]
+
+
+@st.composite
+def split_anywhere(draw: st.DrawFn, streams: st.SearchStrategy[bytes]) -> tuple[bytes, list[bytes]]:
+    """A stream and its pieces, cut anywhere inside it: at random places, or (one time in eight) at every byte."""
+    stream = draw(streams)
+    if draw(st.integers(0, 7)) == 0:
+        return stream, split_at(stream, range(len(stream)))
+    return stream, split_at(stream, draw(st.lists(st.integers(0, len(stream)), max_size=30)))
+
+
+# ------------------------------------------------------------------------------------------ serial lines
+
+unit_ids = st.integers(0, 247)  # 0 is broadcast; 248..255 are reserved (Modbus over Serial Line §2.2)
+
+
+def crc16_reference(data: bytes) -> int:
+    """CRC-16/MODBUS bit by bit, as Modbus over Serial Line §6.2.2 describes it: written out here, not imported."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def rtu_frame(unit_id: int, pdu: bytes) -> bytes:
+    """Address, PDU, CRC low byte first (§2.5.1)."""
+    return bytes((unit_id,)) + pdu + crc16_reference(bytes((unit_id,)) + pdu).to_bytes(2, "little")
+
+
+def ascii_frame(unit_id: int, pdu: bytes) -> bytes:
+    """':', the hex pairs of address, PDU and LRC (the two's complement of the byte sum, §6.2.1), CR LF."""
+    body = bytes((unit_id,)) + pdu
+    return b":" + (body + bytes(((-sum(body)) & 0xFF,))).hex().upper().encode() + b"\r\n"
+
+
+@st.composite
+def serial_requests(draw: st.DrawFn) -> tuple[int, bytes]:
+    """(unit id, request PDU): every request type, and as often PDUs of function codes nobody implements (they
+    end only at a silence on RTU, and are answered with exception 01), up to the longest PDU (253 bytes)."""
+    unit_id = draw(unit_ids)
+    if draw(st.booleans()):
+        return unit_id, encode_request(draw(requests()))
+    size = draw(st.sampled_from([0, 1, 251, 252]) | st.integers(0, 252))
+    return unit_id, bytes((draw(st.integers(0x41, 0x48)),)) + draw(st.binary(min_size=size, max_size=size))
+
+
+Frames = list[tuple[int, bytes]]
+
+
+def split_frames(
+    encode: Callable[[int, bytes], bytes], frames: st.SearchStrategy[Frames]
+) -> st.SearchStrategy[tuple[Frames, list[bytes]]]:
+    """(unit id, PDU) pairs, and their frames back to back as `encode` writes them, cut anywhere."""
+    return frames.flatmap(
+        lambda fs: split_anywhere(st.just(b"".join(encode(u, p) for u, p in fs))).map(lambda cut: (fs, cut[1]))
+    )

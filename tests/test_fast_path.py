@@ -2,6 +2,7 @@
 
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,22 +25,34 @@ def reference(pdu: bytes) -> bytes:
         return exception_pdu(pdu[0], exc.code)
 
 
-register_reads = st.builds(
-    lambda fc, address, quantity: struct.pack(">BHH", fc, address, quantity),
-    st.sampled_from([3, 4]),
-    st.one_of(st.integers(0, 1100), st.integers(0, 0xFFFF)),
-    st.one_of(st.integers(0, 130), st.integers(0, 0xFFFF)),
-)
+@st.composite
+def register_reads(draw: st.DrawFn, ends: dict[int, list[int]]) -> bytes:
+    """FC03/FC04 reads, mostly aimed so that address + quantity lands on or beside one of `ends` (a table's end,
+    the end of a sparse range, the end of the address space), with the quantities where the limits are (0, 1,
+    125, 126); a uniform draw would almost never try `address + quantity` one past a table's end."""
+    function = draw(st.sampled_from([3, 4]))
+    quantity = draw(st.sampled_from([0, 1, 2, 124, 125, 126]) | st.integers(0, 130) | st.integers(0, 0xFFFF))
+    if draw(st.integers(0, 3)):  # three in four: at an edge
+        end = draw(st.sampled_from(ends[function])) + draw(st.integers(-2, 2))
+        address = min(max(end - quantity, 0), 0xFFFF)
+    else:
+        address = draw(st.integers(0, 0xFFFF))
+    return struct.pack(">BHH", function, address, min(quantity, 0xFFFF))
 
 
-@given(register_reads | st.binary(min_size=1, max_size=8))
+ADDRESS_SPACE_END = 0x10000
+DEVICE_ENDS = {3: [0, 1000, ADDRESS_SPACE_END], 4: [0, 300, ADDRESS_SPACE_END]}
+SPARSE_ENDS = {3: [0, 3, 10, 11, ADDRESS_SPACE_END], 4: [5, 6, ADDRESS_SPACE_END]}  # SPARSE's ranges below
+
+
+@given(register_reads(DEVICE_ENDS) | st.binary(min_size=1, max_size=8))
 def test_fast_path_answers_exactly_like_the_reference_or_defers(pdu: bytes) -> None:
     fast = read_registers_fast(DEVICE, pdu)
     if fast is not None:
         assert fast == reference(pdu)
 
 
-@given(register_reads)
+@given(register_reads(DEVICE_ENDS))
 def test_fast_path_takes_every_valid_register_read(pdu: bytes) -> None:
     if not reference(pdu)[0] & 0x80:
         assert read_registers_fast(DEVICE, pdu) is not None
@@ -69,7 +82,7 @@ SPARSE = Device(addresses={"holding_registers": [0, 1, 2, 10], "input_registers"
 SPARSE.holding_registers.set_values(0, [1, 2, 3])
 
 
-@given(register_reads)
+@given(register_reads(SPARSE_ENDS))
 def test_fast_path_never_answers_from_a_sparse_table(pdu: bytes) -> None:
     """A sparse table's gaps hold zeros in the buffer: answering from it would hide exception 02."""
     assert read_registers_fast(SPARSE, pdu) is None
@@ -80,3 +93,26 @@ def test_sparse_gap_read_answers_exception_2_through_respond() -> None:
     assert respond(SPARSE, bytes.fromhex("03 0002 0002")) == bytes.fromhex("83 02")  # crosses the gap at 3
     assert respond(SPARSE, bytes.fromhex("04 0004 0001")) == bytes.fromhex("84 02")
     assert respond(SPARSE, bytes.fromhex("04 0005 0001")) == bytes.fromhex("04 02 0000")
+
+
+FAST_PATH_EDGES = [  # (request, whether the fast path answers it); DEVICE has 1000 holding and 300 input registers
+    ("03 03E7 0001", True),  # the last register
+    ("03 03E8 0001", False),  # one past the end
+    ("03 0370 0078", True),  # 880 + 120 = 1000: up to the end
+    ("03 0371 0078", False),  # 881 + 120: one past it
+    ("04 012B 0001", True),  # the last input register
+    ("04 012C 0001", False),
+    ("04 00AF 007D", True),  # 175 + 125 = 300, the largest quantity
+    ("03 0000 007D", True),
+    ("03 0000 007E", False),  # 126: one over the limit (§6.3)
+    ("03 0000 0000", False),  # 0: below it
+    ("03 FFFF 0001", False),  # the address space's end, far past the table
+]
+
+
+@pytest.mark.parametrize(("request_hex", "fast"), FAST_PATH_EDGES)
+def test_fast_path_edges_answer_like_the_reference(request_hex: str, fast: bool) -> None:
+    pdu = bytes.fromhex(request_hex)
+    answer = read_registers_fast(DEVICE, pdu)
+    assert (answer is not None) == fast
+    assert (answer or reference(pdu)) == reference(pdu)

@@ -132,26 +132,34 @@ def test_handler_fc22_gives_the_spec_example_result(device: Device) -> None:
     assert device.holding_registers[4] == 0x17
 
 
-@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
-def test_handler_fc22_applies_the_spec_formula(current: int, and_mask: int, or_mask: int) -> None:
-    device = Device(holding_registers=1)
-    device.holding_registers[0] = current
+# FC22 (§6.16): where and_mask has a 1 the current bit stays, where it has a 0 or_mask's bit is taken. Each result
+# below is worked out by hand from that sentence, not from a formula shared with the code.
+FC22_CASES = [  # (current, and_mask, or_mask, result)
+    pytest.param(0x0012, 0x00F2, 0x0025, 0x0017, id="the spec's example"),
+    pytest.param(0x1234, 0xF0F0, 0x0000, 0x1030, id="or_mask 0: current AND and_mask"),
+    pytest.param(0x1234, 0x0000, 0xBEEF, 0xBEEF, id="and_mask 0: or_mask"),
+    pytest.param(0x1234, 0xFFFF, 0xBEEF, 0x1234, id="and_mask FFFF: unchanged, or_mask ignored"),
+    pytest.param(0xFFFF, 0x0000, 0x0000, 0x0000, id="everything cleared"),
+    pytest.param(0xA5A5, 0xFF00, 0x1234, 0xA534, id="high byte kept, low byte from or_mask"),
+    pytest.param(0xA5A5, 0x00FF, 0x1234, 0x12A5, id="low byte kept, high byte from or_mask"),
+    pytest.param(0x0F0E, 0xFFFE, 0x0001, 0x0F0F, id="set bit 0"),
+    pytest.param(0x0F0F, 0xFFFE, 0x0000, 0x0F0E, id="clear bit 0"),
+    pytest.param(0x0000, 0x7FFF, 0x8000, 0x8000, id="set bit 15"),
+    pytest.param(0xFFFF, 0x7FFF, 0x0000, 0x7FFF, id="clear bit 15"),
+    pytest.param(0x0000, 0xFF00, 0xFFFF, 0x00FF, id="or_mask bits under and_mask 1s are ignored"),
+    pytest.param(0x5555, 0x0F0F, 0xAAAA, 0xA5A5, id="interleaved nibbles"),
+]
+
+
+@pytest.mark.parametrize(("current", "and_mask", "or_mask", "result"), FC22_CASES)
+def test_handler_fc22_keeps_and_mask_bits_and_takes_or_mask_bits_elsewhere(
+    current: int, and_mask: int, or_mask: int, result: int
+) -> None:
+    device = Device(holding_registers=2)
+    device.holding_registers.set_values(0, [current, 0x7777])
     request = f"16 0000 {and_mask:04X} {or_mask:04X}"
-    assert ask(device, request) == hexb(request)
-    assert device.holding_registers[0] == (current & and_mask) | (or_mask & (~and_mask & 0xFFFF))
-
-
-@pytest.mark.parametrize(
-    ("and_mask", "or_mask", "expected"),
-    [pytest.param(0xF0F0, 0x0000, 0x1030, id="or_mask 0: current AND and_mask"),
-     pytest.param(0x0000, 0xBEEF, 0xBEEF, id="and_mask 0: or_mask"),
-     pytest.param(0xFFFF, 0xBEEF, 0x1234, id="and_mask FFFF: unchanged")],
-)  # fmt: skip
-def test_handler_fc22_special_masks_behave_as_the_spec_says(and_mask: int, or_mask: int, expected: int) -> None:
-    device = Device(holding_registers=1)
-    device.holding_registers[0] = 0x1234
-    ask(device, f"16 0000 {and_mask:04X} {or_mask:04X}")
-    assert device.holding_registers[0] == expected
+    assert ask(device, request) == hexb(request)  # the response echoes the request
+    assert device.holding_registers.values(0, 2) == [result, 0x7777]
 
 
 def test_handler_answers_fc23_write_before_read(device: Device) -> None:

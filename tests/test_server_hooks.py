@@ -50,21 +50,30 @@ def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
 class Collector:
     """A listener that keeps every event (called from the server's loop thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.before = self.published()  # events published before this listener was there
         self.events: list[WriteEvent] = []
 
     def __call__(self, event: WriteEvent) -> None:
         self.events.append(event)
 
+    def published(self) -> int:
+        return self.server.counters()["events"]["published"]  # type: ignore[index,no-any-return]  # an int
+
     def wait(self, count: int) -> list[WriteEvent]:
-        wait_for(lambda: len(self.events) >= count)
-        time.sleep(0.05)  # and no more than that
-        assert len(self.events) == count, self.events
+        """The events so far, once every event the server has published has arrived; there must be `count`.
+
+        Call it after the writes were answered: the server publishes a write's events before it answers, so
+        the server's own count, not a sleep, says when nothing more is coming."""
+        published = self.published() - self.before
+        wait_for(lambda: len(self.events) >= published)
+        assert published == count == len(self.events), (published, self.events)
         return list(self.events)
 
 
 def listen(server: Server, **options: Any) -> Collector:
-    collector = Collector()
+    collector = Collector(server)
     server.add_listener(collector, **options)
     return collector
 
@@ -145,31 +154,34 @@ def test_coroutine_hook_past_its_time_out_gets_exception_04(
     start_server: StartServer, open_raw: OpenRaw, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def hook(*_: object) -> bytes:
-        await asyncio.sleep(5)
+        await asyncio.sleep(60)  # far beyond the time-out and beyond the raw client's own 3 s
         return b"\x03\x00"
 
     raw = open_raw(start_server(hook=hook, hook_timeout=0.2))
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="modbusd.server"):
         assert raw.request(READ) == b"\x83\x04"
-    assert time.monotonic() - started < 2
+    assert 0.2 <= time.monotonic() - started < TIMEOUT  # after the time-out, long before the hook would answer
     assert any("took longer than 0.2 s" in r.getMessage() for r in caplog.records)
 
 
 def test_slow_coroutine_hook_delays_only_its_own_connection(start_server: StartServer, open_raw: OpenRaw) -> None:
+    release = threading.Event()
+
     async def hook(_name: str, _client: str, unit_id: int, pdu: bytes) -> bytes | None:
         if unit_id == 5:
-            await asyncio.sleep(1.0)
+            while not release.is_set():  # until the test has had its other answers
+                await asyncio.sleep(0.01)
             return bytes.fromhex("03 02 0005")
         return None
 
-    server = start_server(hook=hook, hook_timeout=3)
+    server = start_server(hook=hook, hook_timeout=60)
     slow, fast = open_raw(server), open_raw(server)
     slow.send(slow.frame(1, 5, READ) + slow.frame(2, 1, READ))  # the second waits behind the first: in order
-    started = time.monotonic()
-    for tid in range(20):
+    for tid in range(20):  # answered while the hook still holds the other connection
         assert fast.request(READ, transaction_id=tid) == bytes.fromhex("03 02 0000")
-    assert time.monotonic() - started < 0.8
+    assert slow.is_silent(0.05)
+    release.set()
     assert slow.read_adu() == (1, 0, 5, bytes.fromhex("03 02 0005"))
     assert slow.read_adu() == (2, 0, 1, bytes.fromhex("03 02 0000"))
 
@@ -357,11 +369,10 @@ def test_slow_subscriber_has_its_events_dropped_and_counted_never_the_responses(
     listener = server.add_listener(slow, queue=5, name="slow")
     events = listen(server)
     client = connect_client(server)
-    started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="modbusd.server"):
-        for value in range(30):
+        for value in range(30):  # answered while the slow listener is still held: responses never wait for it
             assert not client.write_register(0, value).isError()
-        assert time.monotonic() - started < 2
+        assert not release.is_set() and listener.delivered <= 1
         assert len(events.wait(30)) == 30  # a quick listener loses nothing
         assert listener.dropped == 30 - 1 - 5  # one being delivered, five queued
         counters = server.counters()["events"]

@@ -4,7 +4,7 @@ import math
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from modbusd.model.tables import BitTable, WordTable
@@ -117,6 +117,51 @@ def test_format_value_reads_back_as_the_same_registers(case: tuple[ValueType, ob
     assert encode(vtype, parse_value(vtype, text), order) == encode(vtype, value, order)
 
 
+# ---------------------------------------------------------------------------- every type in every order, by hand
+
+# Each row: a value whose big-endian bytes are all different, and its registers in each order, written out from the
+# orders' definition (module docstring of modbusd.model.values: ABCD as is; CDAB the registers reversed; BADC the two
+# bytes of each register exchanged; DCBA all bytes reversed), not computed by the code under test. "Every order is
+# its own inverse" holds for wrong orders too (swapping the two halves of a long is an involution); these do not.
+PI_SINGLE = float.fromhex("0x1.921fb6p+1")  # binary32 40 49 0F DB: sign 0, exponent 0x80, fraction 0x490FDB
+ORDER_PATTERNS = [  # (type, value, ABCD, CDAB, BADC, DCBA)
+    (USHORT, 0x1234, "1234", "1234", "3412", "3412"),
+    (SHORT, -0x1235, "EDCB", "EDCB", "CBED", "CBED"),  # two's complement of 0x1235 is 0xEDCB
+    (UINT, 0x12345678, "1234 5678", "5678 1234", "3412 7856", "7856 3412"),
+    (INT, -0x12345679, "EDCB A987", "A987 EDCB", "CBED 87A9", "87A9 CBED"),  # ~0x12345678
+    (ULONG, 0x0102030405060708, "0102 0304 0506 0708", "0708 0506 0304 0102", "0201 0403 0605 0807",
+     "0807 0605 0403 0201"),
+    (LONG, -0x0102030405060709, "FEFD FCFB FAF9 F8F7", "F8F7 FAF9 FCFB FEFD", "FDFE FBFC F9FA F7F8",
+     "F7F8 F9FA FBFC FDFE"),  # ~0x0102030405060708
+    (FLOAT, PI_SINGLE, "4049 0FDB", "0FDB 4049", "4940 DB0F", "DB0F 4940"),
+    (DOUBLE, math.pi, "4009 21FB 5444 2D18", "2D18 5444 21FB 4009", "0940 FB21 4454 182D",
+     "182D 4454 FB21 0940"),  # binary64 pi, as every IEEE 754 table gives it
+    (ValueType(Kind.STRING, 2), "ABCD", "4142 4344", "4344 4142", "4241 4443", "4443 4241"),
+    (ValueType(Kind.STRING, 3), "ABCDEF", "4142 4344 4546", "4546 4344 4142", "4241 4443 4645", "4645 4443 4241"),
+    (ValueType(Kind.STRING, 4), "ABCDEFGH", "4142 4344 4546 4748", "4748 4546 4344 4142", "4241 4443 4645 4847",
+     "4847 4645 4443 4241"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("vtype", "value", "order", "registers_hex"),
+    [
+        pytest.param(vtype, value, order, row[i], id=f"{vtype} {order}")
+        for vtype, value, *row in ORDER_PATTERNS
+        for i, order in enumerate(("ABCD", "CDAB", "BADC", "DCBA"))
+    ],
+)
+def test_every_type_in_every_order_gives_the_registers_the_definition_gives(
+    vtype: ValueType, value: object, order: str, registers_hex: str
+) -> None:
+    expected = bytes.fromhex(registers_hex)
+    assert encode(vtype, value, order) == expected
+    assert decode(vtype, expected, order) == value
+    table = WordTable(8)
+    write_value(table, 1, vtype, value, order)
+    assert table.read(1, vtype.registers) == expected
+
+
 # ------------------------------------------------------------------------------------------ known byte patterns
 
 KNOWN = [
@@ -173,6 +218,94 @@ def test_float_rounds_to_the_nearest_single_and_prints_shortest() -> None:
     stored = decode(FLOAT, encode(FLOAT, 21.1))
     assert stored == struct.unpack(">f", struct.pack(">f", 21.1))[0] != 21.1
     assert format_value(FLOAT, stored) == "21.1"
+
+
+# ------------------------------------------------------------------------------------------ values as text
+
+FLOAT_EDGES = [0x7F7FFFFF, 0xFF7FFFFF, 0x00000001, 0x80000001, 0x00000000, 0x80000000, 0x7F800000, 0xFF800000,
+               0x7FC00000, 0xFFC00000, 0x00800000, 0x007FFFFF, 0x7F7FFFFE, 0x7F800001, 0xFFFFFFFF]  # fmt: skip
+
+# (type, registers as a client writes them, the text every reader shows): the ends of both IEEE 754 formats
+# (FLT_MAX, -FLT_MAX, the smallest subnormal, ±0, ±inf, NaN of either sign) and plain numbers.
+TEXTS = [
+    pytest.param(FLOAT, "7F7FFFFF", "3.4028235e+38", id="float FLT_MAX"),
+    pytest.param(FLOAT, "FF7FFFFF", "-3.4028235e+38", id="float -FLT_MAX"),
+    pytest.param(FLOAT, "00000001", "1e-45", id="float smallest subnormal"),
+    pytest.param(FLOAT, "80000001", "-1e-45", id="float -smallest subnormal"),
+    pytest.param(FLOAT, "00000000", "0.0", id="float 0"),
+    pytest.param(FLOAT, "80000000", "-0.0", id="float -0"),
+    pytest.param(FLOAT, "7F800000", "inf", id="float inf"),
+    pytest.param(FLOAT, "FF800000", "-inf", id="float -inf"),
+    pytest.param(FLOAT, "7FC00000", "nan", id="float nan"),
+    pytest.param(FLOAT, "FFC00000", "-nan", id="float -nan"),
+    pytest.param(FLOAT, "41A00000", "20.0", id="float 20: plain, not 2e+01"),
+    pytest.param(FLOAT, "42C80000", "100.0", id="float 100: plain, not 1e+02"),
+    pytest.param(FLOAT, "3DCCCCCD", "0.1", id="float 0.1: the fewest digits"),
+    pytest.param(FLOAT, "33D6BF95", "1e-07", id="float 1e-7: exponent below 0.0001"),
+    pytest.param(FLOAT, "38D1B717", "0.0001", id="float 0.0001: plain from here up"),
+    pytest.param(FLOAT, "4B3C614E", "12345678.0", id="float 12345678"),
+    pytest.param(FLOAT, "5A0E1BCA", "1e+16", id="float 1e16: exponent from here up"),
+    pytest.param(DOUBLE, "7FEFFFFFFFFFFFFF", "1.7976931348623157e+308", id="double DBL_MAX"),
+    pytest.param(DOUBLE, "FFEFFFFFFFFFFFFF", "-1.7976931348623157e+308", id="double -DBL_MAX"),
+    pytest.param(DOUBLE, "0000000000000001", "5e-324", id="double smallest subnormal"),
+    pytest.param(DOUBLE, "8000000000000001", "-5e-324", id="double -smallest subnormal"),
+    pytest.param(DOUBLE, "0000000000000000", "0.0", id="double 0"),
+    pytest.param(DOUBLE, "8000000000000000", "-0.0", id="double -0"),
+    pytest.param(DOUBLE, "7FF0000000000000", "inf", id="double inf"),
+    pytest.param(DOUBLE, "FFF0000000000000", "-inf", id="double -inf"),
+    pytest.param(DOUBLE, "7FF8000000000000", "nan", id="double nan"),
+    pytest.param(DOUBLE, "FFF8000000000000", "-nan", id="double -nan"),
+    pytest.param(DOUBLE, "47EFFFFFE0000000", "3.4028234663852886e+38", id="double FLT_MAX: all its digits"),
+    pytest.param(DOUBLE, "4034000000000000", "20.0", id="double 20"),
+    pytest.param(DOUBLE, "4340000000000000", "9007199254740992.0", id="double 2**53: plain below 1e16"),
+    pytest.param(USHORT, "0064", "100", id="ushort 100"),
+    pytest.param(LONG, "8000000000000000", "-9223372036854775808", id="long min"),
+]
+
+
+@pytest.mark.parametrize(("vtype", "registers_hex", "text"), TEXTS)
+def test_format_value_shows_each_value_as_the_readme_says(vtype: ValueType, registers_hex: str, text: str) -> None:
+    registers = bytes.fromhex(registers_hex)
+    assert format_value(vtype, decode(vtype, registers)) == text
+    assert encode(vtype, parse_value(vtype, text)) == registers, "the text reads back as the same registers"
+
+
+def sign_bit(registers: bytes, order: Order) -> int:
+    """The IEEE 754 sign: the top bit of byte A, wherever `order` puts it."""
+    return reorder(registers, order)[0] >> 7
+
+
+@given(st.integers(0, 2**32 - 1) | st.sampled_from(FLOAT_EDGES), st.sampled_from(ORDERS))
+@example(0x7F7FFFFF, Order.ABCD)
+@example(0xFF7FFFFF, Order.CDAB)
+def test_any_float_registers_a_client_writes_read_back_through_their_text(bits: int, order: Order) -> None:
+    """Whatever 32 bits a client writes to a float point, every reader (get, the control API, MQTT) can show them."""
+    registers = bits.to_bytes(4, "big")
+    table = WordTable(2)
+    table.write(0, registers)
+    value = read_value(table, 0, FLOAT, order)
+    text = format_value(FLOAT, value)
+    back = encode(FLOAT, parse_value(FLOAT, text), order)
+    if math.isnan(value):  # NaN's payload bits have no text form; its sign has ("-nan")
+        assert text == ("-nan" if sign_bit(registers, order) else "nan")
+        assert math.isnan(decode(FLOAT, back, order)) and sign_bit(back, order) == sign_bit(registers, order)
+        return
+    assert back == registers
+
+
+@given(st.integers(0, 2**64 - 1), st.sampled_from(ORDERS))
+@example(0x7FEFFFFFFFFFFFFF, Order.DCBA)
+def test_any_double_registers_a_client_writes_read_back_through_their_text(bits: int, order: Order) -> None:
+    table = WordTable(4)
+    table.write(0, bits.to_bytes(8, "big"))
+    value = read_value(table, 0, DOUBLE, order)
+    text = format_value(DOUBLE, value)
+    back = encode(DOUBLE, parse_value(DOUBLE, text), order)
+    if math.isnan(value):
+        assert text == ("-nan" if sign_bit(table.read(0, 4), order) else "nan")
+        assert math.isnan(decode(DOUBLE, back, order)) and sign_bit(back, order) == sign_bit(table.read(0, 4), order)
+        return
+    assert back == table.read(0, 4)
 
 
 def test_string_strips_trailing_nuls_only() -> None:

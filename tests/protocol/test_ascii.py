@@ -1,10 +1,11 @@
 """ASCII framing: hex pairs, LRC, CR LF, a new ':' restarting the frame."""
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modbusd.protocol.adu import Adu
 from modbusd.protocol.ascii import AsciiFramer, lrc
+from tests.strategies import ascii_frame, serial_requests, split_frames
 
 # Modbus over Serial Line §2.5.2.2's example: FC03 to address 0xF7 (LRC 0x60).
 SPEC_FRAME = b":F7031389000A60\r\n"
@@ -22,13 +23,31 @@ def test_ascii_framer_encodes_uppercase_hex_with_lrc_and_crlf() -> None:
     assert AsciiFramer().frame(Adu(0, 0, 0xF7, b""), bytes.fromhex("03 1389 000A")) == SPEC_FRAME
 
 
-@given(st.lists(st.integers(0, 40)))
-def test_ascii_framer_any_split_gives_the_same_frames(cuts: list[int]) -> None:
-    from tests.strategies import split_at
-
+@settings(max_examples=60)
+@given(split_frames(ascii_frame, st.lists(serial_requests(), max_size=5)))
+def test_ascii_framer_frames_requests_of_every_function_code_split_anywhere(
+    case: tuple[list[tuple[int, bytes]], list[bytes]],
+) -> None:
+    frames, pieces = case
     framer = AsciiFramer()
-    adus = [adu for part in split_at(SPEC_FRAME * 2, cuts) for adu in framer.feed(part)]
-    assert len(adus) == 2
+    assert [adu for piece in pieces for adu in framer.feed(piece)] == [Adu(0, 0, u, pdu) for u, pdu in frames]
+    assert framer.pending == b""
+
+
+@given(serial_requests())
+def test_ascii_framer_writes_any_pdu_as_the_spec_spells_it(frame: tuple[int, bytes]) -> None:
+    unit, pdu = frame
+    assert AsciiFramer().frame(Adu(0, 0, unit, b""), pdu) == ascii_frame(unit, pdu)
+
+
+def test_ascii_framer_takes_the_longest_frame_and_drops_one_byte_more() -> None:
+    """513 characters: ':', 2 × (address + 253-byte PDU + LRC), CR LF (Modbus over Serial Line §2.5.2.1)."""
+    longest = ascii_frame(1, b"\x41" + bytes(range(252)))
+    assert len(longest) == 513
+    assert AsciiFramer().feed(longest) == [Adu(0, 0, 1, b"\x41" + bytes(range(252)))]
+    reasons: list[str] = []
+    assert AsciiFramer(on_discard=reasons.append).feed(ascii_frame(1, b"\x41" + bytes(range(253)))) == []
+    assert len(reasons) == 1
 
 
 def test_ascii_framer_discards_a_bad_lrc() -> None:

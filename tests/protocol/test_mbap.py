@@ -3,12 +3,12 @@
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modbusd.protocol.errors import FrameError
 from modbusd.protocol.mbap import Adu, MbapFramer, frame
-from tests.strategies import adus, encode_adus, mbap_frames, mbap_streams, split_at
+from tests.strategies import adus, encode_adus, mbap_frames, split_anywhere, split_at
 
 READ_HR = bytes.fromhex("03 006B 0003")
 
@@ -73,16 +73,19 @@ def test_framer_checks_the_length_of_frames_with_another_protocol_id_too() -> No
         MbapFramer().feed(bytes.fromhex("0001 0001 0000 01"))
 
 
+@settings(max_examples=50)
 @given(mbap_frames())
 def test_framer_returns_exactly_the_frames_that_were_sent(frames: list[Adu]) -> None:
     assert MbapFramer().feed(encode_adus(frames)) == frames
 
 
-@given(stream=mbap_streams(), cuts=st.lists(st.integers(0, 2100), max_size=30))
-def test_framer_gives_the_same_frames_for_any_split(stream: bytes, cuts: list[int]) -> None:
+@settings(max_examples=50)
+@given(mbap_frames().flatmap(lambda frames: split_anywhere(st.just(encode_adus(frames))).map(lambda c: (frames, c))))
+def test_framer_gives_the_frames_sent_for_any_split(case: tuple[list[Adu], tuple[bytes, list[bytes]]]) -> None:
+    """PDUs of every function code and length, cut anywhere, even at every byte (TCP guide §4.4.1.1)."""
+    frames, (_, pieces) = case
     framer = MbapFramer()
-    pieces = [adu for part in split_at(stream, cuts) for adu in framer.feed(part)]
-    assert pieces == MbapFramer().feed(stream)
+    assert [adu for piece in pieces for adu in framer.feed(piece)] == frames
     assert framer.pending == b""
 
 

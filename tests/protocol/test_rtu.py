@@ -1,7 +1,7 @@
 """RTU framing: CRC, lengths by function code, silence, resynchronisation."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modbusd.protocol.adu import Adu
@@ -14,7 +14,7 @@ from modbusd.protocol.rtu import (
     silent_intervals,
     with_crc,
 )
-from tests.strategies import split_at
+from tests.strategies import rtu_frame, serial_requests, split_anywhere, split_frames
 
 # The address change: a write of 2 to holding register 0x07D0 sent to address 0xFF, and the answer
 # from the device's old address 1.
@@ -33,6 +33,53 @@ def test_crc_of_a_frame_with_its_crc_is_zero() -> None:
     assert not crc_ok(ADDRESS_CHANGE_REQUEST[:-1] + b"\x00")
 
 
+CRC_FRAMES = [  # framed by their length (FC06, FC03, FC15) and by the silence (FC08)
+    ADDRESS_CHANGE_REQUEST,
+    rtu_frame(0x01, bytes.fromhex("03 0000 000A")),
+    rtu_frame(0x11, bytes.fromhex("0F 0013 000A 02 CD01")),
+    rtu_frame(0x01, bytes.fromhex("08 0000 A537")),
+]
+
+
+def flipped(frame: bytes, bit: int) -> bytes:
+    """`frame` with one bit changed, counting from the first byte's LSB."""
+    return changed(frame, bit // 8, 1 << (bit % 8))
+
+
+def changed(frame: bytes, index: int, error: int) -> bytes:
+    broken = bytearray(frame)
+    broken[index] ^= error
+    return bytes(broken)
+
+
+@pytest.mark.parametrize("frame", CRC_FRAMES, ids=lambda f: f.hex(" "))
+def test_rtu_framer_discards_every_error_in_either_crc_byte(frame: bytes) -> None:
+    """Both CRC bytes count, every bit of each: each of the 255 wrong values of the low byte and of the high byte
+    (the 16 single-bit errors among them) is thrown away at the silence, and the line goes on."""
+    for index in (len(frame) - 2, len(frame) - 1):
+        for error in range(1, 256):
+            reasons: list[str] = []
+            framer = RtuFramer(on_discard=reasons.append)
+            broken = changed(frame, index, error)
+            what = f"CRC byte {index - len(frame) + 2} XOR {error:02X}"
+            assert not crc_ok(broken), what
+            assert framer.feed(broken) == [] and framer.end_of_frame() == [], what
+            assert len(reasons) == 1 and "CRC" in reasons[0], what
+            assert framer.feed(frame) + framer.end_of_frame() == [Adu(0, 0, frame[0], frame[1:-2])], what
+
+
+@given(serial_requests(), st.data())
+def test_crc_catches_any_single_bit_error_in_a_frame_of_any_function(
+    request: tuple[int, bytes], data: st.DataObject
+) -> None:
+    """CRC-16 detects every single-bit error (§6.2.2) anywhere; the framer throws a frame with a broken CRC away."""
+    frame = rtu_frame(*request)
+    assert not crc_ok(flipped(frame, data.draw(st.integers(0, 8 * len(frame) - 1), label="any bit")))
+    framer = RtuFramer()
+    crc_bit = data.draw(st.integers(8 * len(frame) - 16, 8 * len(frame) - 1), label="a CRC bit")
+    assert framer.feed(flipped(frame, crc_bit)) + framer.end_of_frame() == []
+
+
 def test_rtu_framer_frames_a_known_length_request_without_waiting_for_silence() -> None:
     framer = RtuFramer()
     assert framer.feed(ADDRESS_CHANGE_REQUEST[:5]) == []
@@ -46,20 +93,34 @@ def test_rtu_framer_frames_back_to_back_requests() -> None:
     assert [adu.unit_id for adu in RtuFramer().feed(a + b)] == [1, 2]
 
 
-@given(st.lists(st.integers(0, 300)))
-def test_rtu_framer_any_split_gives_the_same_frames(cuts: list[int]) -> None:
-    stream = b"".join(
-        with_crc(bytes.fromhex(h))
-        for h in (
-            "01 03 0000 000A",
-            "11 0F 0013 000A 02 CD01",
-            "05 17 0003 0006 000E 0003 06 00FF 00FF 00FF",
-            "01 2B 0E 01 00",
-        )
-    )
+KNOWN_LENGTH = serial_requests().filter(lambda request: request[1][0] not in (8,) and request[1][0] < 0x41)
+
+
+@settings(max_examples=60)
+@given(split_frames(rtu_frame, st.lists(KNOWN_LENGTH, max_size=5)))
+def test_rtu_framer_frames_back_to_back_requests_of_known_length_split_anywhere(
+    case: tuple[list[tuple[int, bytes]], list[bytes]],
+) -> None:
+    """No silence at all (RTU over TCP, a pseudo-terminal): the function code says where each request ends."""
+    frames, pieces = case
     framer = RtuFramer()
-    adus = [adu for part in split_at(stream, cuts) for adu in framer.feed(part)]
-    assert [adu.unit_id for adu in adus] == [1, 0x11, 5, 1]
+    assert [adu for piece in pieces for adu in framer.feed(piece)] == [Adu(0, 0, u, pdu) for u, pdu in frames]
+    assert framer.pending == b""
+
+
+@settings(max_examples=60)
+@given(st.lists(serial_requests(), min_size=1, max_size=5), st.data())
+def test_rtu_framer_frames_every_request_split_anywhere_with_a_silence_after_each(
+    frames: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    """As on a line: t3.5 of silence (`end_of_frame`) after each frame, which is what ends FC08 and unknown codes."""
+    framer = RtuFramer()
+    got: list[Adu] = []
+    for unit, pdu in frames:
+        for piece in data.draw(split_anywhere(st.just(rtu_frame(unit, pdu))))[1]:
+            got += framer.feed(piece)
+        got += framer.end_of_frame()
+    assert got == [Adu(0, 0, unit, pdu) for unit, pdu in frames]
 
 
 def test_rtu_framer_waits_for_silence_when_the_length_is_unknown() -> None:
@@ -95,6 +156,14 @@ def test_rtu_framer_with_resync_finds_the_next_good_frame_after_garbage() -> Non
     assert len(reasons) == 1
     unknown = with_crc(bytes.fromhex("01 42 0102"))
     assert framer.feed(unknown) == [Adu(0, 0, 1, bytes.fromhex("42 0102"))]  # answered with exception 01
+
+
+def test_rtu_framer_takes_the_longest_frame_at_the_silence() -> None:
+    """256 bytes: address, a 253-byte PDU, CRC (Modbus over Serial Line §2.5.1)."""
+    pdu = b"\x41" + bytes(range(252))
+    framer = RtuFramer()
+    assert framer.feed(rtu_frame(7, pdu)) == []
+    assert framer.end_of_frame() == [Adu(0, 0, 7, pdu)]
 
 
 def test_rtu_framer_discards_endless_bytes_past_the_largest_frame() -> None:

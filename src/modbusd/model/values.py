@@ -369,19 +369,45 @@ def parse_value(vtype: ValueType, text: str) -> Value:
 
 
 def format_value(vtype: ValueType, value: Value) -> str:
-    """Text that `parse_value` reads back as `value`; a ``float`` in the fewest digits that round-trip (21.1)."""
+    """Text that `parse_value` reads back as `value`: what ``modbusd get``, the control API and MQTT show.
+
+    A number is plain decimal where Python's ``repr`` writes one (0.0001 ≤ |x| < 1e16: ``20.0``, ``0.1``) and in
+    exponent form outside it (``1e-07``, ``3.4028235e+38``); a ``float`` in the fewest digits that give back the
+    same binary32 (21.1, not 21.100000381469727). No value a client can write makes this raise.
+    """
     if vtype.kind is Kind.BIT:
         return "1" if value else "0"
     if isinstance(value, bytes):
         return value.hex().upper()
-    if isinstance(value, float) and math.isnan(value):
+    if not isinstance(value, float):
+        return str(value)
+    if math.isnan(value):
         return "-nan" if math.copysign(1.0, value) < 0 else "nan"  # repr() drops the sign, and the sign is a bit
-    if vtype.kind is Kind.FLOAT and isinstance(value, float) and math.isfinite(value):
-        for digits in range(1, 18):
-            text = f"{value:.{digits}g}"
-            if _FLOATS[Kind.FLOAT].unpack(_FLOATS[Kind.FLOAT].pack(float(text)))[0] == value:
+    if vtype.kind is Kind.FLOAT and math.isfinite(value):
+        return repr(float(_shortest_binary32(value)))  # repr: the notation rule above, and the same digits
+    return repr(value)
+
+
+def _shortest_binary32(value: float) -> str:
+    """The fewest significant digits that `parse_value` turns back into the same binary32 bits as `value`.
+
+    A shortened text can land beyond the largest finite binary32 (FLT_MAX 3.4028234663852886e38 gives
+    ``3.4e+38`` after 2 digits, which packs fine, but ``3.403e+38`` after 4 does not): such a text is simply
+    not a round trip, never an error. 9 significant digits always round-trip a binary32 (IEEE 754 §5.12.2).
+    """
+    single = _FLOATS[Kind.FLOAT]
+    try:
+        bits = single.pack(value)
+    except OverflowError:  # not a binary32 at all (a caller's double): show it as it is
+        return repr(value)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        try:
+            if single.pack(float(text)) == bits:
                 return text
-    return str(value) if not isinstance(value, float) else repr(value)
+        except OverflowError:
+            continue
+    return repr(value)  # only for a double that is not a binary32: 9 digits always give a binary32 back
 
 
 def parse_typed_value(text: str) -> tuple[ValueType, Value]:

@@ -61,7 +61,7 @@ class AsciiFramer:
                     adus.append(adu)
             else:
                 self._buf.append(char)
-                if len(self._buf) > MAX_CHARACTERS:
+                if len(self._buf) > MAX_CHARACTERS - 2:  # the buffer holds what lies between ':' and LF
                     self._in_frame = False
                     self._discard(f"frame longer than {MAX_CHARACTERS} characters")
         return adus
