@@ -246,6 +246,6 @@ def test_http_api_off_loopback_needs_a_token(launch: Launch) -> None:
     assert child.stop(signal.SIGTERM) == 0
 
 
-def test_readme_shows_the_init_example_verbatim() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert f"```toml\n{EXAMPLE}```" in readme
+def test_device_file_page_shows_the_init_example_verbatim() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "device-file.md").read_text(encoding="utf-8")
+    assert f"```toml\n{EXAMPLE}```" in page

@@ -189,10 +189,10 @@ def test_device_file_serial_port_missing_is_one_line_and_exit_2(launch: Launch, 
                             "(ls /dev/ttyUSB* /dev/ttyACM*)."]  # fmt: skip
 
 
-def test_readme_transport_example_loads() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    block = readme.split("**Transports.**", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    config = loads(block, "README.md")
+def test_device_file_page_transport_example_loads() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "device-file.md").read_text(encoding="utf-8")
+    block = page.split("**Transports.**", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = loads(block, "docs/device-file.md")
     assert config.server.port is None and config.server.udp == 502 and len(config.server.serial) == 2
     assert Server.from_config(config).listening() == [
         "RTU on /dev/ttyUSB0 (19200 8E1, unit 7)",

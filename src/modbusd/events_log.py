@@ -1,8 +1,8 @@
 """The events log: every client write and every event, one JSON line each, written by a thread of its own.
 
 The standard library does the work: a `logging.handlers.QueueListener` thread takes the records from a bounded
-queue and a `RotatingFileHandler` writes and rotates the file. What is added on top, each for a requirement the
-README states:
+queue and a `RotatingFileHandler` writes and rotates the file. What is added on top, each for a requirement that
+docs/hooks-and-events.md (the events log) states:
 
 - The loop puts plain dicts on the queue itself, not through `QueueHandler`: QueueHandler would build a LogRecord
   and format the JSON in the loop's thread, and on a full queue it reports every record (`handleError`) instead

@@ -10,7 +10,7 @@ An answer that takes time (a coroutine request hook) is awaited in a task, as on
 it comes, in request order (a master waits for it anyway: one transaction at a time). Closing cancels it.
 
 What it measures is the time between chunks handed over by the operating system, not between characters
-on the wire: a UART's receive FIFO or a USB adapter's latency timer can hold bytes back (see README).
+on the wire: a UART's receive FIFO or a USB adapter's latency timer can hold bytes back (docs/transports.md).
 """
 
 import asyncio
