@@ -231,10 +231,10 @@ class Server:
         self._points.write(point, value, vtype)
 
     def counters(self) -> dict[str, object]:
-        """Open connections, events (published, dropped per listener, the events log's), and each device's FC08
-        counters, for monitoring."""
+        """Open connections, events (published, dropped per listener, the events log's), each device's FC08
+        counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters()}  # fmt: skip
+                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()}  # fmt: skip
 
     @property
     def events_published(self) -> int:
