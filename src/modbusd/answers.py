@@ -24,9 +24,11 @@ from modbusd.forward import Downstream
 from modbusd.hooks import HookFailure, RequestHook, check_response
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
+from modbusd.protocol.adu import Adu
 from modbusd.protocol.ascii import AsciiFramer
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
 from modbusd.protocol.errors import ModbusError
+from modbusd.protocol.mbap import DatagramFramer
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
@@ -112,6 +114,18 @@ class Hook:
         return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
 
 
+class UdpDrops:
+    """What UDP datagrams held after their first request: dropped (`DatagramFramer`), counted, logged."""
+
+    def __init__(self) -> None:
+        self.datagrams = 0  # datagrams that held more than one request's bytes
+        self.requests = 0  # whole requests after the first, never answered
+        self.bytes = 0  # every byte after the first request
+
+    def counters(self) -> dict[str, int]:
+        return {"datagrams_trimmed": self.datagrams, "requests_dropped": self.requests, "bytes_dropped": self.bytes}
+
+
 class Answers:
     """Every transport's sessions with their answer functions, over one server's devices, hub, bus and routes."""
 
@@ -138,6 +152,7 @@ class Answers:
         self._quit_word = quit_word
         self._on_quit = on_quit
         self.answer = self._make_answer()
+        self.udp_drops = UdpDrops()
 
     def device_for(self, unit_id: int) -> Device | None:
         return self._single if self._single is not None else self._devices.get(unit_id)
@@ -186,7 +201,23 @@ class Answers:
                        on_quit=self._on_quit)  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
-        return Session(self._session_answer(peer), peer=peer, discard=self._discarded)
+        """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
+        framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
+        return Session(self._session_answer(peer), framer=framer, peer=peer, discard=self._discarded)
+
+    def _udp_dropped(self, peer: str, requests: list[Adu], extra: int) -> None:
+        """Counted in `counters()["udp"]`, and each whole request on its device as a frame that reached it and was
+        not acted on (FC08 bus message and bus communication error), as a protocol id other than 0 is."""
+        drops = self.udp_drops
+        drops.datagrams += 1
+        drops.requests += len(requests)
+        drops.bytes += extra
+        for request in requests:
+            self._discarded(request.unit_id)
+        # the lead may switch this one call to the UDP rate-limited log (per peer)
+        log.log(logging.WARNING if drops.datagrams == 1 else logging.DEBUG, "%s: UDP datagram held %d more requests "
+                "(%d bytes) after its first; only the first is answered (any more: debug level)", peer, len(requests),
+                extra)  # fmt: skip
 
     def rtu_session(self, peer: str) -> Session:
         """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""

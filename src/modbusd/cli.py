@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --unit-ids: answer other unit ids with exception 0x0B (default) or ignore them",
     )  # fmt: skip
     parser.add_argument(
+        "--no-listen-only", action="store_true", help="refuse FC08/04 Force Listen Only Mode with exception 01: "
+        "otherwise one request from any client silences the device for every client until FC08/01",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-connections", type=_positive(int), metavar="N", help="at most N connections (default: no limit)"
     )
     parser.add_argument(
@@ -389,7 +393,7 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
     given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
              "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
-             "quit_command": args.quit_command,
+             "quit_command": args.quit_command, "listen_only": False if args.no_listen_only else None,
              "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
     http = config.http

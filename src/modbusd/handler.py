@@ -167,6 +167,9 @@ def _diagnostics(request: Diagnostics, device: Device) -> Diagnostics:
             raise IllegalDataValue("the new ASCII delimiter must be followed by 0x00")
         d.ascii_delimiter = data[0]
         return request
+    if sub == DiagnosticSubFunction.FORCE_LISTEN_ONLY_MODE and d.refuse_listen_only:
+        # 01 before 03, as in every §6 state diagram: the sub-function is not offered to this client at all
+        raise IllegalFunction("Force Listen Only Mode is refused here (--no-listen-only)")
     if value != 0:
         raise IllegalDataValue(f"diagnostics sub-function {sub} needs data 0x0000, got 0x{value:04X}")
     if sub == DiagnosticSubFunction.FORCE_LISTEN_ONLY_MODE:

@@ -88,6 +88,7 @@ class Server:
         events_log: str | Path | None = None,
         events_log_max_bytes: int = EVENTS_LOG_MAX_BYTES,
         events_log_files: int = EVENTS_LOG_FILES,
+        listen_only: bool = True,
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -103,8 +104,15 @@ class Server:
         hook (`modbusd.hooks.RequestHook`), or its "package.module:function" to import; a coroutine hook taking
         longer than `hook_timeout` seconds gets exception 04. `events_log`: a file for every client write and
         every event, one JSON line each (`EventsLog`), rotated at `events_log_max_bytes` into
-        `events_log_files` files."""
+        `events_log_files` files.
+
+        `listen_only`: False refuses FC08/04 Force Listen Only Mode on every device with exception 01, so that no
+        client (nor one spoofed UDP datagram) can silence the devices for all the others (§6.8.1 requires it,
+        and only FC08/01 from a client, or a restart, ends it)."""
         self._single, self.devices = split_devices(devices)
+        if not listen_only:
+            for device in [self._single] if self._single is not None else self.devices.values():
+                device.diagnostics.refuse_listen_only = True
         self.unknown_unit = UnknownUnit(unknown_unit)
         self._admission = Admission(max_connections, idle_timeout)
         self.quit_word = quit_word.encode() if isinstance(quit_word, str) else quit_word
@@ -158,6 +166,7 @@ class Server:
             "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
             "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "events_log": s.eventslog,
             "events_log_max_bytes": s.eventslog_max_bytes, "events_log_files": s.eventslog_files,
+            "listen_only": s.listen_only,
         }  # fmt: skip
         return cls(devices, **(options | transports))
 
@@ -231,10 +240,10 @@ class Server:
         self._points.write(point, value, vtype)
 
     def counters(self) -> dict[str, object]:
-        """Open connections, events (published, dropped per listener, the events log's), and each device's FC08
-        counters, for monitoring."""
+        """Open connections, events (published, dropped per listener, the events log's), each device's FC08
+        counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters()}  # fmt: skip
+                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()}  # fmt: skip
 
     @property
     def events_published(self) -> int:

@@ -8,7 +8,8 @@ and building devices from them), `services.py`, `devices.py`, `points.py` (each 
 The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 
 - ``[server]``: host, port (``false``: no Modbus/TCP), layout (the default for devices), max_connections,
-  idle_timeout, quit_command, unknown_unit. The other transports are sub-tables, each off unless present:
+  idle_timeout, quit_command, unknown_unit, listen_only (``false``: FC08/04 refused with exception 01). The other
+  transports are sub-tables, each off unless present:
   ``[server.udp]`` and ``[server.rtu_over_tcp]`` (port), ``[[server.serial]]`` (one per serial port: device,
   framing, baudrate, bytesize, parity, stopbits).
 - ``[server]`` also: name (the server name, the first word of event names, as in HSYCO's Modbus server), hook

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modbusd.config.devices import DeviceTables
-from modbusd.config.reader import ConfigError
+from modbusd.config.reader import MAX_NESTING, ConfigError, UnreadableFile, nesting_line, read_text
 from modbusd.config.schema import Config
 from modbusd.config.services import ServiceTables
 
@@ -18,24 +18,30 @@ def load(path: str | Path) -> Config:
     """Read and check a device file; ConfigError on the first mistake."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(name, None, "", f"cannot read the file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(name, None, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+        text = read_text(path)
+    except UnreadableFile as exc:
+        raise ConfigError(name, None, "", f"cannot read the file: {exc}") from None
     return loads(text, name, base=Path(path).parent)
 
 
 def loads(text: str, name: str = "<config>", *, base: Path | None = None) -> Config:
     """A device file from its text; `base` is where relative CSV paths start (the file's folder)."""
+    deep = nesting_line(text)
+    if deep is not None:
+        raise ConfigError(name, deep, "", f"arrays or inline tables nested more than {MAX_NESTING} deep")
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # not expected past the check above; one line all the same
+        raise ConfigError(name, None, "", f"arrays or inline tables nested more than {MAX_NESTING} deep") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column \d+\)", message)
         line = int(found.group(1)) if found else None
         reason = re.sub(r" ?\(at line.*\)", "", message)
         raise ConfigError(name, line, "", f"not valid TOML: {reason}") from None
+    if not data:  # served as it is, it would be one device on 0.0.0.0 port 502: surely not what was meant
+        raise ConfigError(name, None, "", "the device file is empty: it has no [server] or [[device]] table "
+                                          "(modbusd init writes a commented example to start from)")  # fmt: skip
     return Loader(name, text, base or Path.cwd()).load(data)
 
 

@@ -6,10 +6,10 @@ all of a device's points together (unique names, inside their tables, no two sha
 
 import csv
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from modbusd.config.reader import ConfigError, Path_, Reader
+from modbusd.config.reader import ConfigError, Path_, Reader, UnreadableFile, read_text
 from modbusd.config.schema import CSV_COLUMNS, shared_table, unit_id_list
 from modbusd.model.device import Layout
 from modbusd.model.names import InvalidName, Location, Table, parse_address
@@ -29,6 +29,28 @@ from modbusd.protocol.codes import ADDRESS_SPACE
 
 Found = tuple[Point, Value | None, Callable[[str], ConfigError]]
 """A point read, its initial value (None: none given), and how to report a mistake at the place it came from."""
+
+
+def csv_rows(name: str, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each CSV record; ConfigError at the line where a record that is not CSV begins.
+
+    Strict: a quote never closed would otherwise swallow the rest of the file into one cell, silently.
+    """
+    reader = csv.reader(io.StringIO(text), strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if reason.startswith("field larger than field limit"):
+                reason = f"a cell longer than {csv.field_size_limit()} characters"
+            elif reason == "unexpected end of data":
+                reason = "a quote opened here is never closed"
+            raise ConfigError(name, start, "", f"not valid CSV: {reason}") from None
+        yield reader.line_num, row
 
 
 class PointTables(Reader):
@@ -54,16 +76,13 @@ class PointTables(Reader):
         relative = self.typed(raw, path, "points_csv", str, "the path of a CSV file")
         file = self.base / relative
         try:
-            text = file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise self.error((*path, "points_csv"), f"cannot read {file}: {reason or exc}") from None
+            text = read_text(file, "utf-8-sig")
+        except UnreadableFile as exc:
+            raise self.error((*path, "points_csv"), f"cannot read {file}: {exc}") from None
         name = str(file)
-        reader = csv.reader(io.StringIO(text))
         header: list[str] | None = None
         found: list[Found] = []
-        for row in reader:
-            line = reader.line_num
+        for line, row in csv_rows(name, text):
             if not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
                 continue
 

@@ -5,10 +5,20 @@ for a CSV point file the line is the CSV line. `Reader` holds the checks every t
 "did you mean" for typos; types; ranges; choices); `loader.py` puts the tables' own readers on top of it.
 """
 
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+MAX_FILE_BYTES: Final = 16 * 1024 * 1024
+"""The most read of a device file, and of each CSV point file: a thousand times a large real one. Past it the file
+is refused, so that a mistaken path (a log, a disk image) costs a bounded read and no memory to speak of."""
+
+MAX_NESTING: Final = 32
+"""Arrays and inline tables nest at most this deep in a device file (real ones: 2 or 3). Deeper would exhaust the
+TOML reader's recursion (a RecursionError near 500 levels), so the text is checked before it is parsed."""
 
 
 class ConfigError(ValueError):
@@ -18,6 +28,66 @@ class ConfigError(ValueError):
         self.path, self.line, self.key, self.message = path, line, key, message
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+class UnreadableFile(ValueError):
+    """A file that is not read: what is wrong with it, for a ConfigError to name."""
+
+
+_KINDS: Final = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def read_text(path: str | Path, encoding: str = "utf-8", limit: int = MAX_FILE_BYTES) -> str:
+    """The text of a regular file of at most `limit` bytes; UnreadableFile saying why not.
+
+    The file is opened without blocking and checked before anything is read, so a FIFO (whose open would wait
+    for a writer) or a device such as /dev/zero (which never ends) is refused at once, even one swapped in
+    after a check by name would have passed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UnreadableFile(exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+            raise UnreadableFile(f"not a regular file but {kind}")
+        try:
+            data = file.read(limit + 1)
+        except OSError as exc:
+            raise UnreadableFile(exc.strerror or str(exc)) from None
+    if len(data) > limit:
+        raise UnreadableFile(f"larger than {limit // (1024 * 1024)} MiB, the most a device or CSV file may hold")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+_NESTING_TOKENS: Final = re.compile(
+    r'''"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|#[^\n]*|[\[\]{}]''', re.DOTALL
+)  # strings and comments (skipped whole, brackets and all), and the brackets outside them
+
+
+def nesting_line(text: str, limit: int = MAX_NESTING) -> int | None:
+    """The line where arrays and inline tables first nest deeper than `limit`, or None."""
+    if text.count("[") + text.count("{") <= limit:
+        return None  # too few brackets to nest that deep: most files, and no scan
+    depth = 0
+    for token in _NESTING_TOKENS.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return text.count("\n", 0, token.start()) + 1
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return None
 
 
 # ---------------------------------------------------------------------------------------- line numbers

@@ -141,6 +141,7 @@ class ServerConfig:
     eventslog: str | None = None  # the events log's path (resolved against the file's folder)
     eventslog_max_bytes: int = EVENTS_LOG_MAX_BYTES
     eventslog_files: int = EVENTS_LOG_FILES
+    listen_only: bool = True  # false: FC08/04 Force Listen Only Mode refused with exception 01 (--no-listen-only)
 
     @property
     def serves_serial(self) -> bool:

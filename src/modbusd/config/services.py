@@ -32,7 +32,7 @@ class ServiceTables(Reader):
         raw = self.table(data, path, ("host", "port", "layout", "max_connections", "idle_timeout", "quit_command",
                                       "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
                                       "hook_timeout", "eventslog", "eventslog_max_bytes",
-                                      "eventslog_files"))  # fmt: skip
+                                      "eventslog_files", "listen_only"))  # fmt: skip
         options: dict[str, Any] = self.hooks(raw, path)
         if "host" in raw:
             options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1 or 0.0.0.0")
@@ -64,6 +64,9 @@ class ServiceTables(Reader):
             if not word:
                 raise self.error((*path, "quit_command"), "the quit command cannot be empty")
             options["quit_command"] = word
+        if "listen_only" in raw:
+            options["listen_only"] = self.typed(raw, path, "listen_only", bool, "true or false (false: FC08/04 "
+                                                "Force Listen Only Mode is refused with exception 01)")  # fmt: skip
         if "unknown_unit" in raw:
             options["unknown_unit"] = self.choice(raw, path, "unknown_unit", UNKNOWN_UNIT_POLICIES)
         config = ServerConfig(**options)

@@ -15,6 +15,8 @@ def summary(config: Config) -> list[str]:
     if s.rtu_over_tcp is not None:
         lines.append(f"server: rtu over tcp {s.host} port {s.rtu_over_tcp}")
     lines.extend(f"server: serial {line.framing} {line.device} {line.settings}" for line in s.serial)
+    if not s.listen_only:
+        lines.append("server: FC08/04 force listen only mode refused (exception 01)")
     if s.hook is not None:
         lines.append(f"server: request hook {s.hook} (time-out {s.hook_timeout:g} s)")
     if s.eventslog is not None:

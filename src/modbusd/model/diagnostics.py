@@ -39,6 +39,9 @@ class Diagnostics:
     event_count: int = 0
     diagnostic_register: int = 0
     listen_only: bool = False
+    # FC08/04 refused with exception 01 (`Server(listen_only=False)`, --no-listen-only): one request from any
+    # client, a spoofed UDP datagram included, would otherwise silence the device for every client
+    refuse_listen_only: bool = False
     ascii_delimiter: int = 0x0A
     events: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_EVENT_LOG))
 

@@ -5,6 +5,7 @@ several segments, and several requests may arrive in one.
 """
 
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from modbusd.protocol.adu import Adu
@@ -74,3 +75,42 @@ class MbapFramer:
 def frame(transaction_id: int, unit_id: int, pdu: bytes, protocol_id: int = 0) -> bytes:
     """The MBAP header for `pdu`, followed by the PDU."""
     return MBAP.pack(transaction_id, protocol_id, len(pdu) + 1, unit_id) + pdu
+
+
+Dropped = Callable[[list[Adu], int], None]
+"""Told of a datagram's whole requests after its first, and of the number of bytes dropped with them."""
+
+
+class DatagramFramer:
+    """Modbus over UDP: a datagram is one request, whatever else it holds.
+
+    A TCP stream may carry several requests in one segment, and MbapFramer answers them all. Over UDP that
+    would let one spoofed datagram of 250 requests (3 kB) draw 64,750 bytes of responses at the address it
+    claims to come from. So the first request is the datagram's only one: the response to a datagram is one
+    ADU, at most 260 bytes, and never more than the protocol's own read ratio (FC03 asks 125 registers in
+    12 bytes and gets 259) times what came in. What follows the first request is handed to `on_dropped`.
+    """
+
+    __slots__ = ("_on_dropped",)
+
+    pending = b""  # a datagram never continues in the next one
+
+    def __init__(self, on_dropped: Dropped) -> None:
+        self._on_dropped = on_dropped
+
+    def feed(self, data: bytes) -> list[Adu]:
+        """The datagram's first request (none if it is cut short). FrameError when its own header is bad."""
+        try:
+            adus = MbapFramer().feed(data)
+        except FrameError as exc:  # a bad header after the first request is only more to drop
+            if not exc.frames:
+                raise
+            adus = list(exc.frames)  # type: ignore[arg-type]  # MbapFramer puts Adus there
+        if not adus:
+            return adus
+        extra = len(data) - MBAP.size - len(adus[0].pdu)
+        if extra:
+            self._on_dropped(adus[1:], extra)
+        return adus[:1]
+
+    frame = MbapFramer.frame  # the response is framed as over TCP
