@@ -97,9 +97,10 @@ def stream_request_length(buf: bytes | bytearray, start: int = 0) -> int:
 
     `request_length`'s table, with two differences that only a link without silences needs:
     - FC08 is 8 bytes, sub-function and one data word: what every sub-function but 00 takes (§6.8), the
-      spec's own example of 00, and what pymodbus sends and frames. On a serial line, FC08/00 with more
-      data still ends at the silence; over TCP its longer forms cannot be told from a frame that happens
-      to pass the CRC one byte early (1 in 256 frames: see `_CrcChain`).
+      spec's own example of 00, and what pymodbus sends and frames. Taking the shortest run that passes
+      the CRC instead would cut 1 frame in 256 one byte short: a frame whose CRC's high byte is 0x00 passes
+      the check without that byte too. The rarer FC08/00 with more data is framed as having no length
+      when its first 8 bytes are not a good frame (`RtuFramer.feed`).
     - FC43 is 7 bytes for Read Device Identification (MEI type 0x0E) only; other MEI types have no length.
     WAIT when the byte that tells the length has not arrived; NO_LENGTH for function codes with none.
     """
@@ -256,7 +257,9 @@ class RtuFramer:
         """Requests whose length is known from their function code and whose CRC checks out.
 
         With `resync`, `data` is taken as one read from the connection: a request of a function code with no
-        known length is framed only if the bytes from its start to the end of the read pass the CRC.
+        known length (and an FC08/00 longer than 8 bytes) is framed only if the bytes from its start to the
+        end of the read pass the CRC. A client sends a request in one write, and a write that short arrives
+        in one read; one that does not is dropped as garbage, never framed short.
         """
         if self._chain is not None:
             return self._feed_stream(data, self._chain)
@@ -291,15 +294,19 @@ class RtuFramer:
             length = stream_request_length(buf, pos)
             if length == WAIT:
                 break
+            if length > MAX_FRAME:
+                good = False
+            elif length > 0:
+                if pos + length > end:
+                    break  # a request still arriving: wait for the rest, look for nothing inside it
+                good = chain.good(buf, pos, pos + length)
+                if not good and buf[pos + 1] == 8 and buf[pos + 2] == buf[pos + 3] == 0 and not (end - pos) & 1:
+                    # FC08/00 with more than one data word (§6.8: the data is N × 2 bytes, so never an odd
+                    # length, which would pass the CRC without its last byte when that byte is 0x00).
+                    length = NO_LENGTH
             if length == NO_LENGTH:  # no length to go by: the frame is the rest of this read, or nothing
                 length = end - pos
                 good = MIN_FRAME <= length <= MAX_FRAME and chain.good(buf, pos, end)
-            elif length > MAX_FRAME:
-                good = False
-            elif pos + length > end:
-                break  # a request still arriving: wait for the rest, look for nothing inside it
-            else:
-                good = chain.good(buf, pos, pos + length)
             if good:
                 adus.append(Adu(0, 0, buf[pos], bytes(buf[pos + 1 : pos + length - 2])))
                 pos += length
