@@ -83,7 +83,9 @@ def request_length(head: bytes | bytearray) -> int | None:
     return None
 
 
-# Request lengths by function code (Application Protocol §6), counting the address and the CRC.
+# Request lengths by function code (Application Protocol §6), counting the address and the CRC; every public
+# code with one, FC20, 21 and 24 included though the handler answers them with exception 01: a request framed by
+# its length can be pipelined and split across TCP segments safely.
 _FIXED_LENGTHS: Final = {1: 8, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8, 7: 4, 11: 4, 12: 4, 17: 4, 22: 10, 24: 6, 43: 7}
 _BYTE_COUNT_AT: Final = {15: 6, 16: 6, 20: 2, 21: 2, 23: 10}  # index of the byte-count byte, counting the address
 
@@ -196,7 +198,7 @@ class _CrcChain:
     def restart(self, base: int) -> None:
         """Nothing before buffer offset `base` is looked at again."""
         self._base = base
-        self._registers = [0xFFFF]  # _registers[i]: the register after the bytes base..base+i (any preset works)
+        self._registers = [0xFFFF]  # _registers[i]: the register after the i bytes from `base` (any preset works)
 
     def good(self, buf: bytearray, start: int, end: int) -> bool:
         """Whether buf[start:end] is a frame with a good CRC."""
