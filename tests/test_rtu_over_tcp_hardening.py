@@ -2,7 +2,9 @@
 
 A request split across TCP segments is executed once and nothing inside it is; framing by length never
 depends on a CRC byte's value; and a client flooding RTU over TCP with the input that is costliest to
-resynchronise does not hold up a Modbus/TCP client of the same server.
+resynchronise does not hold up a Modbus/TCP client of the same server. Under that: the TCP transport
+gives a connection at most one read per turn of the event loop, on asyncio's loop and on uvloop, without
+resuming a connection paused because it does not read its responses.
 """
 
 from __future__ import annotations
@@ -228,9 +230,10 @@ def _run_on(loop_name: str, main: Callable[[], Coroutine[Any, Any, None]]) -> No
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_a_connection_reads_at_most_once_per_turn_of_the_loop(loop_name: str) -> None:
     owner = CountingOwner()
-    flood = bytes(2 << 20)  # address 0, function 0: no frame anywhere, every byte dropped
-    _run_on(loop_name, lambda: _flooded(owner, flood, lambda: sum(n for _, n in owner.reads) >= len(flood)))
-    assert sum(n for _, n in owner.reads) == len(flood)
+    flood = bytes(4 << 20)  # address 0, function 0: no frame anywhere, every byte dropped
+    enough = 1 << 20  # 16 full reads and more
+    _run_on(loop_name, lambda: _flooded(owner, flood, lambda: sum(n for _, n in owner.reads) >= enough))
+    assert sum(n for _, n in owner.reads) >= enough
     assert max(n for _, n in owner.reads) <= READ_BUFFER_SIZE
     turns = Counter(turn for turn, _ in owner.reads)
     assert max(turns.values()) == 1, f"{max(turns.values())} reads in one turn"
