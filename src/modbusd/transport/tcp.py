@@ -37,6 +37,9 @@ OpenSession = Callable[["TcpConnection"], Session]
 
 
 READ_BUFFER_SIZE = 65536
+"""The most one read hands a session, and so the most work one connection gets per turn of the event loop:
+a connection reads once per turn (`TcpConnection._yield_turn`), and every framer is linear in what it is fed.
+"""
 
 
 def read_buffer() -> memoryview:
@@ -72,7 +75,10 @@ def cancel_all(tasks: set[asyncio.Future[bytes | None]]) -> None:
 
 
 class TcpConnection(asyncio.BufferedProtocol):
-    __slots__ = ("_buffer", "_open_session", "_owner", "_session", "_tasks", "_transport", "last_active", "peer")
+    __slots__ = (
+        "_buffer", "_open_session", "_owner", "_session", "_tasks", "_transport", "_writing_paused", "last_active",
+        "peer",
+    )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner, buffer: memoryview, open_session: OpenSession | None = None) -> None:
         """`open_session`: who makes this connection's session; the owner's `open_session` unless given."""
@@ -82,6 +88,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
         self._tasks: set[asyncio.Future[bytes | None]] | None = None  # answers being awaited; made when needed
+        self._writing_paused = False
         self.peer = "?"
         self.last_active = time.monotonic()
 
@@ -117,6 +124,24 @@ class TcpConnection(asyncio.BufferedProtocol):
             if self._tasks is None:  # most connections never await anything: no set for them
                 self._tasks = set()
             start_awaiting(session, self._tasks, self._send)  # type: ignore[arg-type]  # as above
+        if nbytes == len(self._buffer):
+            self._yield_turn()
+
+    def _yield_turn(self) -> None:
+        """The read filled the buffer, so more is waiting: read it on the loop's next turn, after the others.
+
+        asyncio's selector loop reads once per turn anyway; uvloop (libuv) reads on while reads come back
+        full, up to 32 times, which would let one client's flood run for 32 reads' work in one turn.
+        """
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and not self._writing_paused:
+            transport.resume_reading()
 
     def _send(self, out: bytes) -> None:
         """A late response (its answer was awaited), unless the connection is going away."""
@@ -127,10 +152,12 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         """The peer is not reading its responses: stop reading its requests until it does."""
+        self._writing_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._writing_paused = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
