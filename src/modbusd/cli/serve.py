@@ -1,0 +1,115 @@
+"""Serving: the device file with the command line laid over it, then the server, its banner and its end."""
+
+import argparse
+import asyncio
+import dataclasses
+import signal
+import sys
+import time
+from pathlib import Path
+
+from modbusd import config as device_file
+from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _start_error
+from modbusd.model.device import Layout
+from modbusd.server import Server, StartError
+from modbusd.version import __version__
+
+
+def _stamp() -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Y")
+
+
+async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None,
+                 mqtt: device_file.MqttConfig | None = None) -> int:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    try:
+        await server.start()
+    except StartError as exc:
+        print(_start_error(exc, host), file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:  # the serial extra is not installed
+        print(f"modbusd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    api = None
+    if http is not None:
+        from modbusd.web import HttpApi  # only with --http: aiohttp is an optional extra
+
+        try:
+            api = await HttpApi.start(server, host=http.host, port=http.port, token=http.token,
+                                      allow_hosts=http.allow_hosts)  # fmt: skip
+        except OSError as exc:
+            await server.stop()
+            print(_bind_error(exc, http.host, http.port).replace("-p 5020", "--http 8021"), file=sys.stderr)
+            return EXIT_USAGE
+    bridge = None
+    if mqtt is not None:
+        from modbusd.mqtt import MqttBridge  # only with --mqtt: aiomqtt is an optional extra
+
+        try:
+            bridge = await MqttBridge.start(
+                server, mqtt.host, mqtt.port, points=mqtt.subscribe, named_points=True, username=mqtt.username,
+                password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
+            )  # fmt: skip
+        except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
+            if api is not None:
+                await api.stop()
+            await server.stop()
+            return _fail(f"--mqtt-subscribe / [mqtt] subscribe: {exc}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_stop)
+    print(f"modbusd version {__version__}")
+    served = ", ".join(server.listening())
+    print(f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}")
+    if api is not None:
+        print(f"Control API on http://{api.host}:{api.port}/")
+    if bridge is not None:
+        print(f"MQTT bridge to {mqtt.url if mqtt else ''}, topics {bridge.prefix}/<unit>/<table>/<address>")
+    print("Server running...", flush=True)
+    try:
+        await server.serve_forever()
+    finally:
+        if bridge is not None:
+            await bridge.stop()
+        if api is not None:
+            await api.stop()
+    if server.quit_requested:
+        print(f"Remote shutdown command received; server stopped at {_stamp()}", flush=True)
+    else:
+        print(f"Operator terminated server at {_stamp()}", flush=True)
+    return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file.HttpConfig | None]:
+    """The device file (or the built-in defaults) with every option given on the command line laid over it."""
+    if args.config:
+        if args.unit_ids or args.data_table:
+            raise ValueError("--unit-ids and --data-table describe devices, which the device file does: "
+                             "set unit_id and layout there")  # fmt: skip
+        config = device_file.load(args.config)
+    else:
+        layout = Layout(args.data_table or Layout.SEPARATE)
+        devices = tuple(device_file.DeviceConfig(unit_ids=(u,), layout=layout) for u in args.unit_ids or ())
+        config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
+    given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
+             "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
+             "quit_command": args.quit_command,
+             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
+    server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
+    http = config.http
+    if args.http is not None or args.http_host or args.http_token or args.http_allow_host:
+        allow = (*(http.allow_hosts if http else ()), *(args.http_allow_host or ()))
+        http = dataclasses.replace(http or device_file.HttpConfig(), allow_hosts=allow, **{k: v for k, v in (
+            ("port", args.http), ("host", args.http_host), ("token", args.http_token)) if v is not None})  # fmt: skip
+    if http is not None and http.host not in device_file.LOOPBACK and not http.token:
+        raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")
+    mqtt = config.mqtt
+    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
+        if args.mqtt is None and mqtt is None:
+            raise ValueError("--mqtt-prefix and --mqtt-subscribe need --mqtt URL (or [mqtt] in the device file)")
+        options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
+        if args.mqtt_prefix is not None:
+            options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
+        if args.mqtt_subscribe:
+            options["subscribe"] = (*(mqtt.subscribe if mqtt else ()), *args.mqtt_subscribe)
+        mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
+    return dataclasses.replace(config, server=server, mqtt=mqtt), http
