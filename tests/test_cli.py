@@ -485,14 +485,51 @@ def test_modbusd_refuses_a_unit_id_both_served_and_forwarded(launch: Callable[..
 def test_modbusd_says_in_one_line_which_extra_to_install_when_its_package_is_missing(
     launch: Callable[..., Modbusd], tmp_path: Path, module: str, args: list[str], words: str
 ) -> None:
-    # a package of that name, first on the path, whose import fails as if it were not installed
-    (tmp_path / module).mkdir()
-    (tmp_path / module / "__init__.py").write_text(f"raise ImportError('simulated: not installed', name={module!r})\n")
-    path = os.pathsep.join(filter(None, [str(tmp_path), str(SRC), os.environ.get("PYTHONPATH")]))
-    child = launch(*args, prefix=["env", f"PYTHONPATH={path}"])
+    child = launch(*args, prefix=without_module(tmp_path, module))
     line = assert_one_line_error(child)
     assert line.startswith("modbusd: ") and words in line, line
     assert "simulated" not in line  # the message is modbusd's own, not the import's
+
+
+def without_module(tmp_path: Path, module: str) -> list[str]:
+    """A command prefix whose Python cannot import `module`, as if its extra were not installed.
+
+    A package of that name, first on the path, whose import raises ImportError.
+    """
+    (tmp_path / module).mkdir()
+    (tmp_path / module / "__init__.py").write_text(f"raise ImportError('simulated: not installed', name={module!r})\n")
+    return [
+        "env",
+        f"PYTHONPATH={os.pathsep.join(filter(None, [str(tmp_path), str(SRC), os.environ.get('PYTHONPATH')]))}",
+    ]
+
+
+def test_modbusd_serves_the_init_example_without_aiohttp_and_says_so_in_one_warning(
+    launch: Callable[..., Modbusd], tmp_path: Path
+) -> None:
+    """`pip install . && modbusd init f.toml && modbusd --config f.toml`: no extras, yet the example runs."""
+    prefix = without_module(tmp_path, "aiohttp")
+    path = tmp_path / "modbusd.toml"
+    init = subprocess.run([*prefix, sys.executable, "-m", "modbusd", "init", str(path)], capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    text = path.read_text()
+    assert "\n[http]\n" in text  # the example does ask for the control API
+    path.write_text(text.replace("port = 5020", f"port = {port}").replace("port = 8020", f"port = {free_port()}"))
+    child = launch("--config", str(path), prefix=prefix)
+    banner = child.running()
+    assert not any("Control API" in line for line in banner)
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert client.read_input_registers(0, count=2, device_id=1).registers == [0x41AC, 0x0000]  # 21.5
+    finally:
+        client.close()
+    assert child.stop(signal.SIGTERM) == 0
+    warnings = [line for line in child.stderr if "WARNING" in line]
+    assert len(warnings) == 1 and "aiohttp" in warnings[0] and "modbusd[http]" in warnings[0], child.stderr
+    assert not any("Traceback" in line for line in child.stderr), child.stderr
 
 
 def test_modbusd_mqtt_publishes_a_client_write_and_carries_out_a_set(

@@ -12,6 +12,7 @@ Where things are: `parser.py` the server's options, `options.py` their value typ
 the running server, `files.py` check and init, `client.py` get and set, `errors.py` exit codes and one-line errors.
 """
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -37,6 +38,16 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger("modbusd")
+
+
+def _http_asked(args: argparse.Namespace) -> bool:
+    """The command line asked for the control API (as against the device file's [http] table).
+
+    Without aiohttp, an --http option is refused (the person typing it reads the line and installs the extra);
+    the device file's table only warns, so that `pip install . && modbusd init f.toml && modbusd --config f.toml`,
+    the first thing a user runs, serves Modbus with the standard library alone.
+    """
+    return args.http is not None or bool(args.http_host or args.http_token or args.http_allow_host)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             import aiohttp  # noqa: F401  (only to say so now, in one line, rather than after binding)
         except ImportError:
-            return _fail("the HTTP control API needs aiohttp: pip install 'modbusd[http]'")
+            if _http_asked(args):
+                return _fail("the HTTP control API needs aiohttp: pip install 'modbusd[http]'")
+            # the device file's [http] (modbusd init's example has one): the Modbus server is what was asked for
+            log.warning("no control API (the device file's [http]): it needs aiohttp: pip install 'modbusd[http]'")
+            http = None
     if config.mqtt is not None:
         try:
             import aiomqtt  # noqa: F401  (only to say so now, in one line)
