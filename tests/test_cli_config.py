@@ -91,6 +91,30 @@ def test_check_names_the_csv_line_of_a_bad_row(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"modbusd: {tmp_path / 'map.csv'}:3: name: level at 1.ir overlaps data point")
 
 
+def test_a_hook_module_beside_the_device_file_is_found_from_another_working_directory(
+    launch: Launch, tmp_path: Path
+) -> None:
+    """`hook = "myhook:answer"` imports myhook.py from the device file's folder, as eventslog and points_csv."""
+    (tmp_path / "myhook.py").write_text(
+        "def answer(server_name, client, unit_id, pdu):\n"
+        "    return bytes.fromhex('03 02 002A') if pdu[0] == 3 else None\n"
+    )
+    port = free_port()
+    path = tmp_path / "plant.toml"
+    path.write_text(f'[server]\nhost = "{HOST}"\nport = {port}\nhook = "myhook:answer"\n')
+    checked = modbusd_cli("check", str(path))  # cwd "/": nothing on the path knows myhook
+    assert checked.returncode == 0 and "request hook myhook:answer" in checked.stdout, checked.stderr
+    child = launch("--config", str(path))  # cwd "/" too
+    child.running()
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert client.read_holding_registers(0, count=1, device_id=1).registers == [42]  # the hook's answer
+    finally:
+        client.close()
+    assert child.stop(signal.SIGTERM) == 0
+
+
 def test_config_refuses_options_that_describe_devices(launch: Launch, tmp_path: Path) -> None:
     child = launch("--config", str(example_on(tmp_path, free_port(), free_port())), "-u", "1,2")
     assert "--unit-ids and --data-table describe devices" in assert_one_line_error(child)

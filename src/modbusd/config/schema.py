@@ -6,6 +6,7 @@ them. Imports the protocol and the model only.
 
 import importlib
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,18 @@ EVENTS_LOG_MAX_BYTES = 10 * 1024 * 1024  # the events log is rotated when it wou
 EVENTS_LOG_FILES = 5  # the events log and its rotated copies, .1 … .4
 
 
-def import_hook(spec: str) -> Callable[..., object]:
-    """``"package.module:function"`` → the function; ValueError in one line saying what went wrong."""
+def import_hook(spec: str, folder: str | None = None) -> Callable[..., object]:
+    """``"package.module:function"`` → the function; ValueError in one line saying what went wrong.
+
+    `folder` (a device file's own) goes first on the module path, as Python puts a script's folder there: a hook
+    module beside the device file imports from any working directory, the way ``eventslog`` and ``points_csv`` are
+    found beside it. It stays there, so that the hook's own later imports of its neighbours work too.
+    """
     module_name, colon, attribute = spec.strip().partition(":")
     if not colon or not module_name or not attribute:
         raise ValueError(f"{spec!r} is not package.module:function")
+    if folder is not None and folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -89,7 +89,7 @@ class ServiceTables(Reader):
         if "hook" in raw:
             spec = self.typed(raw, path, "hook", str, 'a function to import, "package.module:function"')
             try:
-                import_hook(spec)
+                import_hook(spec, str(self.base.absolute()))
             except ValueError as exc:
                 raise self.error((*path, "hook"), str(exc)) from None
             options["hook"] = spec
