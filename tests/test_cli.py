@@ -206,6 +206,69 @@ def test_modbusd_warns_when_the_quit_word_is_enabled_beyond_loopback(launch: Cal
     assert len(warnings) == 1 and "0.0.0.0" in warnings[0]
 
 
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+
+
+def closed_pipe() -> int:
+    """The writing end of a pipe whose reader is already gone, as for `modbusd … | head` once head has quit."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"modbusd exited with {proc.returncode}"
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"nothing listening on port {port} within {timeout} s")
+
+
+@pytest.mark.parametrize("args", [["check", "EXAMPLE"], ["init"], ["--help"]], ids=["check", "init", "help"])
+def test_a_command_whose_reader_left_ends_quietly(tmp_path: Path, args: list[str]) -> None:
+    """`modbusd check FILE | head`: the output nobody reads is dropped, with no traceback."""
+    example = tmp_path / "modbusd.toml"
+    example.write_text(modbusd.config.EXAMPLE)
+    write_end = closed_pipe()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "modbusd", *(str(example) if a == "EXAMPLE" else a for a in args)],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=child_env(), timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_server_whose_output_pipe_closed_goes_on_serving_and_stops_on_sigterm() -> None:
+    """A server whose terminal or log reader went away: the banner is lost, the Modbus server is not."""
+    port = free_port()
+    write_end = closed_pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modbusd", "-p", str(port), "--host", HOST], stdin=subprocess.DEVNULL,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=child_env(), cwd="/",
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    try:
+        wait_for_port(port, proc)
+        time.sleep(0.2)  # past the banner's write, which comes right after the listener opens
+        assert read_register(port) == 0
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=EXIT_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=EXIT_TIMEOUT)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
 # ----------------------------------------------------------------------------------------------- errors
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from modbusd import config as device_file
 from modbusd.cli.client import TOKEN_VARIABLE, _call, _client_parser, _get, _set
-from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser, _start_error
+from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser, _start_error, quiet_stdout
 from modbusd.cli.files import _check, _init
 from modbusd.cli.options import _count, _forward, _host_name, _port, _positive, _register, _slave_id, _unit_ids
 from modbusd.cli.parser import DEFAULT_HTTP_PORT, DEFAULT_PORT, build_parser
@@ -51,6 +51,22 @@ def _http_asked(args: argparse.Namespace) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a reader that stops reading (`modbusd check FILE | head`) ends it quietly, with 0.
+
+    The command did its job, so its exit code says so; only the rest of its output went unread. A running server
+    never gets here for that: it goes on serving (`serve._say`).
+    """
+    try:
+        try:
+            return _command(argv)
+        finally:  # --help and --version leave through SystemExit, and their text waits in the buffer too
+            sys.stdout.flush()  # here, not in the interpreter's exit, where a closed pipe prints a traceback
+    except BrokenPipeError:
+        quiet_stdout()
+        return EXIT_OK
+
+
+def _command(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return {"check": _check, "init": _init, "get": _get, "set": _set}[argv[0]](argv[1:])

@@ -2,6 +2,7 @@
 
 import argparse
 import errno
+import os
 import sys
 
 from modbusd.server import StartError
@@ -19,6 +20,18 @@ class _Parser(argparse.ArgumentParser):
 def _fail(message: str) -> int:
     print(f"modbusd: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def quiet_stdout() -> None:
+    """Standard output's reader is gone (`modbusd check FILE | head`, a closed terminal): the rest goes to /dev/null.
+
+    Otherwise the interpreter's last flush, on the way out, would print a BrokenPipeError traceback after all.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _bind_error(exc: OSError, host: str, port: int) -> str:

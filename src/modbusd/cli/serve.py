@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from modbusd import config as device_file
-from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _start_error
+from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _start_error, quiet_stdout
 from modbusd.model.device import Layout
 from modbusd.server import Server, StartError
 from modbusd.version import __version__
@@ -17,6 +17,18 @@ from modbusd.version import __version__
 
 def _stamp() -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y")
+
+
+def _say(*lines: str) -> None:
+    """The banner's lines, at once. Output nobody reads any more (a closed pipe or terminal) never stops the server.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError, and one to a hung-up terminal EIO:
+    the rest of the output goes to /dev/null, and the server goes on serving.
+    """
+    try:
+        print(*lines, sep="\n", flush=True)
+    except OSError:
+        quiet_stdout()
 
 
 async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None,
@@ -57,14 +69,14 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             return _fail(f"--mqtt-subscribe / [mqtt] subscribe: {exc}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
-    print(f"modbusd version {__version__}")
     served = ", ".join(server.listening())
-    print(f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}")
+    banner = [f"modbusd version {__version__}",
+              f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}"]  # fmt: skip
     if api is not None:
-        print(f"Control API on http://{api.host}:{api.port}/")
+        banner.append(f"Control API on http://{api.host}:{api.port}/")
     if bridge is not None:
-        print(f"MQTT bridge to {mqtt.url if mqtt else ''}, topics {bridge.prefix}/<unit>/<table>/<address>")
-    print("Server running...", flush=True)
+        banner.append(f"MQTT bridge to {mqtt.url if mqtt else ''}, topics {bridge.prefix}/<unit>/<table>/<address>")
+    _say(*banner, "Server running...")
     try:
         await server.serve_forever()
     finally:
@@ -73,9 +85,9 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
         if api is not None:
             await api.stop()
     if server.quit_requested:
-        print(f"Remote shutdown command received; server stopped at {_stamp()}", flush=True)
+        _say(f"Remote shutdown command received; server stopped at {_stamp()}")
     else:
-        print(f"Operator terminated server at {_stamp()}", flush=True)
+        _say(f"Operator terminated server at {_stamp()}")
     return EXIT_OK
 
 
