@@ -272,13 +272,40 @@ def test_a_server_whose_output_pipe_closed_goes_on_serving_and_stops_on_sigterm(
 # ----------------------------------------------------------------------------------------------- errors
 
 
-def test_modbusd_refuses_a_port_in_use_with_one_line_and_exit_2(launch: Callable[..., Modbusd]) -> None:
-    with socket.socket() as taken:
+@pytest.mark.parametrize(
+    ("kind", "option", "suggestion"),
+    [
+        pytest.param("tcp", "-p", "-p {}", id="Modbus/TCP"),
+        pytest.param("udp", "--udp", "--udp {}", id="UDP"),
+        pytest.param("tcp", "--rtu-over-tcp", "--rtu-over-tcp {}", id="RTU over TCP"),
+        pytest.param("tcp", "--http", "--http {}", id="control API"),
+        pytest.param("udp", "[server.udp]", "port = {} in the device file's [server.udp]", id="device file UDP"),
+        pytest.param("tcp", "[http]", "port = {} in the device file's [http]", id="device file [http]"),
+    ],
+)
+def test_modbusd_refuses_a_port_in_use_naming_the_option_and_a_free_port(
+    launch: Callable[..., Modbusd], tmp_path: Path, kind: str, option: str, suggestion: str
+) -> None:
+    with socket.socket(type=socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM) as taken:
         taken.bind((HOST, 0))
-        taken.listen()
+        if kind == "tcp":
+            taken.listen()
         port = taken.getsockname()[1]
-        line = assert_one_line_error(launch("-p", str(port), "--host", HOST))
-    assert str(port) in line and "in use" in line and "-p" in line
+        if option.startswith("["):  # the port comes from the device file
+            table = option.strip("[]")
+            path = tmp_path / "modbusd.toml"
+            path.write_text(f'[server]\nhost = "{HOST}"\nport = {free_port()}\n[{table}]\nport = {port}\n')
+            args = ["--config", str(path)]
+        else:
+            args = ["--host", HOST, *(["-p", str(free_port())] if option != "-p" else []), option, str(port)]
+        child = launch(*args)
+        assert child.finish() == 2
+    line = child.stderr[-1]  # after, for --http, the log line of the Modbus/TCP listener it opened and closed
+    assert not any("Traceback" in line for line in child.stderr), child.stderr
+    assert f"port {port} on {HOST} is already in use" in line, line
+    offered = [p for p in range(port + 1, port + 11) if suggestion.format(p) + " is free" in line]
+    assert len(offered) == 1, line  # one of the next ports, never the busy one (nor always 5020)
+    assert "-p" not in line or option == "-p", line
 
 
 def _without_bind_privilege() -> list[str]:

@@ -24,7 +24,7 @@ from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser,
 from modbusd.cli.files import _check, _init
 from modbusd.cli.options import _count, _forward, _host_name, _port, _positive, _register, _slave_id, _unit_ids
 from modbusd.cli.parser import DEFAULT_HTTP_PORT, DEFAULT_PORT, build_parser
-from modbusd.cli.serve import _serve, _settings, _stamp
+from modbusd.cli.serve import _listeners, _serve, _settings, _stamp
 from modbusd.server import SerialLine, Server
 
 SUBCOMMANDS = ("check", "init", "get", "set")
@@ -121,4 +121,4 @@ def _command(argv: Sequence[str] | None) -> int:
         run = uvloop.run
     else:
         run = asyncio.run
-    return run(_serve(server, host, http, config.mqtt))
+    return run(_serve(server, host, http, config.mqtt, _listeners(args)))

@@ -9,7 +9,16 @@ import time
 from pathlib import Path
 
 from modbusd import config as device_file
-from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _start_error, quiet_stdout
+from modbusd.cli.errors import (
+    DEFAULT_LISTENER,
+    EXIT_OK,
+    EXIT_USAGE,
+    Listener,
+    _bind_error,
+    _fail,
+    _start_error,
+    quiet_stdout,
+)
 from modbusd.model.device import Layout
 from modbusd.server import Server, StartError
 from modbusd.version import __version__
@@ -31,13 +40,26 @@ def _say(*lines: str) -> None:
         quiet_stdout()
 
 
+def _listeners(args: argparse.Namespace) -> dict[str, Listener]:
+    """For each listener, the option to suggest when its port is taken: the one used, or the device file's key."""
+    file = bool(args.config)
+    return {
+        "tcp": Listener.named("-p", "server", file and args.port is None),
+        "udp": Listener.named("--udp", "server.udp", file and args.udp is None, datagram=True),
+        "rtu-over-tcp": Listener.named("--rtu-over-tcp", "server.rtu_over_tcp", file and args.rtu_over_tcp is None),
+        "http": Listener.named("--http", "http", file and args.http is None),
+    }
+
+
 async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None,
-                 mqtt: device_file.MqttConfig | None = None) -> int:  # fmt: skip
+                 mqtt: device_file.MqttConfig | None = None,
+                 listeners: dict[str, Listener] | None = None) -> int:  # fmt: skip
     loop = asyncio.get_running_loop()
+    listeners = listeners or {}
     try:
         await server.start()
     except StartError as exc:
-        print(_start_error(exc, host), file=sys.stderr)
+        print(_start_error(exc, host, listeners), file=sys.stderr)
         return EXIT_USAGE
     except ImportError as exc:  # the serial extra is not installed
         print(f"modbusd: {exc}", file=sys.stderr)
@@ -51,7 +73,7 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
                                       allow_hosts=http.allow_hosts)  # fmt: skip
         except OSError as exc:
             await server.stop()
-            print(_bind_error(exc, http.host, http.port).replace("-p 5020", "--http 8021"), file=sys.stderr)
+            print(_bind_error(exc, http.host, http.port, listeners.get("http", DEFAULT_LISTENER)), file=sys.stderr)
             return EXIT_USAGE
     bridge = None
     if mqtt is not None:
