@@ -500,13 +500,40 @@ def test_modbusd_refuses_a_missing_serial_device_with_one_line_and_exit_2(launch
     [
         (["--rtu", "/dev/ttyUSB0", "--bytesize", "7"], "RTU needs 8"),
         (["--unit", "248"], "1..247"),
-        (["--parity", "X"], "invalid choice"),
+        (["--parity", "X"], "parity 'X' is none of E, O, N (even, odd, none)"),
     ],
 )
 def test_modbusd_rejects_wrong_serial_options_with_one_line(
     launch: Callable[..., Modbusd], args: list[str], words: str
 ) -> None:
     assert words in assert_one_line_error(launch(*args))
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--baudrate", "9600"], "--baudrate sets"),
+        (["--parity", "N"], "--parity sets"),
+        (["--bytesize", "7", "--stopbits", "2"], "--bytesize and --stopbits set"),
+        (["-p", "5020", "--parity", "even"], "--parity sets"),
+    ],
+)
+def test_modbusd_refuses_serial_settings_without_a_serial_line(
+    launch: Callable[..., Modbusd], args: list[str], named: str
+) -> None:
+    """Alone they changed nothing: modbusd started Modbus/TCP on port 502 as if they had been understood."""
+    line = assert_one_line_error(launch(*args))
+    assert line.startswith(f"modbusd: {named} a serial line: name it with --rtu DEVICE or --ascii DEVICE"), line
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "n"])
+def test_modbusd_takes_the_parity_as_other_tools_spell_it(
+    pty_pair: Callable[[], PtyPair], launch: Callable[..., Modbusd], spelling: str
+) -> None:
+    pair = pty_pair()
+    child = launch("--rtu", pair.server_end, "--parity", spelling, "--baudrate", "9600")
+    assert child.running()[1].startswith(f"Starting server with RTU on {pair.server_end} (9600 8N2, unit 1). ")
+    assert child.stop(signal.SIGTERM) == 0
 
 
 # ------------------------------------------------------------------------------------------------ gateway

@@ -48,8 +48,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop); the cli
     # package's modules (parser, options, serve, files, client, errors) import each other
+    # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies)
     "modbusd.cli": ("modbusd.cli", "modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web",
-                    "modbusd.mqtt"),
+                    "modbusd.mqtt", "modbusd.protocol.serial_line"),
     "modbusd.__main__": ("modbusd.cli",),
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only

@@ -24,8 +24,8 @@ from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser,
 from modbusd.cli.files import _check, _init
 from modbusd.cli.options import _count, _forward, _host_name, _port, _positive, _register, _slave_id, _unit_ids
 from modbusd.cli.parser import DEFAULT_HTTP_PORT, DEFAULT_PORT, build_parser
-from modbusd.cli.serve import _listeners, _serve, _settings, _stamp
-from modbusd.server import SerialLine, Server
+from modbusd.cli.serve import _listeners, _serial_lines, _serve, _settings, _stamp
+from modbusd.server import Server
 
 SUBCOMMANDS = ("check", "init", "get", "set")
 
@@ -78,11 +78,7 @@ def _command(argv: Sequence[str] | None) -> int:
     )
     try:
         config, http = _settings(args)
-        lines = [
-            SerialLine(device, framing, args.baudrate, args.bytesize, args.parity, args.stopbits)
-            for framing, devices_named in (("rtu", args.rtu), ("ascii", args.ascii))
-            for device in devices_named
-        ]
+        lines = _serial_lines(args)
         named = bool(lines) or args.rtu_over_tcp is not None or args.udp is not None
         # naming transports serves exactly those (Modbus/TCP only when -p names it too); naming none serves the
         # device file's, if any (-p then sets the port of its Modbus/TCP, even one the file turned off)

@@ -4,6 +4,7 @@ import argparse
 import re
 
 from modbusd import config as device_file
+from modbusd.protocol.serial_line import parse_parity
 from modbusd.server import SerialLine, TcpTarget
 
 
@@ -116,6 +117,13 @@ def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
         return units, SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise argparse.ArgumentTypeError(f"--forward {text!r}: {exc}") from None
+
+
+def _parity(text: str) -> str:
+    try:
+        return parse_parity(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(text: str) -> int:

@@ -4,7 +4,17 @@ import argparse
 
 from modbusd import config as device_file
 from modbusd.cli.errors import _Parser
-from modbusd.cli.options import _count, _forward, _host_name, _port, _positive, _register, _slave_id, _unit_ids
+from modbusd.cli.options import (
+    _count,
+    _forward,
+    _host_name,
+    _parity,
+    _port,
+    _positive,
+    _register,
+    _slave_id,
+    _unit_ids,
+)
 from modbusd.model.device import Layout
 from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, UnknownUnit
 from modbusd.version import __version__
@@ -54,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     serial = parser.add_argument_group("serial lines and other transports")
     serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")
     serial.add_argument("--ascii", action="append", default=[], metavar="DEVICE", help="serve ASCII on a serial port")
-    serial.add_argument("--baudrate", type=_positive(int), default=19200, help="serial baud rate (default 19200)")
-    serial.add_argument("--parity", choices=["E", "O", "N"], type=str.upper, default="E",
-                        help="E (default, as the serial line spec requires), O or N")  # fmt: skip
-    serial.add_argument("--bytesize", type=int, choices=[7, 8], default=8, help="8 (default); ASCII may use 7")
+    serial.add_argument("--baudrate", type=_positive(int), help="serial baud rate (default 19200)")
+    serial.add_argument("--parity", type=_parity, metavar="{E,O,N}",
+                        help="E (default, as the serial line spec requires), O or N; even, odd, none too")  # fmt: skip
+    serial.add_argument("--bytesize", type=int, choices=[7, 8], help="8 (default); ASCII may use 7")
     serial.add_argument("--stopbits", type=int, choices=[1, 2], help="default 1, or 2 with --parity N")
     serial.add_argument("--unit", type=_slave_id, metavar="N",
                         help="the device's slave id on serial lines and RTU over TCP (default 1, or the device "

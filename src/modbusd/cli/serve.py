@@ -20,7 +20,7 @@ from modbusd.cli.errors import (
     quiet_stdout,
 )
 from modbusd.model.device import Layout
-from modbusd.server import Server, StartError
+from modbusd.server import SerialLine, Server, StartError
 from modbusd.version import __version__
 
 
@@ -38,6 +38,23 @@ def _say(*lines: str) -> None:
         print(*lines, sep="\n", flush=True)
     except OSError:
         quiet_stdout()
+
+
+SERIAL_SETTINGS = ("baudrate", "parity", "bytesize", "stopbits")
+
+
+def _serial_lines(args: argparse.Namespace) -> list[SerialLine]:
+    """--rtu and --ascii with the settings given; settings without a line are refused, since they would change
+    nothing and the server would start on Modbus/TCP as if they had been understood."""
+    settings = {name: getattr(args, name) for name in SERIAL_SETTINGS if getattr(args, name) is not None}
+    if settings and not (args.rtu or args.ascii):
+        given = " and ".join(f"--{name}" for name in settings)
+        raise ValueError(f"{given} {'sets' if len(settings) == 1 else 'set'} a serial line: name it with "
+                         "--rtu DEVICE or --ascii DEVICE (a device file's [[server.serial]] has its own "
+                         "baudrate, parity, bytesize and stopbits)")  # fmt: skip
+    return [SerialLine(device, framing, **settings)
+            for framing, devices_named in (("rtu", args.rtu), ("ascii", args.ascii))
+            for device in devices_named]  # fmt: skip
 
 
 def _listeners(args: argparse.Namespace) -> dict[str, Listener]:
