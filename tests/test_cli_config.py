@@ -253,7 +253,7 @@ def test_http_api_answers_mistakes_with_a_4xx_json_error(two_unit_api: int, case
 
 def test_http_api_off_loopback_needs_a_token(launch: Launch) -> None:
     refused = launch("-p", str(free_port()), "--host", HOST, "--http", str(free_port()), "--http-host", "0.0.0.0")
-    assert "binding it to 0.0.0.0 needs --http-token" in assert_one_line_error(refused)
+    assert "binding it to 0.0.0.0 (beyond this machine) needs --http-token" in assert_one_line_error(refused)
 
     api = free_port()
     child = launch("-p", str(free_port()), "--host", HOST, "--http", str(api), "--http-host", "0.0.0.0",
@@ -268,6 +268,15 @@ def test_http_api_off_loopback_needs_a_token(launch: Launch) -> None:
     assert modbusd_cli("set", "--http", str(api), "--token", TOKEN, "40001", "ushort:5").stdout == "5\n"
     assert modbusd_cli("get", "--http", str(api), "40001", env={"MODBUSD_HTTP_TOKEN": TOKEN}).stdout == "5\n"
     assert child.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_http_token_follows_the_device_files_rule_on_the_command_line(launch: Launch, host: str) -> None:
+    """One rule for both: a token has at least 16 characters, as `token` in [http] must (config.check_http_access)."""
+    short = launch("-p", str(free_port()), "--host", HOST, "--http", str(free_port()), "--http-host", host,
+                   "--http-token", "x" * 15)  # fmt: skip
+    line = assert_one_line_error(short)
+    assert line == "modbusd: --http-token: a bearer token needs at least 16 characters (this one has 15)", line
 
 
 def test_readme_shows_the_init_example_verbatim() -> None:

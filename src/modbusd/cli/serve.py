@@ -151,8 +151,11 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         allow = (*(http.allow_hosts if http else ()), *(args.http_allow_host or ()))
         http = dataclasses.replace(http or device_file.HttpConfig(), allow_hosts=allow, **{k: v for k, v in (
             ("port", args.http), ("host", args.http_host), ("token", args.http_token)) if v is not None})  # fmt: skip
-    if http is not None and http.host not in device_file.LOOPBACK and not http.token:
-        raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")
+    if http is not None:
+        try:
+            device_file.check_http_access(http.host, http.token, "--http-token")
+        except device_file.HttpAccessError as exc:
+            raise ValueError(f"--http-token: {exc}" if exc.key == "token" else str(exc)) from None
     mqtt = config.mqtt
     if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
         if args.mqtt is None and mqtt is None:

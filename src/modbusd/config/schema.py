@@ -113,6 +113,31 @@ def parse_mqtt_url(text: str) -> dict[str, Any]:
             "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
 
 
+MIN_TOKEN_LENGTH = 16  # a bearer token shorter than this is refused: the control API can write anything
+
+
+class HttpAccessError(ValueError):
+    """The control API's token rule broken; `key` is what to fix: "token" (too short) or "host" (none given)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def check_http_access(host: str, token: str | None, token_option: str = "a token") -> None:
+    """The one rule for the device file's [http] and the command line's --http-host/--http-token.
+
+    The control API can write anything: any address beyond loopback needs a bearer token, and a token, wherever
+    it binds, needs MIN_TOKEN_LENGTH characters. `token_option`: how the caller's user gives one.
+    """
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise HttpAccessError("token", f"a bearer token needs at least {MIN_TOKEN_LENGTH} characters "
+                                       f"(this one has {len(token)})")  # fmt: skip
+    if host not in LOOPBACK and token is None:
+        raise HttpAccessError("host", f"the control API can write anything: binding it to {host} (beyond this "
+                                      f"machine) needs {token_option}")  # fmt: skip
+
+
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*")
 
 
