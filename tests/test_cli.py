@@ -269,6 +269,28 @@ def test_a_server_whose_output_pipe_closed_goes_on_serving_and_stops_on_sigterm(
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
+HELP_GROUPS = ["server", "data", "serial lines", "gateway", "control API", "MQTT", "events and logging"]
+
+
+def test_help_groups_every_option_and_ends_with_two_examples() -> None:
+    done = subprocess.run([sys.executable, "-m", "modbusd", "--help"], capture_output=True, text=True,
+                          env={**child_env(), "COLUMNS": "80"}, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sections: dict[str, list[str]] = {}
+    section = ""
+    for line in done.stdout.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            section = line[:-1]
+        elif line.startswith("  -") and section:
+            sections.setdefault(section, []).append(line.split()[0].rstrip(","))
+    assert list(sections) == ["options", *HELP_GROUPS], list(sections)
+    assert sections["options"] == ["-h", "--version"]  # every other option sits in a group
+    assert "--baudrate" in sections["serial lines"] and "--http-token" in sections["control API"]
+    examples = done.stdout.split("\nexamples:\n", 1)[1]
+    assert "  modbusd -p 5020\n" in examples
+    assert "  modbusd init modbusd.toml && modbusd --config modbusd.toml\n" in examples
+
+
 # ----------------------------------------------------------------------------------------------- errors
 
 

@@ -1,4 +1,5 @@
-"""The server's options (`modbusd [options]`): one table, read by `build_parser`."""
+"""The server's options (`modbusd [options]`), in the groups --help shows: server, data, serial lines, gateway,
+control API, MQTT, events and logging. Their value types are in `options.py`."""
 
 import argparse
 
@@ -24,47 +25,67 @@ DEFAULT_HTTP_PORT = device_file.DEFAULT_HTTP_PORT
 DEFAULT_PORT = 502
 
 
+EXAMPLES = """\
+examples:
+  modbusd -p 5020
+      Modbus/TCP on port 5020: one device for every unit id, 65536 addresses
+      in each of the four tables
+  modbusd init modbusd.toml && modbusd --config modbusd.toml
+      write the commented example device file, then serve it (port 5020)
+
+also: modbusd check FILE | init [PATH] | get POINT [TYPE] | set POINT VALUE
+(each has --help)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The options, grouped as --help shows them: what a user looks for first comes first."""
     parser = _Parser(
         prog="modbusd",
-        description="A Modbus server (slave): a device for Modbus clients to talk to, over TCP, UDP, RTU over TCP "
-        "and serial lines (RTU, ASCII). With no transport named it serves Modbus/TCP on port 502; naming "
-        "any serves exactly those.",
-        epilog="Also: modbusd check FILE | modbusd init [PATH] | modbusd get POINT [TYPE] | "
-        "modbusd set POINT [TYPE:]VALUE (each has --help).",
+        description="A Modbus server (slave): a device for Modbus clients to talk to, over TCP, UDP,\n"
+        "RTU over TCP and serial lines (RTU, ASCII). With no transport named it serves\n"
+        "Modbus/TCP on port 502; naming any serves exactly those.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    parser.add_argument("--version", action="version", version=f"modbusd {__version__}")
+    server = parser.add_argument_group("server", "where it listens, and its limits")
+    server.add_argument("-p", "--port", type=_port, help="TCP port to listen on (default 502)")
+    server.add_argument("--host", help="address to listen on (default 0.0.0.0, every IPv4 address)")
+    server.add_argument("--udp", type=_port, metavar="PORT", help="serve Modbus (MBAP) over UDP on PORT")
+    server.add_argument("--rtu-over-tcp", type=_port, metavar="PORT", help="serve RTU frames over TCP on PORT")
+    server.add_argument(
+        "-q", "--quit-command", metavar="WORD", help="a client sending exactly WORD shuts the server down"
+    )
+    server.add_argument(
+        "--max-connections", type=_positive(int), metavar="N", help="at most N connections (default: no limit)"
+    )
+    server.add_argument(
+        "--idle-timeout", type=_positive(float), metavar="SECONDS", help="close connections idle that long"
+    )
+    server.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
+    data = parser.add_argument_group("data", "the devices served: a device file, or these options")
+    data.add_argument(
         "--config", metavar="FILE", help="serve the devices of a device file (modbusd init writes an example); "
         "options given here override the file's",
     )  # fmt: skip
-    parser.add_argument("-p", "--port", type=_port, help="TCP port to listen on (default 502)")
-    parser.add_argument("--host", help="address to listen on (default 0.0.0.0, every IPv4 address)")
-    parser.add_argument(
+    data.add_argument(
         "-d", "--data-table", choices=[layout.value for layout in Layout],
         help="separate: four tables (default); overlaid: coils=discrete inputs and holding=input registers; "
         "packed: overlaid, with the bits packed 16 per register into the first 4096 registers",
     )  # fmt: skip
-    parser.add_argument(
-        "-q", "--quit-command", metavar="WORD", help="a client sending exactly WORD shuts the server down"
-    )
-    parser.add_argument(
+    data.add_argument(
         "-u", "--unit-ids", type=_unit_ids, metavar="IDS",
         help="one device per unit id, e.g. 1,2,5-7 (default: one device answering every unit id)",
     )  # fmt: skip
-    parser.add_argument(
+    data.add_argument(
         "--unknown-unit", choices=[u.value for u in UnknownUnit],
         help="with --unit-ids: answer other unit ids with exception 0x0B (default) or ignore them",
     )  # fmt: skip
-    parser.add_argument(
-        "--max-connections", type=_positive(int), metavar="N", help="at most N connections (default: no limit)"
-    )
-    parser.add_argument(
-        "--idle-timeout", type=_positive(float), metavar="SECONDS", help="close connections idle that long"
-    )
-    serial = parser.add_argument_group("serial lines and other transports")
+    serial = parser.add_argument_group("serial lines", "RTU and ASCII on serial ports (pip install 'modbusd[serial]')")
     serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")
     serial.add_argument("--ascii", action="append", default=[], metavar="DEVICE", help="serve ASCII on a serial port")
-    serial.add_argument("--baudrate", type=_positive(int), help="serial baud rate (default 19200)")
+    serial.add_argument("--baudrate", type=_positive(int), metavar="N", help="serial baud rate (default 19200)")
     serial.add_argument("--parity", type=_parity, metavar="{E,O,N}",
                         help="E (default, as the serial line spec requires), O or N; even, odd, none too")  # fmt: skip
     serial.add_argument("--bytesize", type=int, choices=[7, 8], help="8 (default); ASCII may use 7")
@@ -75,9 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     serial.add_argument("--address-register", type=_register, metavar="ADDR",
                         help="the address change: writing a unit id to this holding register (e.g. 0x07D0), "
                         "also at unit id 0xFF, moves the device to it (default: off)")  # fmt: skip
-    serial.add_argument("--rtu-over-tcp", type=_port, metavar="PORT", help="serve RTU frames over TCP on PORT")
-    serial.add_argument("--udp", type=_port, metavar="PORT", help="serve Modbus (MBAP) over UDP on PORT")
-    gateway = parser.add_argument_group("gateway (requests over Modbus/TCP and UDP forwarded by unit id)")
+    gateway = parser.add_argument_group("gateway", "requests over Modbus/TCP and UDP forwarded by unit id")
     gateway.add_argument(
         "--forward", type=_forward, action="append", default=[], metavar="UNITS=TARGET",
         help="forward these unit ids' requests: UNITS=rtu:DEVICE[,BAUD[,8E1]] or UNITS=ascii:DEVICE[,…] (a serial "
@@ -93,35 +112,38 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"requests that may wait per downstream, besides the one under way; more: exception 06 "
         f"(default {FORWARD_QUEUE})",
     )  # fmt: skip
-    parser.add_argument(
+    http = parser.add_argument_group("control API", "HTTP, for modbusd get/set and other programs "
+                                     "(pip install 'modbusd[http]')")  # fmt: skip
+    http.add_argument(
         "--http", nargs="?", type=_port, const=DEFAULT_HTTP_PORT, metavar="PORT",
         help=f"serve the HTTP control API (modbusd get/set) on PORT (default {DEFAULT_HTTP_PORT}); needs aiohttp",
     )  # fmt: skip
-    parser.add_argument("--http-host", metavar="ADDR", help="address of the control API (default 127.0.0.1)")
-    parser.add_argument(
-        "--http-token", metavar="TOKEN", help="bearer token the control API requires; needed off loopback"
-    )
-    parser.add_argument(
+    http.add_argument("--http-host", metavar="ADDR", help="address of the control API (default 127.0.0.1)")
+    http.add_argument(
+        "--http-token", metavar="TOKEN",
+        help="bearer token the control API requires (16 characters at least); needed off loopback",
+    )  # fmt: skip
+    http.add_argument(
         "--http-allow-host", action="append", type=_host_name, metavar="NAME",
         help="a Host name the control API answers to besides localhost, 127.0.0.1, ::1 and --http-host "
         "(repeatable; others get 421, against DNS rebinding)",
     )  # fmt: skip
-    parser.add_argument(
+    mqtt = parser.add_argument_group("MQTT", "a bridge to an MQTT broker (pip install 'modbusd[mqtt]')")
+    mqtt.add_argument(
         "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port]): client "
         "writes to named coils and holding registers are published, <prefix>/<unit>/<table>/<address>/set writes; "
         "needs aiomqtt. A broker that is away is retried",
     )  # fmt: skip
-    parser.add_argument("--mqtt-prefix", metavar="TOPIC", help="first level of the MQTT topics (default modbusd)")
-    parser.add_argument(
+    mqtt.add_argument("--mqtt-prefix", metavar="TOPIC", help="first level of the MQTT topics (default modbusd)")
+    mqtt.add_argument(
         "--mqtt-subscribe", action="append", default=[], metavar="POINT[:TYPE]",
         help="publish this point too (a name or address, e.g. 100.hr:float or 5.co); repeat for more",
     )  # fmt: skip
-    parser.add_argument(
+    logs = parser.add_argument_group("events and logging", "the log goes to standard error")
+    logs.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
         "each (HSYCO's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
         "and the server goes on",
     )  # fmt: skip
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
-    parser.add_argument("--version", action="version", version=f"modbusd {__version__}")
+    logs.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
     return parser
