@@ -449,6 +449,53 @@ def test_modbusd_verbose_logs_one_line_per_request(launch: Callable[..., Modbusd
         assert all(part in line for part in needed), line
 
 
+def write_ten_then_read_two(port: int) -> None:
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert not client.write_registers(0, list(range(1, 11)), device_id=1).isError()
+        assert client.read_holding_registers(8, count=2, device_id=1).registers == [9, 10]
+    finally:
+        client.close()
+
+
+def test_modbusd_verbose_shows_the_values_written_and_twice_verbose_the_values_read_too(
+    launch: Callable[..., Modbusd],
+) -> None:
+    for flags, read_line in ((["-v"], "-> ok"), (["-vv"], "-> ok values=[9, 10]")):
+        port = free_port()
+        child = launch("-p", str(port), "--host", HOST, *flags)
+        child.running()
+        write_ten_then_read_two(port)
+        assert child.stop(signal.SIGTERM) == 0
+        write, read = [line for line in child.stderr if "unit=" in line]
+        assert write.endswith("fc=16 address=0 quantity=10 values=[1, 2, 3, 4, 5, 6, 7, 8, … (+2)] -> ok"), write
+        assert read.endswith(f"fc=3 address=8 quantity=2 {read_line}"), (flags, read)
+
+
+def test_modbusd_logs_to_a_rotating_file_at_the_level_asked(launch: Callable[..., Modbusd], tmp_path: Path) -> None:
+    """A service without a terminal: --log-file; --log-level warning keeps the connection lines out."""
+    log_file = tmp_path / "modbusd.log"
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "-vv", "--log-file", str(log_file))
+    child.running()
+    write_ten_then_read_two(port)
+    assert child.stop(signal.SIGTERM) == 0
+    assert child.stderr == []  # all of it went to the file
+    logged = log_file.read_text(encoding="utf-8")
+    assert "listening on" in logged and "-> ok values=[9, 10]" in logged
+
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "--log-level", "warning")
+    child.running()
+    write_ten_then_read_two(port)
+    assert child.stop(signal.SIGTERM) == 0
+    assert child.stderr == []  # INFO's listening and connection lines are below the level asked
+
+    line = assert_one_line_error(launch("--log-file", str(tmp_path / "no-such-folder" / "x.log")))
+    assert line.startswith("modbusd: cannot write the log file ") and "No such file" in line, line
+
+
 # ------------------------------------------------------------------------------ serial lines, UDP, RTU over TCP
 
 

@@ -22,6 +22,7 @@ from modbusd import config as device_file
 from modbusd.cli.client import TOKEN_VARIABLE, _call, _client_parser, _get, _set
 from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser, _start_error, quiet_stdout
 from modbusd.cli.files import _check, _init
+from modbusd.cli.logs import configure_logging
 from modbusd.cli.options import _count, _forward, _host_name, _port, _positive, _register, _slave_id, _unit_ids
 from modbusd.cli.parser import DEFAULT_HTTP_PORT, DEFAULT_PORT, build_parser
 from modbusd.cli.serve import _listeners, _serial_lines, _serve, _settings, _stamp
@@ -71,11 +72,10 @@ def _command(argv: Sequence[str] | None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return {"check": _check, "init": _init, "get": _get, "set": _set}[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        configure_logging(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     try:
         config, http = _settings(args)
         lines = _serial_lines(args)

@@ -5,6 +5,7 @@ import argparse
 
 from modbusd import config as device_file
 from modbusd.cli.errors import _Parser
+from modbusd.cli.logs import LOG_FILE_COUNT, LOG_FILE_MAX_BYTES, LOG_LEVELS
 from modbusd.cli.options import (
     _count,
     _forward,
@@ -139,11 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--mqtt-subscribe", action="append", default=[], metavar="POINT[:TYPE]",
         help="publish this point too (a name or address, e.g. 100.hr:float or 5.co); repeat for more",
     )  # fmt: skip
-    logs = parser.add_argument_group("events and logging", "the log goes to standard error")
+    logs = parser.add_argument_group("events and logging", "the log goes to standard error, or to --log-file")
     logs.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
         "each (HSYCO's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
         "and the server goes on",
     )  # fmt: skip
-    logs.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
+    logs.add_argument("-v", "--verbose", action="count", default=0,
+                      help="log one line per request with the values it writes (costs speed); -vv: the values "
+                      "each read answers too. Long lists show their first 8 values")  # fmt: skip
+    logs.add_argument("--log-level", choices=LOG_LEVELS, help="info (default), or debug (as -v), warning, error")
+    logs.add_argument("--log-file", metavar="FILE", help=f"log to FILE instead of standard error, rotated at "
+                      f"{LOG_FILE_MAX_BYTES // 2**20} MB into {LOG_FILE_COUNT} files (for a service)")  # fmt: skip
     return parser
