@@ -206,16 +206,128 @@ def test_modbusd_warns_when_the_quit_word_is_enabled_beyond_loopback(launch: Cal
     assert len(warnings) == 1 and "0.0.0.0" in warnings[0]
 
 
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+
+
+def closed_pipe() -> int:
+    """The writing end of a pipe whose reader is already gone, as for `modbusd … | head` once head has quit."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"modbusd exited with {proc.returncode}"
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"nothing listening on port {port} within {timeout} s")
+
+
+@pytest.mark.parametrize("args", [["check", "EXAMPLE"], ["init"], ["--help"]], ids=["check", "init", "help"])
+def test_a_command_whose_reader_left_ends_quietly(tmp_path: Path, args: list[str]) -> None:
+    """`modbusd check FILE | head`: the output nobody reads is dropped, with no traceback."""
+    example = tmp_path / "modbusd.toml"
+    example.write_text(modbusd.config.EXAMPLE)
+    write_end = closed_pipe()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "modbusd", *(str(example) if a == "EXAMPLE" else a for a in args)],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=child_env(), timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_server_whose_output_pipe_closed_goes_on_serving_and_stops_on_sigterm() -> None:
+    """A server whose terminal or log reader went away: the banner is lost, the Modbus server is not."""
+    port = free_port()
+    write_end = closed_pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modbusd", "-p", str(port), "--host", HOST], stdin=subprocess.DEVNULL,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=child_env(), cwd="/",
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    try:
+        wait_for_port(port, proc)
+        time.sleep(0.2)  # past the banner's write, which comes right after the listener opens
+        assert read_register(port) == 0
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=EXIT_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=EXIT_TIMEOUT)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+HELP_GROUPS = ["server", "data", "serial lines", "gateway", "control API", "MQTT", "events and logging"]
+
+
+def test_help_groups_every_option_and_ends_with_two_examples() -> None:
+    done = subprocess.run([sys.executable, "-m", "modbusd", "--help"], capture_output=True, text=True,
+                          env={**child_env(), "COLUMNS": "80"}, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sections: dict[str, list[str]] = {}
+    section = ""
+    for line in done.stdout.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            section = line[:-1]
+        elif line.startswith("  -") and section:
+            sections.setdefault(section, []).append(line.split()[0].rstrip(","))
+    assert list(sections) == ["options", *HELP_GROUPS], list(sections)
+    assert sections["options"] == ["-h", "--version"]  # every other option sits in a group
+    assert "--baudrate" in sections["serial lines"] and "--http-token" in sections["control API"]
+    examples = done.stdout.split("\nexamples:\n", 1)[1]
+    assert "  modbusd -p 5020\n" in examples
+    assert "  modbusd init modbusd.toml && modbusd --config modbusd.toml\n" in examples
+
+
 # ----------------------------------------------------------------------------------------------- errors
 
 
-def test_modbusd_refuses_a_port_in_use_with_one_line_and_exit_2(launch: Callable[..., Modbusd]) -> None:
-    with socket.socket() as taken:
+@pytest.mark.parametrize(
+    ("kind", "option", "suggestion"),
+    [
+        pytest.param("tcp", "-p", "-p {}", id="Modbus/TCP"),
+        pytest.param("udp", "--udp", "--udp {}", id="UDP"),
+        pytest.param("tcp", "--rtu-over-tcp", "--rtu-over-tcp {}", id="RTU over TCP"),
+        pytest.param("tcp", "--http", "--http {}", id="control API"),
+        pytest.param("udp", "[server.udp]", "port = {} in the device file's [server.udp]", id="device file UDP"),
+        pytest.param("tcp", "[http]", "port = {} in the device file's [http]", id="device file [http]"),
+    ],
+)
+def test_modbusd_refuses_a_port_in_use_naming_the_option_and_a_free_port(
+    launch: Callable[..., Modbusd], tmp_path: Path, kind: str, option: str, suggestion: str
+) -> None:
+    with socket.socket(type=socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM) as taken:
         taken.bind((HOST, 0))
-        taken.listen()
+        if kind == "tcp":
+            taken.listen()
         port = taken.getsockname()[1]
-        line = assert_one_line_error(launch("-p", str(port), "--host", HOST))
-    assert str(port) in line and "in use" in line and "-p" in line
+        if option.startswith("["):  # the port comes from the device file
+            table = option.strip("[]")
+            path = tmp_path / "modbusd.toml"
+            path.write_text(f'[server]\nhost = "{HOST}"\nport = {free_port()}\n[{table}]\nport = {port}\n')
+            args = ["--config", str(path)]
+        else:
+            args = ["--host", HOST, *(["-p", str(free_port())] if option != "-p" else []), option, str(port)]
+        child = launch(*args)
+        assert child.finish() == 2
+    line = child.stderr[-1]  # after, for --http, the log line of the Modbus/TCP listener it opened and closed
+    assert not any("Traceback" in line for line in child.stderr), child.stderr
+    assert f"port {port} on {HOST} is already in use" in line, line
+    offered = [p for p in range(port + 1, port + 11) if suggestion.format(p) + " is free" in line]
+    assert len(offered) == 1, line  # one of the next ports, never the busy one (nor always 5020)
+    assert "-p" not in line or option == "-p", line
 
 
 def _without_bind_privilege() -> list[str]:
@@ -337,6 +449,53 @@ def test_modbusd_verbose_logs_one_line_per_request(launch: Callable[..., Modbusd
         assert all(part in line for part in needed), line
 
 
+def write_ten_then_read_two(port: int) -> None:
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert not client.write_registers(0, list(range(1, 11)), device_id=1).isError()
+        assert client.read_holding_registers(8, count=2, device_id=1).registers == [9, 10]
+    finally:
+        client.close()
+
+
+def test_modbusd_verbose_shows_the_values_written_and_twice_verbose_the_values_read_too(
+    launch: Callable[..., Modbusd],
+) -> None:
+    for flags, read_line in ((["-v"], "-> ok"), (["-vv"], "-> ok values=[9, 10]")):
+        port = free_port()
+        child = launch("-p", str(port), "--host", HOST, *flags)
+        child.running()
+        write_ten_then_read_two(port)
+        assert child.stop(signal.SIGTERM) == 0
+        write, read = [line for line in child.stderr if "unit=" in line]
+        assert write.endswith("fc=16 address=0 quantity=10 values=[1, 2, 3, 4, 5, 6, 7, 8, … (+2)] -> ok"), write
+        assert read.endswith(f"fc=3 address=8 quantity=2 {read_line}"), (flags, read)
+
+
+def test_modbusd_logs_to_a_rotating_file_at_the_level_asked(launch: Callable[..., Modbusd], tmp_path: Path) -> None:
+    """A service without a terminal: --log-file; --log-level warning keeps the connection lines out."""
+    log_file = tmp_path / "modbusd.log"
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "-vv", "--log-file", str(log_file))
+    child.running()
+    write_ten_then_read_two(port)
+    assert child.stop(signal.SIGTERM) == 0
+    assert child.stderr == []  # all of it went to the file
+    logged = log_file.read_text(encoding="utf-8")
+    assert "listening on" in logged and "-> ok values=[9, 10]" in logged
+
+    port = free_port()
+    child = launch("-p", str(port), "--host", HOST, "--log-level", "warning")
+    child.running()
+    write_ten_then_read_two(port)
+    assert child.stop(signal.SIGTERM) == 0
+    assert child.stderr == []  # INFO's listening and connection lines are below the level asked
+
+    line = assert_one_line_error(launch("--log-file", str(tmp_path / "no-such-folder" / "x.log")))
+    assert line.startswith("modbusd: cannot write the log file ") and "No such file" in line, line
+
+
 # ------------------------------------------------------------------------------ serial lines, UDP, RTU over TCP
 
 
@@ -410,13 +569,40 @@ def test_modbusd_refuses_a_missing_serial_device_with_one_line_and_exit_2(launch
     [
         (["--rtu", "/dev/ttyUSB0", "--bytesize", "7"], "RTU needs 8"),
         (["--unit", "248"], "1..247"),
-        (["--parity", "X"], "invalid choice"),
+        (["--parity", "X"], "parity 'X' is none of E, O, N (even, odd, none)"),
     ],
 )
 def test_modbusd_rejects_wrong_serial_options_with_one_line(
     launch: Callable[..., Modbusd], args: list[str], words: str
 ) -> None:
     assert words in assert_one_line_error(launch(*args))
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--baudrate", "9600"], "--baudrate sets"),
+        (["--parity", "N"], "--parity sets"),
+        (["--bytesize", "7", "--stopbits", "2"], "--bytesize and --stopbits set"),
+        (["-p", "5020", "--parity", "even"], "--parity sets"),
+    ],
+)
+def test_modbusd_refuses_serial_settings_without_a_serial_line(
+    launch: Callable[..., Modbusd], args: list[str], named: str
+) -> None:
+    """Alone they changed nothing: modbusd started Modbus/TCP on port 502 as if they had been understood."""
+    line = assert_one_line_error(launch(*args))
+    assert line.startswith(f"modbusd: {named} a serial line: name it with --rtu DEVICE or --ascii DEVICE"), line
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "n"])
+def test_modbusd_takes_the_parity_as_other_tools_spell_it(
+    pty_pair: Callable[[], PtyPair], launch: Callable[..., Modbusd], spelling: str
+) -> None:
+    pair = pty_pair()
+    child = launch("--rtu", pair.server_end, "--parity", spelling, "--baudrate", "9600")
+    assert child.running()[1].startswith(f"Starting server with RTU on {pair.server_end} (9600 8N2, unit 1). ")
+    assert child.stop(signal.SIGTERM) == 0
 
 
 # ------------------------------------------------------------------------------------------------ gateway
@@ -485,14 +671,51 @@ def test_modbusd_refuses_a_unit_id_both_served_and_forwarded(launch: Callable[..
 def test_modbusd_says_in_one_line_which_extra_to_install_when_its_package_is_missing(
     launch: Callable[..., Modbusd], tmp_path: Path, module: str, args: list[str], words: str
 ) -> None:
-    # a package of that name, first on the path, whose import fails as if it were not installed
-    (tmp_path / module).mkdir()
-    (tmp_path / module / "__init__.py").write_text(f"raise ImportError('simulated: not installed', name={module!r})\n")
-    path = os.pathsep.join(filter(None, [str(tmp_path), str(SRC), os.environ.get("PYTHONPATH")]))
-    child = launch(*args, prefix=["env", f"PYTHONPATH={path}"])
+    child = launch(*args, prefix=without_module(tmp_path, module))
     line = assert_one_line_error(child)
     assert line.startswith("modbusd: ") and words in line, line
     assert "simulated" not in line  # the message is modbusd's own, not the import's
+
+
+def without_module(tmp_path: Path, module: str) -> list[str]:
+    """A command prefix whose Python cannot import `module`, as if its extra were not installed.
+
+    A package of that name, first on the path, whose import raises ImportError.
+    """
+    (tmp_path / module).mkdir()
+    (tmp_path / module / "__init__.py").write_text(f"raise ImportError('simulated: not installed', name={module!r})\n")
+    return [
+        "env",
+        f"PYTHONPATH={os.pathsep.join(filter(None, [str(tmp_path), str(SRC), os.environ.get('PYTHONPATH')]))}",
+    ]
+
+
+def test_modbusd_serves_the_init_example_without_aiohttp_and_says_so_in_one_warning(
+    launch: Callable[..., Modbusd], tmp_path: Path
+) -> None:
+    """`pip install . && modbusd init f.toml && modbusd --config f.toml`: no extras, yet the example runs."""
+    prefix = without_module(tmp_path, "aiohttp")
+    path = tmp_path / "modbusd.toml"
+    init = subprocess.run([*prefix, sys.executable, "-m", "modbusd", "init", str(path)], capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    text = path.read_text()
+    assert "\n[http]\n" in text  # the example does ask for the control API
+    path.write_text(text.replace("port = 5020", f"port = {port}").replace("port = 8020", f"port = {free_port()}"))
+    child = launch("--config", str(path), prefix=prefix)
+    banner = child.running()
+    assert not any("Control API" in line for line in banner)
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert client.read_input_registers(0, count=2, device_id=1).registers == [0x41AC, 0x0000]  # 21.5
+    finally:
+        client.close()
+    assert child.stop(signal.SIGTERM) == 0
+    warnings = [line for line in child.stderr if "WARNING" in line]
+    assert len(warnings) == 1 and "aiohttp" in warnings[0] and "modbusd[http]" in warnings[0], child.stderr
+    assert not any("Traceback" in line for line in child.stderr), child.stderr
 
 
 def test_modbusd_mqtt_publishes_a_client_write_and_carries_out_a_set(

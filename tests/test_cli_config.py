@@ -91,6 +91,30 @@ def test_check_names_the_csv_line_of_a_bad_row(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"modbusd: {tmp_path / 'map.csv'}:3: name: level at 1.ir overlaps data point")
 
 
+def test_a_hook_module_beside_the_device_file_is_found_from_another_working_directory(
+    launch: Launch, tmp_path: Path
+) -> None:
+    """`hook = "myhook:answer"` imports myhook.py from the device file's folder, as eventslog and points_csv."""
+    (tmp_path / "myhook.py").write_text(
+        "def answer(server_name, client, unit_id, pdu):\n"
+        "    return bytes.fromhex('03 02 002A') if pdu[0] == 3 else None\n"
+    )
+    port = free_port()
+    path = tmp_path / "plant.toml"
+    path.write_text(f'[server]\nhost = "{HOST}"\nport = {port}\nhook = "myhook:answer"\n')
+    checked = modbusd_cli("check", str(path))  # cwd "/": nothing on the path knows myhook
+    assert checked.returncode == 0 and "request hook myhook:answer" in checked.stdout, checked.stderr
+    child = launch("--config", str(path))  # cwd "/" too
+    child.running()
+    client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
+    try:
+        assert client.connect()
+        assert client.read_holding_registers(0, count=1, device_id=1).registers == [42]  # the hook's answer
+    finally:
+        client.close()
+    assert child.stop(signal.SIGTERM) == 0
+
+
 def test_config_refuses_options_that_describe_devices(launch: Launch, tmp_path: Path) -> None:
     child = launch("--config", str(example_on(tmp_path, free_port(), free_port())), "-u", "1,2")
     assert "--unit-ids and --data-table describe devices" in assert_one_line_error(child)
@@ -229,7 +253,7 @@ def test_http_api_answers_mistakes_with_a_4xx_json_error(two_unit_api: int, case
 
 def test_http_api_off_loopback_needs_a_token(launch: Launch) -> None:
     refused = launch("-p", str(free_port()), "--host", HOST, "--http", str(free_port()), "--http-host", "0.0.0.0")
-    assert "binding it to 0.0.0.0 needs --http-token" in assert_one_line_error(refused)
+    assert "binding it to 0.0.0.0 (beyond this machine) needs --http-token" in assert_one_line_error(refused)
 
     api = free_port()
     child = launch("-p", str(free_port()), "--host", HOST, "--http", str(api), "--http-host", "0.0.0.0",
@@ -244,6 +268,15 @@ def test_http_api_off_loopback_needs_a_token(launch: Launch) -> None:
     assert modbusd_cli("set", "--http", str(api), "--token", TOKEN, "40001", "ushort:5").stdout == "5\n"
     assert modbusd_cli("get", "--http", str(api), "40001", env={"MODBUSD_HTTP_TOKEN": TOKEN}).stdout == "5\n"
     assert child.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_http_token_follows_the_device_files_rule_on_the_command_line(launch: Launch, host: str) -> None:
+    """One rule for both: a token has at least 16 characters, as `token` in [http] must (config.check_http_access)."""
+    short = launch("-p", str(free_port()), "--host", HOST, "--http", str(free_port()), "--http-host", host,
+                   "--http-token", "x" * 15)  # fmt: skip
+    line = assert_one_line_error(short)
+    assert line == "modbusd: --http-token: a bearer token needs at least 16 characters (this one has 15)", line
 
 
 def test_device_file_page_shows_the_init_example_verbatim() -> None:

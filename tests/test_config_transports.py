@@ -38,7 +38,7 @@ device = "/dev/ttyS1"
 framing = "ascii"
 baudrate = 9600
 bytesize = 7
-parity = "o"
+parity = "odd"
 stopbits = 2
 [[device]]
 serial_unit_id = 7
@@ -66,7 +66,7 @@ def test_config_transports_load_with_serial_line_rules_and_reach_the_server() ->
     assert (s.port, s.udp, s.rtu_over_tcp) == (None, 5021, 5022)
     first, second = s.serial
     assert (first.device, first.framing, first.settings) == ("/dev/ttyUSB0", Framing.RTU, "19200 8E1")
-    assert (second.framing, second.settings) == (Framing.ASCII, "9600 7O2")  # parity upper-cased by SerialLine
+    assert (second.framing, second.settings) == (Framing.ASCII, "9600 7O2")  # parity "odd" is O, as to the CLI
     server = Server.from_config(config)
     assert server.port is None and server.serial_lines == s.serial
     assert (server.udp_port, server.rtu_over_tcp_port, server.unit_id) == (5021, 5022, 7)

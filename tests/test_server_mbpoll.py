@@ -86,7 +86,7 @@ def test_mbpoll_writes_registers_that_the_device_then_holds(
     assert server.device.holding_registers.values(200, 3) == [1, 65535, 3]
     log = request_log()
     assert any("fc=6 address=100 value=7 -> ok" in line for line in log), log
-    assert any("fc=16 address=200 quantity=3 -> ok" in line for line in log), log
+    assert any("fc=16 address=200 quantity=3 values=[1, 65535, 3] -> ok" in line for line in log), log
 
 
 def test_mbpoll_writes_coils_that_the_device_then_holds(
@@ -99,7 +99,7 @@ def test_mbpoll_writes_coils_that_the_device_then_holds(
     assert server.device.coils.read(49, 6) == [False, True, False, True, True, False]
     log = request_log()
     assert any("fc=5 address=7" in line and "-> ok" in line for line in log), log
-    assert any("fc=15 address=50 quantity=4 -> ok" in line for line in log), log
+    assert any("fc=15 address=50 quantity=4 values=[1, 0, 1, 1] -> ok" in line for line in log), log
 
 
 def test_mbpoll_reports_illegal_data_address_past_the_table_end(start_server: StartServer) -> None:

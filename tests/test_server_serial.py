@@ -10,6 +10,7 @@ even parity on a pseudo-terminal when input parity checking is off, which is how
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -354,6 +355,24 @@ def test_rtu_over_tcp_with_pymodbus_and_serial_unit_ids(start_server: StartServe
     raw.send(with_crc(bytes.fromhex("03 03 0005 0001")))  # resync: the next good frame is found and answered
     assert raw.recv_exact(7) == with_crc(bytes.fromhex("03 03 02 04D2"))
     assert server.device.diagnostics.bus_communication_error >= 1
+
+
+def test_bus_says_once_per_unit_id_that_it_ignores_another_units_requests(
+    start_server: StartServer, open_raw: OpenRaw, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Silence is right on a bus; a client polling the wrong id would see only time-outs without this line."""
+    caplog.set_level(logging.DEBUG, logger="modbusd")
+    server = start_server(port=None, rtu_over_tcp=0, unit_id=7)
+    raw = open_raw(server.rtu_over_tcp_port)
+    for unit in (1, 1, 2):
+        raw.send(with_crc(bytes([unit]) + bytes.fromhex("03 0000 0001")))
+    assert raw.is_silent(QUIET)
+    raw.send(with_crc(bytes.fromhex("07 03 0000 0001")))  # answered after the three before it were handled
+    assert raw.recv_exact(7) == with_crc(bytes.fromhex("07 03 02 0000"))
+    ignored = [(r.levelno, r.getMessage()) for r in caplog.records if " ignored: " in r.getMessage()]
+    assert [level for level, _ in ignored] == [logging.INFO, logging.DEBUG, logging.INFO], ignored
+    assert "requests for unit 1 ignored: this line serves unit 7 " in ignored[0][1]
+    assert "requests for unit 2 ignored: this line serves unit 7 " in ignored[2][1]
 
 
 def test_udp_with_pymodbus(start_server: StartServer) -> None:

@@ -33,6 +33,7 @@ class Bus:
         self.units = units  # shared with the server: an address change is seen by every transport
         self.observed = observed  # the server's: write function codes whose writes it logs or makes events of
         self.write = write
+        self._ignored: set[int] = set()  # unit ids whose requests were ignored: said once each at INFO (≤ 256)
 
     def answer(self, unit_id: int, pdu: bytes, peer: str = "?") -> tuple[int, bytes] | None:
         found = self.answer_from(unit_id, pdu, peer)
@@ -50,11 +51,10 @@ class Bus:
             return None
         device = self.units.get(unit_id)
         if device is None:
-            if unit_id != ANY_UNIT_ID:
-                return None  # another device's request: it answers, not us (Serial Line §2.2)
-            found = self._address_register_at_any(pdu)
+            found = self._address_register_at_any(pdu) if unit_id == ANY_UNIT_ID else None
             if found is None:
-                return None
+                self._ignore(unit_id, peer)
+                return None  # another device's request: it answers, not us (Serial Line §2.2)
             unit_id, device = found
         register = device.address_register
         if register is not None and (new := handler.address_written(pdu, register)) is not None:
@@ -62,6 +62,18 @@ class Bus:
         else:
             reply = self._respond(device, unit_id, pdu, peer)
         return None if reply is None else (device, unit_id, reply)
+
+    def _ignore(self, unit_id: int, peer: str) -> None:
+        """Silence is right on a bus, where another device answers; but a client polling the wrong unit id sees
+        only time-outs, so the first request for each id is logged at INFO, the rest at DEBUG."""
+        first = unit_id not in self._ignored
+        if first or log.isEnabledFor(logging.DEBUG):
+            self._ignored.add(unit_id)
+            served = sorted(self.units)
+            log.log(logging.INFO if first else logging.DEBUG,
+                    "%s: requests for unit %d ignored: this line serves unit%s %s%s", peer, unit_id,
+                    "s" if len(served) > 1 else "", ", ".join(map(str, served)),
+                    " (a bus leaves them to another device; any more: debug level)" if first else "")  # fmt: skip
 
     def _broadcast(self, pdu: bytes, peer: str) -> None:
         """Serial Line §2.1: every device carries out a broadcast, and none answers it."""

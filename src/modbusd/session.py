@@ -18,14 +18,18 @@ from typing import Final, cast
 
 from modbusd.protocol.adu import Adu, Framer
 from modbusd.protocol.codes import ExceptionCode
+from modbusd.protocol.describe import outcome, summary
 from modbusd.protocol.errors import FrameError, ModbusError
 from modbusd.protocol.mbap import MbapFramer
-from modbusd.protocol.pdu import exception_pdu, summary
+from modbusd.protocol.pdu import exception_pdu
 
 # FrameError: what receive() raises, for the transport
 __all__ = ["AddressedAnswer", "Answer", "Discard", "FrameError", "Pending", "Session"]
 
 log = logging.getLogger(__name__)
+# At DEBUG (the command line's -vv) the request log shows the values each read answered with too; -v shows the
+# values written only. A logger of its own, so that an embedding program can turn it on like any other.
+values_log = logging.getLogger("modbusd.values")
 
 Answer = Callable[[int, bytes], bytes | Awaitable[bytes | None] | None]
 """(unit id, request PDU) → response PDU, or None for no response, or an awaitable of either.
@@ -69,7 +73,7 @@ class Pending:
 class Session:
     __slots__ = (
         "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap", "_on_quit",
-        "_owed", "_quit_word", "awaiting", "peer",
+        "_owed", "_quit_word", "_read_values", "awaiting", "peer",
     )  # fmt: skip
 
     def __init__(
@@ -95,6 +99,7 @@ class Session:
         self._on_quit = on_quit
         self._discards = 0
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
         self.peer = peer
         # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
         # Empty on the fast path, where every answer is at hand.
@@ -139,7 +144,7 @@ class Session:
         """`pending`'s answer came: what can be sent now (its response and those held behind it), in order."""
         adu = pending.adu
         if self._debug:
-            log.debug("%s unit=%d %s -> %s (deferred)", self.peer, adu[2], summary(adu[3]), _outcome(reply))
+            self._log_request(adu[2], adu[3], reply, " (deferred)")
         pending.out = b"" if reply is None else self._framer.frame(adu, reply)
         return self._release()
 
@@ -211,7 +216,7 @@ class Session:
         else:
             return self._defer(adu, reply)
         if self._debug:
-            log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))  # type: ignore[arg-type]
+            self._log_request(unit, pdu, reply)  # type: ignore[arg-type]  # bytes-like or None, as checked
         return out
 
     def _addressed_reply(self, adu: Adu, answer: AddressedAnswer) -> bytes:
@@ -226,7 +231,7 @@ class Session:
             return self._defer(adu, addressed)  # an awaitable: its response comes from the request's unit id
         reply = None if addressed is None else addressed[1]  # type: ignore[index]  # a tuple, as checked
         if self._debug:
-            log.debug("%s unit=%d %s -> %s", self.peer, unit, summary(pdu), _outcome(reply))
+            self._log_request(unit, pdu, reply)
         if addressed is None:
             return b""
         from_unit, reply = addressed  # type: ignore[misc]  # a tuple, as checked
@@ -240,6 +245,11 @@ class Session:
         if self._discard is not None:
             self._discard(unit)
 
+    def _log_request(self, unit: int, pdu: bytes, reply: bytes | None, note: str = "") -> None:
+        """-v's line: called only when DEBUG is on, which each session reads once, so the quiet path pays nothing."""
+        log.debug("%s unit=%d %s -> %s%s", self.peer, unit, summary(pdu),
+                  outcome(reply, pdu if self._read_values else None), note)  # fmt: skip
+
     def _is_quit(self, data: bytes) -> bool:
         """MBAsyncServer's remote shutdown: the connection sent exactly the quit word (a line ending is allowed)."""
         pending = self._framer.pending + data
@@ -249,11 +259,3 @@ class Session:
         if self._on_quit is not None:
             self._on_quit()
         return True
-
-
-def _outcome(reply: bytes | None) -> str:
-    if reply is None:
-        return "no response"
-    if reply[0] & 0x80:
-        return f"exception {reply[1]}"
-    return "ok"

@@ -40,10 +40,12 @@ from modbusd.config.schema import (
     UNKNOWN_UNIT_POLICIES,
     Config,
     DeviceConfig,
+    HttpAccessError,
     HttpConfig,
     MqttConfig,
     ServerConfig,
     check_host_name,
+    check_http_access,
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
@@ -56,6 +58,6 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpConfig", "MqttConfig", "ServerConfig", "check_host_name", "check_mqtt_prefix", "import_hook", "load", "loads",
-    "parse_mqtt_url", "summary",
+    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "check_host_name", "check_http_access",
+    "check_mqtt_prefix", "import_hook", "load", "loads", "parse_mqtt_url", "summary",
 ]  # fmt: skip

@@ -6,6 +6,7 @@ them. Imports the protocol and the model only.
 
 import importlib
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,18 @@ EVENTS_LOG_MAX_BYTES = 10 * 1024 * 1024  # the events log is rotated when it wou
 EVENTS_LOG_FILES = 5  # the events log and its rotated copies, .1 … .4
 
 
-def import_hook(spec: str) -> Callable[..., object]:
-    """``"package.module:function"`` → the function; ValueError in one line saying what went wrong."""
+def import_hook(spec: str, folder: str | None = None) -> Callable[..., object]:
+    """``"package.module:function"`` → the function; ValueError in one line saying what went wrong.
+
+    `folder` (a device file's own) goes first on the module path, as Python puts a script's folder there: a hook
+    module beside the device file imports from any working directory, the way ``eventslog`` and ``points_csv`` are
+    found beside it. It stays there, so that the hook's own later imports of its neighbours work too.
+    """
     module_name, colon, attribute = spec.strip().partition(":")
     if not colon or not module_name or not attribute:
         raise ValueError(f"{spec!r} is not package.module:function")
+    if folder is not None and folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -103,6 +111,31 @@ def parse_mqtt_url(text: str) -> dict[str, Any]:
     return {"host": parsed.hostname, "port": port or DEFAULT_MQTT_PORT,
             "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
             "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
+
+
+MIN_TOKEN_LENGTH = 16  # a bearer token shorter than this is refused: the control API can write anything
+
+
+class HttpAccessError(ValueError):
+    """The control API's token rule broken; `key` is what to fix: "token" (too short) or "host" (none given)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def check_http_access(host: str, token: str | None, token_option: str = "a token") -> None:
+    """The one rule for the device file's [http] and the command line's --http-host/--http-token.
+
+    The control API can write anything: any address beyond loopback needs a bearer token, and a token, wherever
+    it binds, needs MIN_TOKEN_LENGTH characters. `token_option`: how the caller's user gives one.
+    """
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise HttpAccessError("token", f"a bearer token needs at least {MIN_TOKEN_LENGTH} characters "
+                                       f"(this one has {len(token)})")  # fmt: skip
+    if host not in LOOPBACK and token is None:
+        raise HttpAccessError("host", f"the control API can write anything: binding it to {host} (beyond this "
+                                      f"machine) needs {token_option}")  # fmt: skip
 
 
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*")

@@ -6,13 +6,14 @@ from typing import Any
 
 from modbusd.config.reader import Path_, Reader
 from modbusd.config.schema import (
-    LOOPBACK,
     SERIAL_KEYS,
     UNKNOWN_UNIT_POLICIES,
+    HttpAccessError,
     HttpConfig,
     MqttConfig,
     ServerConfig,
     check_host_name,
+    check_http_access,
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
@@ -92,7 +93,7 @@ class ServiceTables(Reader):
         if "hook" in raw:
             spec = self.typed(raw, path, "hook", str, 'a function to import, "package.module:function"')
             try:
-                import_hook(spec)
+                import_hook(spec, str(self.base.absolute()))
             except ValueError as exc:
                 raise self.error((*path, "hook"), str(exc)) from None
             options["hook"] = spec
@@ -174,14 +175,12 @@ class ServiceTables(Reader):
         if "port" in raw:
             options["port"] = self.integer(raw, path, "port", 0, 65535)
         if "token" in raw:
-            token = self.typed(raw, path, "token", str, "a text")
-            if len(token) < 16:
-                raise self.error((*path, "token"), "a bearer token needs at least 16 characters")
-            options["token"] = token
+            options["token"] = self.typed(raw, path, "token", str, "a text")
         config = HttpConfig(**options)
-        if config.host not in LOOPBACK and config.token is None:
-            raise self.error((*path, "host"), f"the control API can write anything: binding it to {config.host} "
-                                              "(beyond this machine) needs a token in [http]")  # fmt: skip
+        try:
+            check_http_access(config.host, config.token, "a token in [http]")
+        except HttpAccessError as exc:
+            raise self.error((*path, exc.key), str(exc)) from None
         return config
 
     def mqtt(self, data: object) -> MqttConfig:

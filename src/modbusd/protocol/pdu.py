@@ -571,21 +571,3 @@ def _decode_device_identification_response(pdu: bytes) -> DeviceIdentificationRe
         objects.append((object_id, bytes(pdu[pos + 2 : pos + 2 + length])))
         pos += 2 + length
     return DeviceIdentificationResponse(code, conformity, more == 0xFF, next_id, tuple(objects))
-
-
-_SUMMARY_FIELDS: Final = ("sub_function", "code", "object_id", "address", "read_address", "read_quantity",
-                          "write_address", "write_quantity", "quantity", "value")  # fmt: skip
-
-
-def summary(pdu: bytes) -> str:
-    """One line for the request log: the function and the address, quantity or value it names."""
-    try:
-        request = decode_request(pdu)
-    except (IllegalFunction, IllegalDataValue):
-        return f"fc={pdu[0] if pdu else '-'} data={pdu[1:].hex()}"
-    parts = [f"fc={pdu[0]}"]
-    for name in _SUMMARY_FIELDS:
-        value = getattr(request, name, None)
-        if value is not None:
-            parts.append(f"{name}={int(value)}")
-    return " ".join(parts)

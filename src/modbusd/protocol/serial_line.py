@@ -12,6 +12,17 @@ class Framing(StrEnum):
     ASCII = "ascii"
 
 
+PARITY_NAMES = {"even": "E", "odd": "O", "none": "N"}  # as other tools spell it (pyserial, mbpoll, stty)
+
+
+def parse_parity(text: str) -> str:
+    """E, O or N from any spelling a user types: e, even, Even, N, none …; ValueError otherwise."""
+    parity = PARITY_NAMES.get(text.strip().lower(), text.strip().upper())
+    if parity not in ("E", "O", "N"):
+        raise ValueError(f"parity {text!r} is none of E, O, N (even, odd, none)")
+    return parity
+
+
 @dataclass(frozen=True, slots=True)
 class SerialLine:
     """One serial port to serve. Defaults are Serial Line §2.5.1's: 19200 baud, 8 data bits, even parity
@@ -27,9 +38,7 @@ class SerialLine:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "framing", Framing(self.framing))
-        object.__setattr__(self, "parity", self.parity.upper())
-        if self.parity not in ("E", "O", "N"):
-            raise ValueError(f"parity {self.parity!r} is none of E, O, N")
+        object.__setattr__(self, "parity", parse_parity(self.parity))
         if self.bytesize not in (7, 8) or (self.framing is Framing.RTU and self.bytesize != 8):
             raise ValueError(f"{self.bytesize} data bits: RTU needs 8, ASCII 7 or 8")
         if self.stopbits not in (None, 1, 2):

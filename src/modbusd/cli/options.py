@@ -1,0 +1,136 @@
+"""The value types of the options: each turns one option's text into a value, or says in one line what is wrong."""
+
+import argparse
+import re
+
+from modbusd import config as device_file
+from modbusd.protocol.serial_line import parse_parity
+from modbusd.server import SerialLine, TcpTarget
+
+
+def _unit_ids(text: str) -> list[int]:
+    """`1,2,5-7` → [1, 2, 5, 6, 7]."""
+    units: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            units.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of unit ids such as 1,2,5-7") from None
+    bad = [u for u in units if not 1 <= u <= 247]
+    if bad or not units:
+        raise argparse.ArgumentTypeError(f"unit ids must be within 1..247, got {text!r}")
+    return units
+
+
+def _positive(kind: type[int] | type[float]):
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} outside 0..65535")
+    return port
+
+
+def _slave_id(text: str) -> int:
+    try:
+        unit = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a unit id") from None
+    if not 1 <= unit <= 247:
+        raise argparse.ArgumentTypeError(f"unit id {unit} outside 1..247, the slave ids of a serial line")
+    return unit
+
+
+def _host_name(text: str) -> str:
+    try:
+        return device_file.check_host_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _register(text: str) -> int:
+    try:
+        address = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a register address such as 0x07D0") from None
+    if not 0 <= address <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"register address {address} outside 0..65535")
+    return address
+
+
+_SETTINGS = re.compile(r"([78])([EON])([12])?", re.IGNORECASE)  # 8E1, 8N2, 7E1 …
+
+
+def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
+    """`1-10=rtu:/dev/ttyUSB0,9600,8N1`, `3=ascii:/dev/ttyS1`, `20,21=tcp:10.0.0.5:502` → (unit ids, target)."""
+    units_text, equals, target_text = text.partition("=")
+    kind, colon, where = target_text.partition(":")
+    kind = kind.lower()
+    if not equals or not colon or not where or kind not in ("rtu", "ascii", "tcp"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not UNITS=rtu:DEVICE[,BAUD[,8E1]], UNITS=ascii:… or UNITS=tcp:HOST[:PORT]"
+        )
+    try:
+        units = []
+        for part in units_text.split(","):
+            low, _, high = part.partition("-")
+            units.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{units_text!r} is not a list of unit ids such as 0,1-10") from None
+    if not units or not all(0 <= u <= 255 for u in units):
+        raise argparse.ArgumentTypeError(f"forwarded unit ids must be within 0..255, got {units_text!r}")
+    try:
+        if kind == "tcp":
+            if where.startswith("["):  # [::1]:502
+                host, _, rest = where[1:].partition("]")
+                port = rest.removeprefix(":")
+            elif where.count(":") == 1:
+                host, _, port = where.partition(":")
+            else:  # a name, an IPv4 address, or an IPv6 address without a port
+                host, port = where, ""
+            return units, TcpTarget(host, _port(port) if port else 502)
+        device, *options = where.split(",")
+        if len(options) > 2:
+            raise ValueError(f"{where!r}: DEVICE[,BAUD[,SETTINGS]] at most")
+        if options and not options[0].isdigit():
+            raise ValueError(f"{options[0]!r} is not a baud rate")
+        baudrate = int(options[0]) if options else 19200
+        settings = _SETTINGS.fullmatch(options[1]) if len(options) > 1 else None
+        if len(options) > 1 and settings is None:
+            raise ValueError(f"{options[1]!r} is not serial settings such as 8E1, 8N2 or 7E1")
+        bytesize, parity, stopbits = settings.groups() if settings else ("8", "E", None)
+        return units, SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--forward {text!r}: {exc}") from None
+
+
+def _parity(text: str) -> str:
+    try:
+        return parse_parity(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value

@@ -1,0 +1,169 @@
+"""Serving: the device file with the command line laid over it, then the server, its banner and its end."""
+
+import argparse
+import asyncio
+import dataclasses
+import signal
+import sys
+import time
+from pathlib import Path
+
+from modbusd import config as device_file
+from modbusd.cli.errors import (
+    DEFAULT_LISTENER,
+    EXIT_OK,
+    EXIT_USAGE,
+    Listener,
+    _bind_error,
+    _fail,
+    _start_error,
+    quiet_stdout,
+)
+from modbusd.model.device import Layout
+from modbusd.server import SerialLine, Server, StartError
+from modbusd.version import __version__
+
+
+def _stamp() -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Y")
+
+
+def _say(*lines: str) -> None:
+    """The banner's lines, at once. Output nobody reads any more (a closed pipe or terminal) never stops the server.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError, and one to a hung-up terminal EIO:
+    the rest of the output goes to /dev/null, and the server goes on serving.
+    """
+    try:
+        print(*lines, sep="\n", flush=True)
+    except OSError:
+        quiet_stdout()
+
+
+SERIAL_SETTINGS = ("baudrate", "parity", "bytesize", "stopbits")
+
+
+def _serial_lines(args: argparse.Namespace) -> list[SerialLine]:
+    """--rtu and --ascii with the settings given; settings without a line are refused, since they would change
+    nothing and the server would start on Modbus/TCP as if they had been understood."""
+    settings = {name: getattr(args, name) for name in SERIAL_SETTINGS if getattr(args, name) is not None}
+    if settings and not (args.rtu or args.ascii):
+        given = " and ".join(f"--{name}" for name in settings)
+        raise ValueError(f"{given} {'sets' if len(settings) == 1 else 'set'} a serial line: name it with "
+                         "--rtu DEVICE or --ascii DEVICE (a device file's [[server.serial]] has its own "
+                         "baudrate, parity, bytesize and stopbits)")  # fmt: skip
+    return [SerialLine(device, framing, **settings)
+            for framing, devices_named in (("rtu", args.rtu), ("ascii", args.ascii))
+            for device in devices_named]  # fmt: skip
+
+
+def _listeners(args: argparse.Namespace) -> dict[str, Listener]:
+    """For each listener, the option to suggest when its port is taken: the one used, or the device file's key."""
+    file = bool(args.config)
+    return {
+        "tcp": Listener.named("-p", "server", file and args.port is None),
+        "udp": Listener.named("--udp", "server.udp", file and args.udp is None, datagram=True),
+        "rtu-over-tcp": Listener.named("--rtu-over-tcp", "server.rtu_over_tcp", file and args.rtu_over_tcp is None),
+        "http": Listener.named("--http", "http", file and args.http is None),
+    }
+
+
+async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None,
+                 mqtt: device_file.MqttConfig | None = None,
+                 listeners: dict[str, Listener] | None = None) -> int:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    listeners = listeners or {}
+    try:
+        await server.start()
+    except StartError as exc:
+        print(_start_error(exc, host, listeners), file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:  # the serial extra is not installed
+        print(f"modbusd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    api = None
+    if http is not None:
+        from modbusd.web import HttpApi  # only with --http: aiohttp is an optional extra
+
+        try:
+            api = await HttpApi.start(server, host=http.host, port=http.port, token=http.token,
+                                      allow_hosts=http.allow_hosts)  # fmt: skip
+        except OSError as exc:
+            await server.stop()
+            print(_bind_error(exc, http.host, http.port, listeners.get("http", DEFAULT_LISTENER)), file=sys.stderr)
+            return EXIT_USAGE
+    bridge = None
+    if mqtt is not None:
+        from modbusd.mqtt import MqttBridge  # only with --mqtt: aiomqtt is an optional extra
+
+        try:
+            bridge = await MqttBridge.start(
+                server, mqtt.host, mqtt.port, points=mqtt.subscribe, named_points=True, username=mqtt.username,
+                password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
+            )  # fmt: skip
+        except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
+            if api is not None:
+                await api.stop()
+            await server.stop()
+            return _fail(f"--mqtt-subscribe / [mqtt] subscribe: {exc}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_stop)
+    served = ", ".join(server.listening())
+    banner = [f"modbusd version {__version__}",
+              f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}"]  # fmt: skip
+    if api is not None:
+        banner.append(f"Control API on http://{api.host}:{api.port}/")
+    if bridge is not None:
+        banner.append(f"MQTT bridge to {mqtt.url if mqtt else ''}, topics {bridge.prefix}/<unit>/<table>/<address>")
+    _say(*banner, "Server running...")
+    try:
+        await server.serve_forever()
+    finally:
+        if bridge is not None:
+            await bridge.stop()
+        if api is not None:
+            await api.stop()
+    if server.quit_requested:
+        _say(f"Remote shutdown command received; server stopped at {_stamp()}")
+    else:
+        _say(f"Operator terminated server at {_stamp()}")
+    return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file.HttpConfig | None]:
+    """The device file (or the built-in defaults) with every option given on the command line laid over it."""
+    if args.config:
+        if args.unit_ids or args.data_table:
+            raise ValueError("--unit-ids and --data-table describe devices, which the device file does: "
+                             "set unit_id and layout there")  # fmt: skip
+        config = device_file.load(args.config)
+    else:
+        layout = Layout(args.data_table or Layout.SEPARATE)
+        devices = tuple(device_file.DeviceConfig(unit_ids=(u,), layout=layout) for u in args.unit_ids or ())
+        config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
+    given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
+             "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
+             "quit_command": args.quit_command, "listen_only": False if args.no_listen_only else None,
+             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
+    server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
+    http = config.http
+    if args.http is not None or args.http_host or args.http_token or args.http_allow_host:
+        allow = (*(http.allow_hosts if http else ()), *(args.http_allow_host or ()))
+        http = dataclasses.replace(http or device_file.HttpConfig(), allow_hosts=allow, **{k: v for k, v in (
+            ("port", args.http), ("host", args.http_host), ("token", args.http_token)) if v is not None})  # fmt: skip
+    if http is not None:
+        try:
+            device_file.check_http_access(http.host, http.token, "--http-token")
+        except device_file.HttpAccessError as exc:
+            raise ValueError(f"--http-token: {exc}" if exc.key == "token" else str(exc)) from None
+    mqtt = config.mqtt
+    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
+        if args.mqtt is None and mqtt is None:
+            raise ValueError("--mqtt-prefix and --mqtt-subscribe need --mqtt URL (or [mqtt] in the device file)")
+        options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
+        if args.mqtt_prefix is not None:
+            options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
+        if args.mqtt_subscribe:
+            options["subscribe"] = (*(mqtt.subscribe if mqtt else ()), *args.mqtt_subscribe)
+        mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
+    return dataclasses.replace(config, server=server, mqtt=mqtt), http
