@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from modbusd.config import ConfigError, load, loads
@@ -145,6 +145,7 @@ def test_any_text_gives_a_config_or_one_config_error(text: str) -> None:
 @given(st.one_of(st.text(max_size=200), st.lists(st.sampled_from(["name", "address", ",", '"', "\n", "30001", "x",
                                                                     "float", "#", " ", "\r"]),
                                                   max_size=40).map("".join)))  # fmt: skip
+@example('"name\nname"')  # a header cell holding a line break is quoted in the error, escaped
 def test_any_csv_text_gives_a_config_or_one_config_error(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "p.csv").write_text(text, encoding="utf-8", newline="")

@@ -27,7 +27,14 @@ class ConfigError(ValueError):
     def __init__(self, path: str, line: int | None, key: str, message: str) -> None:
         self.path, self.line, self.key, self.message = path, line, key, message
         where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        super().__init__(one_line(text))
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks and other control characters escaped: a key or a CSV cell quoted in an error may
+    hold them, and the error is always one line on the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # ------------------------------------------------------------------------------------------- reading
