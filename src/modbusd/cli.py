@@ -168,6 +168,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _subscription(option: str):
+    def parse(text: str) -> device_file.Subscribe:
+        try:
+            return device_file.parse_subscribe(text, f"{option} {text}")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not POINT[:TYPE]: {exc}") from None
+
+    return parse
+
+
 DEFAULT_PORT = 502
 
 
@@ -264,13 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--mqtt-prefix", metavar="TOPIC", help="first level of the MQTT topics (default modbusd)")
     parser.add_argument(
-        "--mqtt-subscribe", action="append", default=[], metavar="POINT[:TYPE]",
-        help="publish this point too (a name or address, e.g. 100.hr:float or 5.co); repeat for more",
-    )  # fmt: skip
-    parser.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
         "each (HSYCO's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
         "and the server goes on",
+    )  # fmt: skip
+    # Events and the request hook: subscriptions (the events log, listeners and the MQTT bridge get their events)
+    parser.add_argument(
+        "--subscribe", action="append", default=[], type=_subscription("--subscribe"), metavar="POINT[:TYPE]",
+        help="client writes to this point make events (HSYCO's subscribe): a name or address, e.g. 100.hr:float, "
+        "5.co, 7.hr:bits; repeat for more",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mqtt-subscribe", action="append", default=[], type=_subscription("--mqtt-subscribe"),
+        metavar="POINT[:TYPE]", help="deprecated: the same as --subscribe",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hook", metavar="MODULE:FUNCTION", help="a request hook to import, e.g. plant.hooks:on_request: called "
+        "for every request, it may answer it itself (as the device file's hook)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hook-forwarded", action="store_true", help="call the hook for the unit ids --forward forwards too "
+        "(default: only for those answered here)",
     )  # fmt: skip
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
     parser.add_argument("-v", "--verbose", action="store_true", help="log one line per request (costs speed)")
@@ -343,14 +367,14 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
 
         try:
             bridge = await MqttBridge.start(
-                server, mqtt.host, mqtt.port, points=mqtt.subscribe, named_points=True, username=mqtt.username,
+                server, mqtt.host, mqtt.port, points=(), named_points=True, username=mqtt.username,
                 password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
             )  # fmt: skip
         except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
             if api is not None:
                 await api.stop()
             await server.stop()
-            return _fail(f"--mqtt-subscribe / [mqtt] subscribe: {exc}")
+            return _fail(f"MQTT bridge: {exc}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     print(f"modbusd version {__version__}")
@@ -394,7 +418,13 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
     given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
              "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
              "quit_command": args.quit_command, "listen_only": False if args.no_listen_only else None,
-             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
+             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None,
+             "hook": args.hook, "hook_forwarded": True if args.hook_forwarded else None}  # fmt: skip
+    if args.hook is not None:
+        try:
+            device_file.import_hook(args.hook)
+        except ValueError as exc:
+            raise ValueError(f"--hook {args.hook}: {exc}") from None
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
     http = config.http
     if args.http is not None or args.http_host or args.http_token or args.http_allow_host:
@@ -404,16 +434,15 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
     if http is not None and http.host not in device_file.LOOPBACK and not http.token:
         raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")
     mqtt = config.mqtt
-    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
+    if args.mqtt is not None or args.mqtt_prefix is not None:
         if args.mqtt is None and mqtt is None:
-            raise ValueError("--mqtt-prefix and --mqtt-subscribe need --mqtt URL (or [mqtt] in the device file)")
+            raise ValueError("--mqtt-prefix needs --mqtt URL (or [mqtt] in the device file)")
         options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
         if args.mqtt_prefix is not None:
             options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
-        if args.mqtt_subscribe:
-            options["subscribe"] = (*(mqtt.subscribe if mqtt else ()), *args.mqtt_subscribe)
         mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
-    return dataclasses.replace(config, server=server, mqtt=mqtt), http
+    subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
+    return dataclasses.replace(config, server=server, mqtt=mqtt, subscribe=subscribe), http
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -426,8 +455,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.mqtt_subscribe:
+        log.warning("--mqtt-subscribe is deprecated: use --subscribe (the MQTT bridge publishes every subscription)")
     try:
         config, http = _settings(args)
+        if config.mqtt is not None and config.mqtt.subscribe:
+            log.warning("%s: [mqtt] subscribe is deprecated: use [events] subscribe (the MQTT bridge publishes "
+                        "every subscription)", config.path)  # fmt: skip
         lines = [
             SerialLine(device, framing, args.baudrate, args.bytesize, args.parity, args.stopbits)
             for framing, devices_named in (("rtu", args.rtu), ("ascii", args.ascii))
