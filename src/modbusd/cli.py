@@ -171,9 +171,9 @@ def _count(text: str) -> int:
 def _subscription(option: str):
     def parse(text: str) -> device_file.Subscribe:
         try:
-            return device_file.parse_subscribe(text, f"{option} {text}")
+            return device_file.parse_subscribe(text, option)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r} is not POINT[:TYPE]: {exc}") from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 

@@ -180,9 +180,8 @@ class Server:
             try:
                 server.subscribe(item.point, item.type)
             except (ValueError, LookupError, ModbusError) as exc:
-                reason = str(exc).strip("'\"")
-                said = reason if reason.startswith(item.point) else f"{item}: {reason}"
-                raise ValueError(f"{item.where or 'subscribe'}: {said}") from None
+                reason = str(exc) if str(exc).startswith(item.point) else f"{item}: {exc}"
+                raise ValueError(f"{item.where or 'subscribe'}: {reason}") from None
         return server
 
     # ------------------------------------------------------------------------------- what it serves, where

@@ -74,12 +74,15 @@ def parse_subscribe(text: str, where: str = "") -> Subscribe:
     """
     point, colon, type_text = text.strip().partition(":")
     point, type_text = point.strip(), type_text.strip()
-    if colon and not type_text:
-        raise ValueError(f"{text!r}: no type after the colon (POINT[:TYPE], e.g. 100.hr:float)")
-    if not NAME.fullmatch(point):
-        parse_address(point)  # InvalidName, a ValueError
-    if type_text:
-        ValueType.parse(type_text)  # InvalidType, a ValueError
+    try:
+        if colon and not type_text:
+            raise ValueError("no type after the colon")
+        if not NAME.fullmatch(point):
+            parse_address(point)  # InvalidName, a ValueError
+        if type_text:
+            ValueType.parse(type_text)  # InvalidType, a ValueError
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {str(exc).removeprefix(f'{point!r}: ')}") from None
     return Subscribe(point, type_text or None, where)
 
 

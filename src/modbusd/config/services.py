@@ -137,7 +137,7 @@ class ServiceTables(Reader):
             try:
                 found.append(parse_subscribe(text, self.where(where)))
             except ValueError as exc:
-                raise self.error(where, str(exc) if str(exc).startswith(repr(text)) else f"{text!r}: {exc}") from None
+                raise self.error(where, str(exc)) from None
         return tuple(found)
 
     def listener(self, data: object, path: Path_, what: str) -> int:
