@@ -246,3 +246,14 @@ def test_a_point_subscribed_twice_makes_one_event_per_write(tmp_path: Path) -> N
     assert len(server.subscriptions) == 1 and server.subscriptions[0] is again
     server.unsubscribe(again)  # one of its three holders let go: it stays
     assert len(server.subscriptions) == 1
+
+
+def test_device_file_mqtt_subscribe_still_works_and_says_it_is_deprecated(launch: Launch, tmp_path: Path) -> None:
+    port, broker = free_port(), free_port()  # nobody listens on the broker's port: the bridge retries, quietly
+    text = f'[server]\nhost = "{HOST}"\nport = {port}\neventslog = "events.jsonl"\n'
+    (tmp_path / "plant.toml").write_text(text + f'[mqtt]\nurl = "mqtt://{HOST}:{broker}"\nsubscribe = ["3.hr:short"]\n')
+    child = launch("--config", str(tmp_path / "plant.toml"))
+    child.running()
+    write(port, lambda c: c.write_register(3, 0xFFFF, device_id=1))
+    assert events_of(stopped_log(child, tmp_path / "events.jsonl")) == [("modbusd.1.3.hr", "short", -1, 0)]
+    assert len([line for line in child.stderr if "[mqtt] subscribe is deprecated: use [events] subscribe" in line]) == 1
