@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from modbusd import config as device_file
@@ -168,7 +168,9 @@ def _count(text: str) -> int:
     return value
 
 
-def _subscription(option: str):
+def _subscription(option: str) -> Callable[[str], device_file.Subscribe]:
+    """`--subscribe POINT[:TYPE]`'s syntax, checked by argparse; the server checks the point when it subscribes."""
+
     def parse(text: str) -> device_file.Subscribe:
         try:
             return device_file.parse_subscribe(text, option)
