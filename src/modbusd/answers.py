@@ -53,13 +53,19 @@ async def _quiet(awaitable: Awaitable[object]) -> None:
 
 
 class Hook:
-    """The request hook in front of the tables: its response checked, its failures answered with exception 04."""
+    """The request hook in front of the tables: its response checked, its failures answered with exception 04.
 
-    def __init__(self, hook: RequestHook, timeout: float, name: str, hub: EventsHub) -> None:
+    `forwarded`: the hook is also called for the unit ids the gateway forwards (a gateway that filters or inspects
+    what passes through); otherwise it sees only the requests the server answers itself.
+    """
+
+    def __init__(self, hook: RequestHook, timeout: float, name: str, hub: EventsHub, *,
+                 forwarded: bool = False) -> None:  # fmt: skip
         self.hook = hook
         self.timeout = timeout
         self.name = name  # the server's, passed to the hook
         self.hub = hub
+        self.forwarded = forwarded
 
     def __call__(
         self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
@@ -283,12 +289,20 @@ class Answers:
         if self._hook is None:
             return tables
         hooked = self._hook
+        routes = {} if hooked.forwarded else self._routes
 
         def answer(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
             result = hooked(peer, unit_id, pdu, tables)
             return tables(unit_id, pdu) if result is _PASS else result  # type: ignore[return-value]  # not _PASS
 
-        return answer
+        if not routes:
+            return answer
+
+        def local_only(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            """Forwarded unit ids go past the hook: the downstream device answers them."""
+            return tables(unit_id, pdu) if unit_id in routes else answer(unit_id, pdu)
+
+        return local_only
 
     def _hook_addressed(self, peer: str, tables: AddressedAnswer) -> AddressedAnswer:
         """A serial line's (or RTU over TCP's) answer with the request hook in front, for the bus's own unit ids

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from modbusd.model.device import Device
+from modbusd.model.device import Device, same_memory
 from modbusd.model.names import Location, Table
 from modbusd.model.values import Kind, Order, Value, ValueType, decode, register_bit
 from modbusd.protocol.bits import unpack_bits
@@ -215,10 +215,16 @@ def make_subscription(
 
 
 class Subscriptions:
-    """The registry: every subscription, found by device and written range. Empty means zero cost."""
+    """The registry: every subscription, found by device and written range. Empty means zero cost.
+
+    Equal subscriptions (same device, points, type, order and unit id) are one, counted: subscribing a point twice
+    (a device file's point and the MQTT bridge's named points, say) gives one event per write, not two, and it
+    stays until each subscriber has removed it.
+    """
 
     def __init__(self) -> None:
         self._all: list[Subscription] = []
+        self._refs: dict[Subscription, int] = {}  # by identity (eq=False): how many subscribers hold each
 
     def __len__(self) -> int:
         return len(self._all)
@@ -226,23 +232,49 @@ class Subscriptions:
     def __iter__(self) -> Iterator[Subscription]:
         return iter(self._all)
 
+    @staticmethod
+    def _key(s: Subscription) -> tuple[object, ...]:
+        return id(s.device), s.table, s.address, s.count, str(s.type), s.order, s.unit_id
+
     # A new list each time, never changed in place: another thread may subscribe while the loop looks for touched
     # subscriptions, and list.sort empties a list while it sorts.
-    def add(self, subscription: Subscription) -> None:
+    def add(self, subscription: Subscription) -> Subscription:
+        """`subscription`, or the equal one already here (counted once more)."""
+        key = self._key(subscription)
+        for held in self._all:
+            if self._key(held) == key:
+                self._refs[held] += 1
+                return held
+        self._refs[subscription] = 1
         self._all = sorted([*self._all, subscription], key=lambda s: (s.table, s.address, s.count))
+        return subscription
 
     def remove(self, subscription: Subscription) -> None:
+        refs = self._refs.get(subscription, 0)
+        if refs > 1:
+            self._refs[subscription] = refs - 1
+            return
+        self._refs.pop(subscription, None)
         self._all = [s for s in self._all if s is not subscription]
 
     def touched(
         self, device: Device, unit_id: int, table: Table, address: int, quantity: int, *, broadcast: bool = False
-    ) -> list[Subscription]:
-        """The subscriptions a write of `quantity` points at `address` touches, in address order.
+    ) -> list[tuple[Subscription, tuple[int, int]]]:
+        """The subscriptions a write of `quantity` points of `table` at `address` touches, in address order, each
+        with the (address, quantity) written as its own table sees them.
 
-        A subscription naming a unit id sees the writes to that unit id, and broadcasts (every device takes them).
+        The memory decides, not the function code: in the packed layout a coil write touches the holding register
+        that holds the coil, and a register write its 16 coils (`same_memory`). A subscription naming a unit id
+        sees the writes to that unit id, and broadcasts (every device takes them).
         """
-        return [s for s in self._all if s.device is device and s.table is table and s.touches(address, quantity)
-                and (s.unit_id is None or s.unit_id == unit_id or broadcast)]  # fmt: skip
+        ranges = {t: (a, q) for t, a, q in same_memory(device.layout, table, address, quantity)}
+        found = []
+        for s in self._all:
+            if s.device is device and (s.unit_id is None or s.unit_id == unit_id or broadcast):
+                written = ranges.get(s.table)
+                if written is not None and s.touches(*written):
+                    found.append((s, written))
+        return found
 
 
 # ------------------------------------------------------------------------------------- bounded queues

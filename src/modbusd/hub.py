@@ -60,8 +60,7 @@ class EventsHub:
             chosen = found.type
         if order is None:
             order = found.order if found.name else Order.ABCD
-        subscription = make_subscription(device, location, chosen, count=count, order=order)
-        self._subscriptions.add(subscription)
+        subscription = self._subscriptions.add(make_subscription(device, location, chosen, count=count, order=order))
         self._update_observed()
         return subscription
 
@@ -131,7 +130,7 @@ class EventsHub:
         found = written_range(pdu)
         touched = self._subscriptions.touched(device, unit_id, *found, broadcast=broadcast) if found and len(
             self._subscriptions) else []  # fmt: skip
-        before = [subscription.capture() for subscription in touched]
+        before = [subscription.capture() for subscription, _ in touched]
         reply = handler.respond(device, pdu, broadcast=broadcast, answer_broadcast=True)
         request_id = next(self._request_ids)
         now = time.time()
@@ -139,11 +138,10 @@ class EventsHub:
             self.events_log.put(write_record(pdu, reply, time=now, client=peer, unit_id=unit_id,
                                              request_id=request_id, broadcast=broadcast))  # fmt: skip
         if touched and reply is not None and not reply[0] & 0x80:
-            assert found is not None
             events: list[WriteEvent] = []
-            for subscription, old in zip(touched, before, strict=True):
+            for (subscription, written), old in zip(touched, before, strict=True):
                 events.extend(subscription.events(
-                    old, subscription.capture(), found[1:], server=self.name, unit_id=unit_id, client=peer,
+                    old, subscription.capture(), written, server=self.name, unit_id=unit_id, client=peer,
                     time=now, request_id=request_id, function=pdu[0]))  # fmt: skip
             self._publish(events)
         return None if broadcast else reply

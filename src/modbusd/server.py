@@ -38,6 +38,7 @@ from modbusd.model.device import Device
 from modbusd.model.points import Point
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.codes import MIN_UNIT_ID
+from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.serial_line import SerialLine
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
@@ -85,6 +86,7 @@ class Server:
         name: str = "modbusd",
         hook: RequestHook | str | None = None,
         hook_timeout: float = HOOK_TIMEOUT,
+        hook_forwarded: bool = False,
         events_log: str | Path | None = None,
         events_log_max_bytes: int = EVENTS_LOG_MAX_BYTES,
         events_log_files: int = EVENTS_LOG_FILES,
@@ -102,7 +104,9 @@ class Server:
 
         `name`: the server's name (HSYCO's), passed to the hook and the first part of event names. `hook`: a request
         hook (`modbusd.hooks.RequestHook`), or its "package.module:function" to import; a coroutine hook taking
-        longer than `hook_timeout` seconds gets exception 04. `events_log`: a file for every client write and
+        longer than `hook_timeout` seconds gets exception 04. The hook sees only the requests this server answers itself
+        unless `hook_forwarded`: then also those for the unit ids of `forward` (a filtering or inspecting gateway;
+        None from the hook lets them go on to the downstream device). `events_log`: a file for every client write and
         every event, one JSON line each (`EventsLog`), rotated at `events_log_max_bytes` into
         `events_log_files` files.
 
@@ -137,7 +141,8 @@ class Server:
         self.downstreams = self._routes.downstreams
         self._answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
-            hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub), bus=self._bus,
+            hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
+            bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
@@ -152,7 +157,9 @@ class Server:
         The file's transports ([server] port, udp, rtu_over_tcp, serial; a device's serial_unit_id as `unit_id`)
         are served unless `transports` (serial, unit_id, rtu_over_tcp, udp, port) replace them: each one given
         is passed on to the constructor over the file's. `address_register` turns the address change on for
-        every device, over the file's per-device address_register.
+        every device, over the file's per-device address_register. The file's subscriptions (points marked
+        ``subscribe = true``, ``[events] subscribe``) are made; ValueError, naming where it was given, for one
+        that cannot be (a point no device has, a type that cannot be subscribed).
         """
         s = config.server
         devices = config.build_devices()
@@ -164,11 +171,18 @@ class Server:
             "idle_timeout": s.idle_timeout, "quit_word": s.quit_command, "serial": s.serial,
             "rtu_over_tcp": s.rtu_over_tcp, "udp": s.udp,
             "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
-            "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "events_log": s.eventslog,
-            "events_log_max_bytes": s.eventslog_max_bytes, "events_log_files": s.eventslog_files,
-            "listen_only": s.listen_only,
+            "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "hook_forwarded": s.hook_forwarded,
+            "events_log": s.eventslog, "events_log_max_bytes": s.eventslog_max_bytes,
+            "events_log_files": s.eventslog_files, "listen_only": s.listen_only,
         }  # fmt: skip
-        return cls(devices, **(options | transports))
+        server = cls(devices, **(options | transports))
+        for item in config.subscriptions:  # the file's, and those the command line added
+            try:
+                server.subscribe(item.point, item.type)
+            except (ValueError, LookupError, ModbusError) as exc:
+                reason = str(exc) if str(exc).startswith(item.point) else f"{item}: {exc}"
+                raise ValueError(f"{item.where or 'subscribe'}: {reason}") from None
+        return server
 
     # ------------------------------------------------------------------------------- what it serves, where
 

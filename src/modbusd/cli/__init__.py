@@ -76,8 +76,13 @@ def _command(argv: Sequence[str] | None) -> int:
         configure_logging(args)
     except ValueError as exc:
         return _fail(str(exc))
+    if args.mqtt_subscribe:
+        log.warning("--mqtt-subscribe is deprecated: use --subscribe (the MQTT bridge publishes every subscription)")
     try:
         config, http = _settings(args)
+        if config.mqtt is not None and config.mqtt.subscribe:
+            log.warning("%s: [mqtt] subscribe is deprecated: use [events] subscribe (the MQTT bridge publishes "
+                        "every subscription)", config.path)  # fmt: skip
         lines = _serial_lines(args)
         named = bool(lines) or args.rtu_over_tcp is not None or args.udp is not None
         # naming transports serves exactly those (Modbus/TCP only when -p names it too); naming none serves the

@@ -2,6 +2,7 @@
 
 import argparse
 import re
+from collections.abc import Callable
 
 from modbusd import config as device_file
 from modbusd.protocol.serial_line import parse_parity
@@ -124,6 +125,18 @@ def _parity(text: str) -> str:
         return parse_parity(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _subscription(option: str) -> Callable[[str], device_file.Subscribe]:
+    """`--subscribe POINT[:TYPE]`'s syntax, checked by argparse; the server checks the point when it subscribes."""
+
+    def parse(text: str) -> device_file.Subscribe:
+        try:
+            return device_file.parse_subscribe(text, option)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _count(text: str) -> int:

@@ -15,6 +15,7 @@ from modbusd.cli.options import (
     _positive,
     _register,
     _slave_id,
+    _subscription,
     _unit_ids,
 )
 from modbusd.model.device import Layout
@@ -141,14 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     mqtt.add_argument("--mqtt-prefix", metavar="TOPIC", help="first level of the MQTT topics (default modbusd)")
     mqtt.add_argument(
-        "--mqtt-subscribe", action="append", default=[], metavar="POINT[:TYPE]",
-        help="publish this point too (a name or address, e.g. 100.hr:float or 5.co); repeat for more",
+        "--mqtt-subscribe", action="append", default=[], type=_subscription("--mqtt-subscribe"),
+        metavar="POINT[:TYPE]", help="deprecated: the same as --subscribe",
     )  # fmt: skip
     logs = parser.add_argument_group("events and logging", "the log goes to standard error, or to --log-file")
     logs.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
         "each (HSYCO's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
         "and the server goes on",
+    )  # fmt: skip
+    # Subscriptions: the events log, listeners and the MQTT bridge get their events
+    logs.add_argument(
+        "--subscribe", action="append", default=[], type=_subscription("--subscribe"), metavar="POINT[:TYPE]",
+        help="client writes to this point make events (HSYCO's subscribe): a name or address, e.g. 100.hr:float, "
+        "5.co, 7.hr:bits; repeat for more",
+    )  # fmt: skip
+    logs.add_argument(
+        "--hook", metavar="MODULE:FUNCTION", help="a request hook to import, e.g. plant.hooks:on_request: called "
+        "for every request, it may answer it itself (as the device file's hook)",
+    )  # fmt: skip
+    logs.add_argument(
+        "--hook-forwarded", action="store_true", help="call the hook for the unit ids --forward forwards too "
+        "(default: only for those answered here)",
     )  # fmt: skip
     logs.add_argument("-v", "--verbose", action="count", default=0,
                       help="log one line per request with the values it writes (costs speed); -vv: the values "

@@ -98,14 +98,14 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
 
         try:
             bridge = await MqttBridge.start(
-                server, mqtt.host, mqtt.port, points=mqtt.subscribe, named_points=True, username=mqtt.username,
+                server, mqtt.host, mqtt.port, points=(), named_points=True, username=mqtt.username,
                 password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
             )  # fmt: skip
         except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
             if api is not None:
                 await api.stop()
             await server.stop()
-            return _fail(f"--mqtt-subscribe / [mqtt] subscribe: {exc}")
+            return _fail(f"MQTT bridge: {exc}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     served = ", ".join(server.listening())
@@ -144,7 +144,13 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
     given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
              "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
              "quit_command": args.quit_command, "listen_only": False if args.no_listen_only else None,
-             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
+             "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None,
+             "hook": args.hook, "hook_forwarded": True if args.hook_forwarded else None}  # fmt: skip
+    if args.hook is not None:
+        try:
+            device_file.import_hook(args.hook)
+        except ValueError as exc:
+            raise ValueError(f"--hook {args.hook}: {exc}") from None
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
     http = config.http
     if args.http is not None or args.http_host or args.http_token or args.http_allow_host:
@@ -157,13 +163,12 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         except device_file.HttpAccessError as exc:
             raise ValueError(f"--http-token: {exc}" if exc.key == "token" else str(exc)) from None
     mqtt = config.mqtt
-    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
+    if args.mqtt is not None or args.mqtt_prefix is not None:
         if args.mqtt is None and mqtt is None:
-            raise ValueError("--mqtt-prefix and --mqtt-subscribe need --mqtt URL (or [mqtt] in the device file)")
+            raise ValueError("--mqtt-prefix needs --mqtt URL (or [mqtt] in the device file)")
         options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
         if args.mqtt_prefix is not None:
             options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
-        if args.mqtt_subscribe:
-            options["subscribe"] = (*(mqtt.subscribe if mqtt else ()), *args.mqtt_subscribe)
         mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
-    return dataclasses.replace(config, server=server, mqtt=mqtt), http
+    subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
+    return dataclasses.replace(config, server=server, mqtt=mqtt, subscribe=subscribe), http

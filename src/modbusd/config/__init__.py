@@ -13,15 +13,19 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   ``[server.udp]`` and ``[server.rtu_over_tcp]`` (port), ``[[server.serial]]`` (one per serial port: device,
   framing, baudrate, bytesize, parity, stopbits).
 - ``[server]`` also: name (the server name, the first word of event names, as in HSYCO's Modbus server), hook
-  (a request hook, ``"package.module:function"``, imported when the file is loaded), hook_timeout, eventslog (a
+  (a request hook, ``"package.module:function"``, imported when the file is loaded), hook_timeout, hook_forwarded
+  (the hook sees the gateway's forwarded unit ids too), eventslog (a
   file for every client write and event, one JSON line each; relative to the file's folder; ``false``: none),
   eventslog_max_bytes and eventslog_files (its rotation).
 - ``[http]``: the control API (port, host, token); absent means off.
-- ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue); absent means off.
+- ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue); absent means off. Its subscribe is
+  deprecated: the same list as [events] subscribe.
+- ``[events]``: subscribe, the points whose client writes make events (``"POINT[:TYPE]"``), as a point's
+  ``subscribe = true`` does.
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
-  ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment).
+  ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
 """
 
 from importlib.resources import files
@@ -44,11 +48,13 @@ from modbusd.config.schema import (
     HttpConfig,
     MqttConfig,
     ServerConfig,
+    Subscribe,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
+    parse_subscribe,
 )
 from modbusd.config.summary import summary
 
@@ -58,6 +64,6 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "check_host_name", "check_http_access",
-    "check_mqtt_prefix", "import_hook", "load", "loads", "parse_mqtt_url", "summary",
+    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "check_host_name", "check_http_access",
+    "check_mqtt_prefix", "import_hook", "load", "loads", "parse_mqtt_url", "parse_subscribe", "summary",
 ]  # fmt: skip

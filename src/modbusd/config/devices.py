@@ -7,7 +7,7 @@ from typing import Any
 
 from modbusd.config.points import Found, PointTables
 from modbusd.config.reader import Path_
-from modbusd.config.schema import DeviceConfig, shared_table
+from modbusd.config.schema import DeviceConfig, Subscribe, shared_table
 from modbusd.model.device import TABLES, Layout
 from modbusd.model.identification import MAX_OBJECT_LENGTH, OBJECT_NAMES
 from modbusd.model.names import MAX_UNIT_ID
@@ -51,8 +51,12 @@ class DeviceTables(PointTables):
         raw_points = raw.get("point", [])
         if not isinstance(raw_points, list):
             raise self.error((*path, "point"), "data points are [[device.point]] tables (double brackets)")
+        subscribe: list[Subscribe] = []
         for i, item in enumerate(raw_points):
             points.append(self.point(item, (*path, "point", i), order, unit_ids))
+            marked = self.subscribed(item, (*path, "point", i), points[-1][0])
+            if marked is not None:
+                subscribe.append(marked)
         if "points_csv" in raw:
             points.extend(self.csv_points(raw, path, order, unit_ids))
         self.check_points(points, sizes, layout)
@@ -60,7 +64,7 @@ class DeviceTables(PointTables):
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),
             values=MappingProxyType({p.name: v for p, v, _ in points if v is not None}),
-            serial_unit_id=serial_unit_id,
+            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe),
         )  # fmt: skip
         if "address_register" in raw:
             config = replace(config, address_register=self.address_register(raw, path, config))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from modbusd.config.reader import ConfigError, Path_, Reader, UnreadableFile, read_text
-from modbusd.config.schema import CSV_COLUMNS, shared_table, unit_id_list
+from modbusd.config.schema import CSV_COLUMNS, Subscribe, shared_table, unit_id_list
 from modbusd.model.device import Layout
 from modbusd.model.names import InvalidName, Location, Table, parse_address
 from modbusd.model.points import NAME, Point, check_type, default_type
@@ -57,7 +57,7 @@ class PointTables(Reader):
     """Reads a device's data points."""
 
     def point(self, data: object, path: Path_, order: Order, unit_ids: tuple[int, ...]) -> Found:
-        raw = self.table(data, path, CSV_COLUMNS)
+        raw = self.table(data, path, (*CSV_COLUMNS, "subscribe"))
         for key in ("name", "address"):
             if key not in raw:
                 raise self.error(path, f"a data point needs a {key}")
@@ -71,6 +71,16 @@ class PointTables(Reader):
             return lambda message: self.error((*path, key), message)
 
         return self.make_point(texts, raw.get("value"), order, unit_ids, fail, overlap=fail("name"))
+
+    def subscribed(self, data: dict[str, Any], path: Path_, point: Point) -> Subscribe | None:
+        """A [[device.point]]'s ``subscribe = true``: client writes to it make events (its own type and order)."""
+        if "subscribe" not in data or not self.typed(data, path, "subscribe", bool, "true or false"):
+            return None
+        if point.location.table not in (Table.COILS, Table.HOLDING_REGISTERS) or point.location.bit is not None:
+            raise self.error((*path, "subscribe"), f"{point.name} is at {point.location}: only coils and holding "
+                             "registers are written by clients (for a register bit, subscribe to its register with "
+                             "type bits)")  # fmt: skip
+        return Subscribe(point.name, None, self.where((*path, "subscribe")))
 
     def csv_points(self, raw: Mapping[str, Any], path: Path_, order: Order, unit_ids: tuple[int, ...]) -> list[Found]:
         relative = self.typed(raw, path, "points_csv", str, "the path of a CSV file")

@@ -188,6 +188,11 @@ class Reader:
         key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
         return ConfigError(self.name, line or self.lines.line(path), key, message)
 
+    def where(self, path: Path_) -> str:
+        """``FILE:LINE: key``, for a mistake in `path` that only the server can find later."""
+        error = self.error(path, "")
+        return f"{error.path}:{error.line}: {error.key}"
+
     # -------------------------------------------------------------------------------------------- helpers
 
     def table(self, data: object, path: Path_, known: Sequence[str]) -> dict[str, Any]:

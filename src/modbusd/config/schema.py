@@ -14,8 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 from modbusd.model.device import Device, Layout
-from modbusd.model.points import Point, write_at
-from modbusd.model.values import Order, Value
+from modbusd.model.names import parse_address
+from modbusd.model.points import NAME, Point, write_at
+from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.serial_line import SerialLine
 
 DEFAULT_HTTP_PORT = 8020
@@ -59,6 +60,38 @@ def import_hook(spec: str, folder: str | None = None) -> Callable[..., object]:
 
 
 # ------------------------------------------------------------------------------------------ the settings
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A point the server subscribes to when it is built (`Server.subscribe`): client writes to it make events,
+    for the events log and every listener (the MQTT bridge among them)."""
+
+    point: str  # a data point's name, or an address in any notation
+    type: str | None = None  # None: a named point's own type, an address's default
+    where: str = ""  # where it was given (FILE:LINE: key, or the option), to name it in a later mistake
+
+    def __str__(self) -> str:
+        return self.point if self.type is None else f"{self.point}:{self.type}"
+
+
+def parse_subscribe(text: str, where: str = "") -> Subscribe:
+    """``POINT[:TYPE]`` (``100.hr:float``, ``1.5.co``, ``setpoint``) → Subscribe; ValueError saying what is wrong.
+
+    The syntax only: whether the point exists and can be subscribed is the server's to say, when it subscribes.
+    """
+    point, colon, type_text = text.strip().partition(":")
+    point, type_text = point.strip(), type_text.strip()
+    try:
+        if colon and not type_text:
+            raise ValueError("no type after the colon")
+        if not NAME.fullmatch(point):
+            parse_address(point)  # InvalidName, a ValueError
+        if type_text:
+            ValueType.parse(type_text)  # InvalidType, a ValueError
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {str(exc).removeprefix(f'{point!r}: ')}") from None
+    return Subscribe(point, type_text or None, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +204,7 @@ class ServerConfig:
     name: str = "modbusd"  # the server name in event names, as HSYCO's Modbus server names its events
     hook: str | None = None  # "package.module:function", checked by importing it
     hook_timeout: float = HOOK_TIMEOUT
+    hook_forwarded: bool = False  # the hook sees the gateway's forwarded unit ids too (--hook-forwarded)
     eventslog: str | None = None  # the events log's path (resolved against the file's folder)
     eventslog_max_bytes: int = EVENTS_LOG_MAX_BYTES
     eventslog_files: int = EVENTS_LOG_FILES
@@ -196,6 +230,7 @@ class DeviceConfig:
     values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))  # point name → initial value
     serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
     address_register: int | None = None  # the address change: the holding register with the serial unit id
+    subscribe: tuple[Subscribe, ...] = ()  # its points marked subscribe = true
 
     def addresses(self) -> dict[str, list[int]]:
         """The implemented addresses of each sparse table: what its data points cover."""
@@ -227,6 +262,16 @@ class Config:
     http: HttpConfig | None = None
     devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
     mqtt: MqttConfig | None = None
+    subscribe: tuple[Subscribe, ...] = ()  # points with subscribe = true, then [events] subscribe, then --subscribe
+
+    @property
+    def subscriptions(self) -> tuple[Subscribe, ...]:
+        """Every point to subscribe: `subscribe`, then [mqtt] subscribe (deprecated: the same list, since the
+        bridge publishes every subscription's events)."""
+        if self.mqtt is None or not self.mqtt.subscribe:
+            return self.subscribe
+        where = f"{self.path}: mqtt.subscribe"
+        return (*self.subscribe, *(parse_subscribe(text, where) for text in self.mqtt.subscribe))
 
     def build_devices(self) -> Device | dict[int, Device]:
         """One Device answering every unit id, or a unit id → Device mapping (a device may serve several ids)."""

@@ -12,11 +12,13 @@ from modbusd.config.schema import (
     HttpConfig,
     MqttConfig,
     ServerConfig,
+    Subscribe,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
+    parse_subscribe,
 )
 from modbusd.model.device import Layout
 from modbusd.model.names import InvalidName, parse_address
@@ -32,7 +34,7 @@ class ServiceTables(Reader):
         path: Path_ = ("server",)
         raw = self.table(data, path, ("host", "port", "layout", "max_connections", "idle_timeout", "quit_command",
                                       "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
-                                      "hook_timeout", "eventslog", "eventslog_max_bytes",
+                                      "hook_timeout", "hook_forwarded", "eventslog", "eventslog_max_bytes",
                                       "eventslog_files", "listen_only"))  # fmt: skip
         options: dict[str, Any] = self.hooks(raw, path)
         if "host" in raw:
@@ -102,6 +104,9 @@ class ServiceTables(Reader):
             if not timeout > 0 or not math.isfinite(timeout):
                 raise self.error((*path, "hook_timeout"), f"{timeout} must be a number of seconds greater than 0")
             options["hook_timeout"] = float(timeout)
+        if "hook_forwarded" in raw:
+            options["hook_forwarded"] = self.typed(raw, path, "hook_forwarded", bool, "true or false (true: the "
+                                                   "hook sees the gateway's forwarded unit ids too)")  # fmt: skip
         if "eventslog" in raw:
             value = raw["eventslog"]
             if value is True:
@@ -117,6 +122,24 @@ class ServiceTables(Reader):
         if "eventslog_files" in raw:
             options["eventslog_files"] = self.integer(raw, path, "eventslog_files", 1, 1000)
         return options
+
+    def events(self, data: object) -> tuple[Subscribe, ...]:
+        """[events] subscribe: points whose client writes make events, ``"POINT[:TYPE]"`` each."""
+        path: Path_ = ("events",)
+        raw = self.table(data, path, ("subscribe",))
+        if "subscribe" not in raw:
+            return ()
+        where = (*path, "subscribe")
+        points = raw["subscribe"]
+        if not isinstance(points, list) or not all(isinstance(p, str) for p in points):
+            raise self.error(where, f'expected a list of points such as ["100.hr:float", "setpoint"], got {points!r}')
+        found: list[Subscribe] = []
+        for text in points:
+            try:
+                found.append(parse_subscribe(text, self.where(where)))
+            except ValueError as exc:
+                raise self.error(where, str(exc)) from None
+        return tuple(found)
 
     def listener(self, data: object, path: Path_, what: str) -> int:
         """[server.udp] or [server.rtu_over_tcp]: the port."""

@@ -19,6 +19,10 @@ def summary(config: Config) -> list[str]:
         lines.append("server: FC08/04 force listen only mode refused (exception 01)")
     if s.hook is not None:
         lines.append(f"server: request hook {s.hook} (time-out {s.hook_timeout:g} s)")
+    if s.hook is not None and s.hook_forwarded:
+        lines.append("server: the request hook sees forwarded unit ids too")
+    if config.subscriptions:
+        lines.append(f"events: subscribed {', '.join(map(str, config.subscriptions))}")
     if s.eventslog is not None:
         lines.append(f"server: events log {s.eventslog} (rotated at {s.eventslog_max_bytes} bytes, "
                      f"{s.eventslog_files} files)")  # fmt: skip

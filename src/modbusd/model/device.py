@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from modbusd.model.diagnostics import Diagnostics
 from modbusd.model.identification import Identification
+from modbusd.model.names import Table
 from modbusd.model.points import Point
 from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
@@ -31,6 +32,33 @@ class Layout(StrEnum):
     SEPARATE = "separate"
     OVERLAID = "overlaid"
     PACKED = "packed"
+
+
+Range = tuple[Table, int, int]
+"""(table, first address, quantity): addresses of one table."""
+
+_SHARED = {Table.COILS: Table.DISCRETE_INPUTS, Table.DISCRETE_INPUTS: Table.COILS,
+           Table.HOLDING_REGISTERS: Table.INPUT_REGISTERS, Table.INPUT_REGISTERS: Table.HOLDING_REGISTERS}  # fmt: skip
+
+
+def same_memory(layout: Layout, table: Table, address: int, quantity: int) -> tuple[Range, ...]:
+    """Every table's addresses that share memory with `quantity` items of `table` from `address`, in `layout`,
+    the range itself first: what a write there changes, seen through each table.
+
+    The events of a write follow this, not the function code: in the packed layout a coil write (FC05/FC15)
+    changes the holding register that holds the coil, and a register write (FC06/16/22/23) its 16 coils.
+    """
+    if quantity <= 0 or layout is Layout.SEPARATE:
+        return ((table, address, quantity),)
+    found: list[Range] = [(table, address, quantity), (_SHARED[table], address, quantity)]
+    if layout is Layout.PACKED:
+        if table.is_bits:  # coil n is bit n % 16 of register n // 16
+            first = address >> 4
+            other = (Table.HOLDING_REGISTERS, first, ((address + quantity - 1) >> 4) - first + 1)
+        else:  # register n holds coils 16n .. 16n + 15
+            other = (Table.COILS, address << 4, quantity << 4)
+        found += [other, (_SHARED[other[0]], *other[1:])]
+    return tuple(found)
 
 
 def default_identification(version: str) -> dict[int, str | bytes]:
