@@ -64,6 +64,10 @@ class Watcher:
     def on(self, topic: str) -> list[Any]:
         return [payload for t, payload in self.messages if t == topic]
 
+    def written(self, topic: str) -> list[Any]:
+        """What clients and sets wrote, without the state published at each connection (``client`` null)."""
+        return [payload for payload in self.on(topic) if payload["client"] is not None]
+
 
 async def modbus(port: int) -> AsyncModbusTcpClient:
     client = AsyncModbusTcpClient(HOST, port=port, timeout=5, retries=0)
@@ -86,21 +90,21 @@ def test_mqtt_client_write_is_published_retained_with_the_event(broker: Mosquitt
                     assert not (await client.write_registers(100, [0x41AC, 0x0000], device_id=3)).isError()  # 21.5
                     assert not (await client.write_coil(5, True, device_id=3)).isError()
                     assert not (await client.write_register(7, 0x0400, device_id=3)).isError()  # HSYCO's bit 3
-                    await until(lambda: watcher.on("modbusd/3/hr/7.3"), what="the bit's event")
-                    event = watcher.on("modbusd/3/hr/100")[0]
+                    await until(lambda: watcher.written("modbusd/all/hr/7.3"), what="the bit's event")
+                    event = watcher.written("modbusd/all/hr/100")[0]
                     assert event["value"] == 21.5 and event["previous"] == 0.0 and event["type"] == "float"
                     assert event["name"] == "plant.3.100.hr" and event["function"] == 16
                     assert event["client"].startswith("127.0.0.1") and isinstance(event["request_id"], int)
                     assert abs(event["time"] - time.time()) < 30
-                    assert watcher.on("modbusd/3/co/5")[0]["value"] is True
-                    assert watcher.on("modbusd/3/hr/7.3")[0] | {"time": 0, "client": ""} == {
+                    assert watcher.written("modbusd/all/co/5")[0]["value"] is True
+                    bit = watcher.written("modbusd/all/hr/7.3")[0]
+                    assert bit | {"time": 0, "client": ""} == {
                         "name": "plant.3.7.hr.3", "value": True, "previous": False, "type": "bits",
-                        "client": "", "time": 0, "request_id": watcher.on("modbusd/3/hr/7.3")[0]["request_id"],
-                        "function": 6}  # fmt: skip
+                        "client": "", "time": 0, "request_id": bit["request_id"], "function": 6}  # fmt: skip
                 # retained: a newcomer gets the last value at once
-                async with Watcher(broker.port, "modbusd/3/hr/100") as late:
-                    await until(lambda: late.on("modbusd/3/hr/100"), what="the retained value")
-                    assert late.on("modbusd/3/hr/100")[0]["value"] == 21.5
+                async with Watcher(broker.port, "modbusd/all/hr/100") as late:
+                    await until(lambda: late.on("modbusd/all/hr/100"), what="the retained value")
+                    assert late.on("modbusd/all/hr/100")[0]["value"] == 21.5
             finally:
                 client.close()
         finally:
@@ -129,7 +133,7 @@ def test_mqtt_set_is_read_back_by_a_modbus_client(broker: Mosquitto) -> None:
                     await publisher.publish("modbusd/all/hr/20.2/set", "bit:1", qos=1)
                     await publisher.publish("modbusd/all/hr/11/set", "float:warm", qos=1)  # bad: logged, ignored
                     await until(lambda: watcher.on("modbusd/error"), what="the error")
-                    await until(lambda: watcher.on("modbusd/all/hr/20.2"), what="the last set's state")
+                    await until(lambda: watcher.written("modbusd/all/hr/20.2"), what="the last set's state")
                     regs = await client.read_holding_registers(10, count=2, device_id=1)
                     assert regs.registers == [0x41AC, 0x0000]
                     assert (await client.read_input_registers(4, count=1, device_id=1)).registers == [1234]
@@ -139,8 +143,9 @@ def test_mqtt_set_is_read_back_by_a_modbus_client(broker: Mosquitto) -> None:
                         0x0200
                     ]  # bit 2
                     assert (await client.read_holding_registers(11, count=1, device_id=1)).registers == [0]
-                    state = watcher.on("modbusd/1/hr/10")[0]
+                    state = watcher.written("modbusd/all/hr/10")[0]  # set through unit 1: the register's one topic
                     assert state["value"] == 21.5 and state["client"] == "mqtt" and state["type"] == "float"
+                    assert state["name"] == "modbusd.10.hr" and state["previous"] == 0.0
                     error = watcher.on("modbusd/error")[0]
                     assert error["topic"] == "modbusd/all/hr/11/set" and error["payload"] == "float:warm"
                     assert bridge.errors == 1
@@ -172,7 +177,8 @@ def test_mqtt_events_queued_while_the_broker_is_away_are_delivered_after_reconne
             await asyncio.sleep(0.3)
             await asyncio.to_thread(broker.start)  # the same port
             async with Watcher(broker.port, "modbusd/#") as watcher:
-                await until(lambda: any(p["value"] == 30 for p in watcher.on("modbusd/1/hr/0")), what="event 30")
+                await until(lambda: any(p["value"] == 30 for p in watcher.written("modbusd/all/hr/0")),
+                            what="event 30")  # fmt: skip
                 await until(lambda: bridge.connections >= 2, what="a reconnection")
             await until(lambda: bridge.published >= 30, what="every queued event")
             assert bridge.counters()["dropped"] == 0
