@@ -252,3 +252,135 @@ def test_mqtt_url_and_device_file_table() -> None:
         with pytest.raises(ConfigError) as caught:
             loads(text, "f.toml")
         assert str(caught.value).startswith(message), str(caught.value)
+
+
+def retained(port: int, topic: str, settle: float = 0.5) -> dict[str, Any]:
+    """The retained messages under `topic` a newcomer gets, topic → payload (the last one of each topic)."""
+
+    async def collect() -> dict[str, Any]:
+        async with Watcher(port, topic) as watcher:
+            await asyncio.sleep(settle)  # retained messages come right after subscribing, before anything else
+            return dict(watcher.messages)
+
+    return asyncio.run(asyncio.wait_for(collect(), TIMEOUT + settle + 5))
+
+
+def test_mqtt_one_topic_per_register_whatever_unit_id_reached_it(broker: Mosquitto) -> None:
+    async def main() -> None:
+        server = Server(Device(), host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["0.hr"], min_backoff=0.1)
+        client = await modbus(server.port)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            async with Watcher(broker.port, "modbusd/#") as watcher, \
+                    aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                assert not (await client.write_register(0, 11, device_id=1)).isError()
+                assert not (await client.write_register(0, 77, device_id=7)).isError()
+                await until(lambda: len(watcher.written("modbusd/all/hr/0")) == 2, what="both writes")
+                assert [(p["value"], p["name"]) for p in watcher.written("modbusd/all/hr/0")] == [
+                    (11, "modbusd.1.0.hr"), (77, "modbusd.7.0.hr")]  # fmt: skip  # the name keeps the unit id used
+                await publisher.publish("modbusd/9/hr/0/set", "99", qos=1)  # a set through an alias
+                await until(lambda: len(watcher.written("modbusd/all/hr/0")) == 3, what="the set's state")
+                assert watcher.written("modbusd/all/hr/0")[2] | {"time": 0} == {
+                    "name": "modbusd.0.hr", "value": 99, "previous": 77, "type": "ushort", "client": "mqtt",
+                    "time": 0, "request_id": None, "function": None}  # fmt: skip
+        finally:
+            client.close()
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+    held = retained(broker.port, "modbusd/#")
+    assert {topic: payload["value"] for topic, payload in held.items()} == {"modbusd/all/hr/0": 99}
+
+
+def test_mqtt_a_device_with_several_unit_ids_publishes_under_its_lowest(broker: Mosquitto) -> None:
+    async def main() -> None:
+        shared, other = Device(), Device()
+        server = Server({2: shared, 1: shared, 5: other}, host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["2.0.hr", "5.0.hr"], min_backoff=0.1)
+        client = await modbus(server.port)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            async with Watcher(broker.port, "modbusd/#") as watcher, \
+                    aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                assert not (await client.write_register(0, 22, device_id=2)).isError()
+                assert not (await client.write_register(0, 55, device_id=5)).isError()
+                await until(lambda: watcher.written("modbusd/5/hr/0"), what="unit 5's write")
+                await until(lambda: watcher.written("modbusd/1/hr/0"), what="unit 2's write, under 1")
+                await publisher.publish("modbusd/2/hr/0/set", "23", qos=1)
+                await until(lambda: len(watcher.written("modbusd/1/hr/0")) == 2, what="the set's state")
+                assert [p["value"] for p in watcher.written("modbusd/1/hr/0")] == [22, 23]
+                assert (await client.read_holding_registers(0, count=1, device_id=1)).registers == [23]
+        finally:
+            client.close()
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+    held = retained(broker.port, "modbusd/#")
+    assert {topic: payload["value"] for topic, payload in held.items()} == {"modbusd/1/hr/0": 23, "modbusd/5/hr/0": 55}
+
+
+STATE_FILE = """
+[server]
+host = "127.0.0.1"
+name = "plant"
+
+[[device]]
+[[device.point]]
+name = "setpoint"
+address = "100.hr"
+type = "float"
+order = "CDAB"
+value = 21.5
+
+[[device.point]]
+name = "pump"
+address = "5.co"
+value = true
+
+[[device.point]]
+name = "label"
+address = "200.hr"
+type = "string:4"
+value = "ab"
+"""
+
+
+def test_mqtt_state_is_published_at_connection_and_again_after_the_broker_restarts(broker: Mosquitto) -> None:
+    """No client write at all: the device file's initial values, and a value its owner wrote, reach the broker."""
+    config = loads(STATE_FILE, "plant.toml")
+
+    async def main() -> None:
+        server = Server.from_config(config, port=free_port())
+        server.write("7.hr", 0x0400)  # bit 3 (HSYCO's numbering) of a bits register
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["7.hr:bits"], named_points=True,
+                                        min_backoff=0.1, max_backoff=0.5)  # fmt: skip
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            first = await asyncio.to_thread(retained, broker.port, "modbusd/#")
+            assert first["modbusd/all/hr/100"] == {
+                "name": "plant.100.hr", "value": 21.5, "previous": None, "type": "float", "client": None,
+                "time": first["modbusd/all/hr/100"]["time"], "request_id": None, "function": None}  # fmt: skip
+            assert first["modbusd/all/co/5"]["value"] is True
+            assert first["modbusd/all/hr/7.3"]["value"] is True and first["modbusd/all/hr/7.2"]["value"] is False
+            assert len(first) == 2 + 16  # the string is not subscribable; a bits register is 16 topics
+            assert bridge.states == 18 and bridge.published == 0  # no event was published
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: not bridge.connected, what="the bridge to notice")
+            server.write("setpoint", 30.5)  # while the broker is away: no event, the state at reconnection says it
+            await asyncio.to_thread(broker.start)  # no persistence: what is retained now was published again
+            await until(lambda: bridge.connections >= 2, what="a reconnection")
+            again = await asyncio.to_thread(retained, broker.port, "modbusd/#")
+            assert again.keys() == first.keys()
+            assert again["modbusd/all/hr/100"]["value"] == 30.5 and again["modbusd/all/hr/100"]["client"] is None
+            assert bridge.states == 36
+        finally:
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
