@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from typing import Any
 
@@ -31,8 +32,8 @@ async def until(condition: Any, timeout: float = TIMEOUT, what: str = "condition
 class Watcher:
     """An aiomqtt client collecting every message under a prefix."""
 
-    def __init__(self, port: int, topic: str) -> None:
-        self.port, self.topic = port, topic
+    def __init__(self, port: int, topic: str, tls: ssl.SSLContext | None = None) -> None:
+        self.port, self.topic, self.tls = port, topic, tls
         self.messages: list[tuple[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -51,7 +52,7 @@ class Watcher:
     async def _run(self) -> None:
         while True:  # the broker may be restarted under it: connect again
             try:
-                async with aiomqtt.Client(HOST, self.port, timeout=5) as client:
+                async with aiomqtt.Client(HOST, self.port, timeout=5, tls_context=self.tls) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._ready.set()
                     async for message in client.messages:
@@ -228,8 +229,10 @@ def test_mqtt_set_payloads() -> None:
 
 def test_mqtt_url_and_device_file_table() -> None:
     assert parse_mqtt_url("mqtt://bob:s%40cret@broker:1900") == {
-        "host": "broker", "port": 1900, "username": "bob", "password": "s@cret"}  # fmt: skip
+        "host": "broker", "port": 1900, "username": "bob", "password": "s@cret", "tls": False}  # fmt: skip
     assert parse_mqtt_url("localhost")["port"] == 1883
+    assert parse_mqtt_url("mqtts://broker") | {"host": ""} == {
+        "host": "", "port": 8883, "username": None, "password": None, "tls": True}  # fmt: skip
     for bad in ("http://x", "mqtt://", "mqtt://h:99999", "mqtt://h/path"):
         with pytest.raises(ValueError):
             parse_mqtt_url(bad)
@@ -254,11 +257,11 @@ def test_mqtt_url_and_device_file_table() -> None:
         assert str(caught.value).startswith(message), str(caught.value)
 
 
-def retained(port: int, topic: str, settle: float = 0.5) -> dict[str, Any]:
+def retained(port: int, topic: str, settle: float = 0.5, tls: ssl.SSLContext | None = None) -> dict[str, Any]:
     """The retained messages under `topic` a newcomer gets, topic → payload (the last one of each topic)."""
 
     async def collect() -> dict[str, Any]:
-        async with Watcher(port, topic) as watcher:
+        async with Watcher(port, topic, tls) as watcher:
             await asyncio.sleep(settle)  # retained messages come right after subscribing, before anything else
             return dict(watcher.messages)
 

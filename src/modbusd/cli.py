@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable; others get 421, against DNS rebinding)",
     )  # fmt: skip
     parser.add_argument(
-        "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port]): client "
+        "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port], or "
+        "mqtts:// for TLS, port 8883 by default): client "
         "writes to named coils and holding registers are published, <prefix>/<unit>/<table>/<address>/set writes; "
         "needs aiomqtt. A broker that is away is retried",
     )  # fmt: skip
@@ -267,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--mqtt-subscribe", action="append", default=[], metavar="POINT[:TYPE]",
         help="publish this point too (a name or address, e.g. 100.hr:float or 5.co); repeat for more",
     )  # fmt: skip
+    parser.add_argument(
+        "--mqtt-ca", metavar="FILE", help="with mqtts://: check the broker's certificate against the CA "
+        "certificates in FILE (PEM) instead of the system's",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mqtt-cert", metavar="FILE", help="with mqtts://: the bridge's client certificate (PEM), for a broker "
+        "that asks for one; its key too unless --mqtt-key",
+    )  # fmt: skip
+    parser.add_argument("--mqtt-key", metavar="FILE", help="with mqtts://: the client certificate's private key "
+                        "(PEM, not encrypted)")  # fmt: skip
     parser.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "
         "each (HSYCO's eventslog), rotated at 10 MB into 5 files; a file that cannot be written is reported "
@@ -345,6 +356,7 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             bridge = await MqttBridge.start(
                 server, mqtt.host, mqtt.port, points=mqtt.subscribe, named_points=True, username=mqtt.username,
                 password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
+                tls=device_file.mqtt_tls_context(mqtt),  # checked by _settings already
             )  # fmt: skip
         except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
             if api is not None:
@@ -404,15 +416,23 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
     if http is not None and http.host not in device_file.LOOPBACK and not http.token:
         raise ValueError(f"the control API can write anything: binding it to {http.host} needs --http-token")
     mqtt = config.mqtt
-    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe:
+    tls_files = {k: str(Path(v).absolute()) for k in ("ca", "cert", "key") if (v := getattr(args, f"mqtt_{k}"))}
+    if args.mqtt is not None or args.mqtt_prefix is not None or args.mqtt_subscribe or tls_files:
         if args.mqtt is None and mqtt is None:
-            raise ValueError("--mqtt-prefix and --mqtt-subscribe need --mqtt URL (or [mqtt] in the device file)")
+            raise ValueError("--mqtt-prefix, --mqtt-subscribe, --mqtt-ca, --mqtt-cert and --mqtt-key need --mqtt URL "
+                             "(or [mqtt] in the device file)")  # fmt: skip
         options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
         if args.mqtt_prefix is not None:
             options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
         if args.mqtt_subscribe:
             options["subscribe"] = (*(mqtt.subscribe if mqtt else ()), *args.mqtt_subscribe)
+        options.update(tls_files)
         mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
+    if mqtt is not None:
+        try:  # a missing file, a key not matching its certificate: now, in one line
+            device_file.mqtt_tls_context(mqtt)
+        except device_file.TlsSettingError as exc:
+            raise ValueError(f"--mqtt-{exc.key} / [mqtt] {exc.key}: {exc}") from None
     return dataclasses.replace(config, server=server, mqtt=mqtt), http
 
 

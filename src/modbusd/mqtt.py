@@ -215,6 +215,34 @@ class MqttBridge:
     # ---------------------------------------------------------------------------------------- connection
 
     async def _run(self) -> None:
+        """Connect, and again whenever the broker goes, until stopped; meanwhile one race of aiomqtt is silenced.
+
+        A broker that closes the connection right after the TLS handshake (TLS 1.3 refusing a missing client
+        certificate) closes the socket before aiomqtt's connecting thread has the loop watch it for writing: the
+        loop then logs an ERROR with a traceback for ``add_writer`` on a closed socket, at every retry. While the
+        bridge is not connected, exactly that (an OSError or ValueError from a handle calling ``add_writer``) goes
+        to DEBUG; everything else goes on to the loop's own handler, which is put back when the bridge stops."""
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+
+        def on_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            error = context.get("exception")
+            if not self.connected and isinstance(error, OSError | ValueError) and "add_writer" in repr(
+                    context.get("handle")):  # fmt: skip
+                log.debug("MQTT: the connecting socket was closed already: %s", error)
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(on_loop_exception)
+        try:
+            await self._connect_forever()
+        finally:
+            if loop.get_exception_handler() is on_loop_exception:
+                loop.set_exception_handler(previous)
+
+    async def _connect_forever(self) -> None:
         aiomqtt = _aiomqtt()
         delay = self.min_backoff
         identifier = f"modbusd-{self.server.name}-{os.getpid()}-{id(self):x}"

@@ -17,7 +17,8 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   file for every client write and event, one JSON line each; relative to the file's folder; ``false``: none),
   eventslog_max_bytes and eventslog_files (its rotation).
 - ``[http]``: the control API (port, host, token); absent means off.
-- ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue); absent means off.
+- ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue; ca, cert, key for ``mqtts://``,
+  relative to the file's folder, loaded when the file is read); absent means off.
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
@@ -49,6 +50,7 @@ from modbusd.config.schema import (
     parse_mqtt_url,
 )
 from modbusd.config.summary import summary
+from modbusd.config.tls import TlsSettingError, mqtt_tls_context
 
 EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 """The commented device file `modbusd init` writes (and the README shows): a data file of this package."""
@@ -56,6 +58,6 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpConfig", "MqttConfig", "ServerConfig", "check_host_name", "check_mqtt_prefix", "import_hook", "load", "loads",
-    "parse_mqtt_url", "summary",
+    "HttpConfig", "MqttConfig", "ServerConfig", "TlsSettingError", "check_host_name", "check_mqtt_prefix",
+    "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url", "summary",
 ]  # fmt: skip
