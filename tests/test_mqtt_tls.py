@@ -115,9 +115,11 @@ def test_mqtt_tls_a_refused_connection_is_logged_once_with_the_reason(
         try:
             await until(lambda: len(attempts()) >= 3, timeout=20, what="three refused attempts")
             assert not bridge.connected and bridge.connections == 0
+            assert asyncio.get_running_loop().get_exception_handler() is not None  # the race's filter
         finally:
             await bridge.stop()
             await server.stop()
+        assert asyncio.get_running_loop().get_exception_handler() is None  # the loop's own, put back
 
     asyncio.run(asyncio.wait_for(main(), 40))
     warnings = [r.getMessage() for r in attempts() if r.levelno == logging.WARNING]

@@ -54,7 +54,6 @@ from modbusd import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883  # MQTT over TLS, IANA's secure-mqtt
 DEFAULT_PREFIX = "modbusd"
 EVENT_QUEUE = 1000  # events the bridge may fall behind by (a broker away) before new ones are dropped and counted
 MIN_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubled after each failure …
