@@ -726,7 +726,7 @@ def test_modbusd_mqtt_publishes_a_client_write_and_carries_out_a_set(
                    "--mqtt-subscribe", "40001:float")  # fmt: skip
     banner = child.running()
     assert f"MQTT bridge to mqtt://{HOST}:{broker.port}, topics modbusd/<unit>/<table>/<address>" in banner
-    topic = "modbusd/1/hr/0"  # 40001: holding register 0, published under the unit id the client used
+    topic = "modbusd/all/hr/0"  # 40001: holding register 0 of the device answering every unit id: its one topic
 
     async def main() -> None:
         seen: list[Any] = []  # the JSON payloads published on `topic`, in order

@@ -72,16 +72,20 @@ def test_float_and_double_ends_are_shown_by_the_control_api_get_and_mqtt(broker:
                         assert response.status == 200, (text, await response.text())
                         answer = await response.json()
                     assert answer["text"] == text and same(answer["value"], value), (hex_text, answer)
-                await until(lambda: all(watcher.on(f"modbusd/1/hr/{FIRST + c[4]}") for c in cases), what="the events")
+                await until(
+                    lambda: all(watcher.written(f"modbusd/all/hr/{FIRST + c[4]}") for c in cases), what="the events"
+                )
                 for vtype, hex_text, _, value, offset in cases:  # the bridge publishes them
-                    (event,) = watcher.on(f"modbusd/1/hr/{FIRST + offset}")
+                    (event,) = watcher.written(f"modbusd/all/hr/{FIRST + offset}")
                     assert same(event["value"], value) and event["type"] == str(vtype), (hex_text, event)
 
                 for vtype, _, text, _, offset in cases:  # and takes their text back in a set
                     await publisher.publish(f"modbusd/1/hr/{SET + offset}/set", f"{vtype}:{text}", qos=1)
-                await until(lambda: all(watcher.on(f"modbusd/1/hr/{SET + c[4]}") for c in cases), what="the sets")
+                await until(
+                    lambda: all(watcher.written(f"modbusd/all/hr/{SET + c[4]}") for c in cases), what="the sets"
+                )
                 for vtype, hex_text, text, value, offset in cases:
-                    (state,) = watcher.on(f"modbusd/1/hr/{SET + offset}")
+                    (state,) = watcher.written(f"modbusd/all/hr/{SET + offset}")
                     assert same(state["value"], value) and state["type"] == str(vtype), (text, state)
                     got = await client.read_holding_registers(SET + offset, count=vtype.registers, device_id=1)
                     assert got.registers == registers(hex_text), text

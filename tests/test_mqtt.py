@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from typing import Any
 
@@ -31,8 +32,8 @@ async def until(condition: Any, timeout: float = TIMEOUT, what: str = "condition
 class Watcher:
     """An aiomqtt client collecting every message under a prefix."""
 
-    def __init__(self, port: int, topic: str) -> None:
-        self.port, self.topic = port, topic
+    def __init__(self, port: int, topic: str, tls: ssl.SSLContext | None = None) -> None:
+        self.port, self.topic, self.tls = port, topic, tls
         self.messages: list[tuple[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -51,7 +52,7 @@ class Watcher:
     async def _run(self) -> None:
         while True:  # the broker may be restarted under it: connect again
             try:
-                async with aiomqtt.Client(HOST, self.port, timeout=5) as client:
+                async with aiomqtt.Client(HOST, self.port, timeout=5, tls_context=self.tls) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._ready.set()
                     async for message in client.messages:
@@ -63,6 +64,10 @@ class Watcher:
 
     def on(self, topic: str) -> list[Any]:
         return [payload for t, payload in self.messages if t == topic]
+
+    def written(self, topic: str) -> list[Any]:
+        """What clients and sets wrote, without the state published at each connection (``client`` null)."""
+        return [payload for payload in self.on(topic) if payload["client"] is not None]
 
 
 async def modbus(port: int) -> AsyncModbusTcpClient:
@@ -86,21 +91,21 @@ def test_mqtt_client_write_is_published_retained_with_the_event(broker: Mosquitt
                     assert not (await client.write_registers(100, [0x41AC, 0x0000], device_id=3)).isError()  # 21.5
                     assert not (await client.write_coil(5, True, device_id=3)).isError()
                     assert not (await client.write_register(7, 0x0400, device_id=3)).isError()  # HSYCO's bit 3
-                    await until(lambda: watcher.on("modbusd/3/hr/7.3"), what="the bit's event")
-                    event = watcher.on("modbusd/3/hr/100")[0]
+                    await until(lambda: watcher.written("modbusd/all/hr/7.3"), what="the bit's event")
+                    event = watcher.written("modbusd/all/hr/100")[0]
                     assert event["value"] == 21.5 and event["previous"] == 0.0 and event["type"] == "float"
                     assert event["name"] == "plant.3.100.hr" and event["function"] == 16
                     assert event["client"].startswith("127.0.0.1") and isinstance(event["request_id"], int)
                     assert abs(event["time"] - time.time()) < 30
-                    assert watcher.on("modbusd/3/co/5")[0]["value"] is True
-                    assert watcher.on("modbusd/3/hr/7.3")[0] | {"time": 0, "client": ""} == {
+                    assert watcher.written("modbusd/all/co/5")[0]["value"] is True
+                    bit = watcher.written("modbusd/all/hr/7.3")[0]
+                    assert bit | {"time": 0, "client": ""} == {
                         "name": "plant.3.7.hr.3", "value": True, "previous": False, "type": "bits",
-                        "client": "", "time": 0, "request_id": watcher.on("modbusd/3/hr/7.3")[0]["request_id"],
-                        "function": 6}  # fmt: skip
+                        "client": "", "time": 0, "request_id": bit["request_id"], "function": 6}  # fmt: skip
                 # retained: a newcomer gets the last value at once
-                async with Watcher(broker.port, "modbusd/3/hr/100") as late:
-                    await until(lambda: late.on("modbusd/3/hr/100"), what="the retained value")
-                    assert late.on("modbusd/3/hr/100")[0]["value"] == 21.5
+                async with Watcher(broker.port, "modbusd/all/hr/100") as late:
+                    await until(lambda: late.on("modbusd/all/hr/100"), what="the retained value")
+                    assert late.on("modbusd/all/hr/100")[0]["value"] == 21.5
             finally:
                 client.close()
         finally:
@@ -129,7 +134,7 @@ def test_mqtt_set_is_read_back_by_a_modbus_client(broker: Mosquitto) -> None:
                     await publisher.publish("modbusd/all/hr/20.2/set", "bit:1", qos=1)
                     await publisher.publish("modbusd/all/hr/11/set", "float:warm", qos=1)  # bad: logged, ignored
                     await until(lambda: watcher.on("modbusd/error"), what="the error")
-                    await until(lambda: watcher.on("modbusd/all/hr/20.2"), what="the last set's state")
+                    await until(lambda: watcher.written("modbusd/all/hr/20.2"), what="the last set's state")
                     regs = await client.read_holding_registers(10, count=2, device_id=1)
                     assert regs.registers == [0x41AC, 0x0000]
                     assert (await client.read_input_registers(4, count=1, device_id=1)).registers == [1234]
@@ -139,8 +144,9 @@ def test_mqtt_set_is_read_back_by_a_modbus_client(broker: Mosquitto) -> None:
                         0x0200
                     ]  # bit 2
                     assert (await client.read_holding_registers(11, count=1, device_id=1)).registers == [0]
-                    state = watcher.on("modbusd/1/hr/10")[0]
+                    state = watcher.written("modbusd/all/hr/10")[0]  # set through unit 1: the register's one topic
                     assert state["value"] == 21.5 and state["client"] == "mqtt" and state["type"] == "float"
+                    assert state["name"] == "modbusd.10.hr" and state["previous"] == 0.0
                     error = watcher.on("modbusd/error")[0]
                     assert error["topic"] == "modbusd/all/hr/11/set" and error["payload"] == "float:warm"
                     assert bridge.errors == 1
@@ -172,7 +178,8 @@ def test_mqtt_events_queued_while_the_broker_is_away_are_delivered_after_reconne
             await asyncio.sleep(0.3)
             await asyncio.to_thread(broker.start)  # the same port
             async with Watcher(broker.port, "modbusd/#") as watcher:
-                await until(lambda: any(p["value"] == 30 for p in watcher.on("modbusd/1/hr/0")), what="event 30")
+                await until(lambda: any(p["value"] == 30 for p in watcher.written("modbusd/all/hr/0")),
+                            what="event 30")  # fmt: skip
                 await until(lambda: bridge.connections >= 2, what="a reconnection")
             await until(lambda: bridge.published >= 30, what="every queued event")
             assert bridge.counters()["dropped"] == 0
@@ -222,8 +229,10 @@ def test_mqtt_set_payloads() -> None:
 
 def test_mqtt_url_and_device_file_table() -> None:
     assert parse_mqtt_url("mqtt://bob:s%40cret@broker:1900") == {
-        "host": "broker", "port": 1900, "username": "bob", "password": "s@cret"}  # fmt: skip
+        "host": "broker", "port": 1900, "username": "bob", "password": "s@cret", "tls": False}  # fmt: skip
     assert parse_mqtt_url("localhost")["port"] == 1883
+    assert parse_mqtt_url("mqtts://broker") | {"host": ""} == {
+        "host": "", "port": 8883, "username": None, "password": None, "tls": True}  # fmt: skip
     for bad in ("http://x", "mqtt://", "mqtt://h:99999", "mqtt://h/path"):
         with pytest.raises(ValueError):
             parse_mqtt_url(bad)
@@ -246,3 +255,135 @@ def test_mqtt_url_and_device_file_table() -> None:
         with pytest.raises(ConfigError) as caught:
             loads(text, "f.toml")
         assert str(caught.value).startswith(message), str(caught.value)
+
+
+def retained(port: int, topic: str, settle: float = 0.5, tls: ssl.SSLContext | None = None) -> dict[str, Any]:
+    """The retained messages under `topic` a newcomer gets, topic → payload (the last one of each topic)."""
+
+    async def collect() -> dict[str, Any]:
+        async with Watcher(port, topic, tls) as watcher:
+            await asyncio.sleep(settle)  # retained messages come right after subscribing, before anything else
+            return dict(watcher.messages)
+
+    return asyncio.run(asyncio.wait_for(collect(), TIMEOUT + settle + 5))
+
+
+def test_mqtt_one_topic_per_register_whatever_unit_id_reached_it(broker: Mosquitto) -> None:
+    async def main() -> None:
+        server = Server(Device(), host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["0.hr"], min_backoff=0.1)
+        client = await modbus(server.port)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            async with Watcher(broker.port, "modbusd/#") as watcher, \
+                    aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                assert not (await client.write_register(0, 11, device_id=1)).isError()
+                assert not (await client.write_register(0, 77, device_id=7)).isError()
+                await until(lambda: len(watcher.written("modbusd/all/hr/0")) == 2, what="both writes")
+                assert [(p["value"], p["name"]) for p in watcher.written("modbusd/all/hr/0")] == [
+                    (11, "modbusd.1.0.hr"), (77, "modbusd.7.0.hr")]  # fmt: skip  # the name keeps the unit id used
+                await publisher.publish("modbusd/9/hr/0/set", "99", qos=1)  # a set through an alias
+                await until(lambda: len(watcher.written("modbusd/all/hr/0")) == 3, what="the set's state")
+                assert watcher.written("modbusd/all/hr/0")[2] | {"time": 0} == {
+                    "name": "modbusd.0.hr", "value": 99, "previous": 77, "type": "ushort", "client": "mqtt",
+                    "time": 0, "request_id": None, "function": None}  # fmt: skip
+        finally:
+            client.close()
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+    held = retained(broker.port, "modbusd/#")
+    assert {topic: payload["value"] for topic, payload in held.items()} == {"modbusd/all/hr/0": 99}
+
+
+def test_mqtt_a_device_with_several_unit_ids_publishes_under_its_lowest(broker: Mosquitto) -> None:
+    async def main() -> None:
+        shared, other = Device(), Device()
+        server = Server({2: shared, 1: shared, 5: other}, host=HOST, port=free_port())
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["2.0.hr", "5.0.hr"], min_backoff=0.1)
+        client = await modbus(server.port)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            async with Watcher(broker.port, "modbusd/#") as watcher, \
+                    aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                assert not (await client.write_register(0, 22, device_id=2)).isError()
+                assert not (await client.write_register(0, 55, device_id=5)).isError()
+                await until(lambda: watcher.written("modbusd/5/hr/0"), what="unit 5's write")
+                await until(lambda: watcher.written("modbusd/1/hr/0"), what="unit 2's write, under 1")
+                await publisher.publish("modbusd/2/hr/0/set", "23", qos=1)
+                await until(lambda: len(watcher.written("modbusd/1/hr/0")) == 2, what="the set's state")
+                assert [p["value"] for p in watcher.written("modbusd/1/hr/0")] == [22, 23]
+                assert (await client.read_holding_registers(0, count=1, device_id=1)).registers == [23]
+        finally:
+            client.close()
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 40))
+    held = retained(broker.port, "modbusd/#")
+    assert {topic: payload["value"] for topic, payload in held.items()} == {"modbusd/1/hr/0": 23, "modbusd/5/hr/0": 55}
+
+
+STATE_FILE = """
+[server]
+host = "127.0.0.1"
+name = "plant"
+
+[[device]]
+[[device.point]]
+name = "setpoint"
+address = "100.hr"
+type = "float"
+order = "CDAB"
+value = 21.5
+
+[[device.point]]
+name = "pump"
+address = "5.co"
+value = true
+
+[[device.point]]
+name = "label"
+address = "200.hr"
+type = "string:4"
+value = "ab"
+"""
+
+
+def test_mqtt_state_is_published_at_connection_and_again_after_the_broker_restarts(broker: Mosquitto) -> None:
+    """No client write at all: the device file's initial values, and a value its owner wrote, reach the broker."""
+    config = loads(STATE_FILE, "plant.toml")
+
+    async def main() -> None:
+        server = Server.from_config(config, port=free_port())
+        server.write("7.hr", 0x0400)  # bit 3 (HSYCO's numbering) of a bits register
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, points=["7.hr:bits"], named_points=True,
+                                        min_backoff=0.1, max_backoff=0.5)  # fmt: skip
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            first = await asyncio.to_thread(retained, broker.port, "modbusd/#")
+            assert first["modbusd/all/hr/100"] == {
+                "name": "plant.100.hr", "value": 21.5, "previous": None, "type": "float", "client": None,
+                "time": first["modbusd/all/hr/100"]["time"], "request_id": None, "function": None}  # fmt: skip
+            assert first["modbusd/all/co/5"]["value"] is True
+            assert first["modbusd/all/hr/7.3"]["value"] is True and first["modbusd/all/hr/7.2"]["value"] is False
+            assert len(first) == 2 + 16  # the string is not subscribable; a bits register is 16 topics
+            assert bridge.states == 18 and bridge.published == 0  # no event was published
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: not bridge.connected, what="the bridge to notice")
+            server.write("setpoint", 30.5)  # while the broker is away: no event, the state at reconnection says it
+            await asyncio.to_thread(broker.start)  # no persistence: what is retained now was published again
+            await until(lambda: bridge.connections >= 2, what="a reconnection")
+            again = await asyncio.to_thread(retained, broker.port, "modbusd/#")
+            assert again.keys() == first.keys()
+            assert again["modbusd/all/hr/100"]["value"] == 30.5 and again["modbusd/all/hr/100"]["client"] is None
+            assert bridge.states == 36
+        finally:
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))

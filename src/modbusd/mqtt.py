@@ -6,22 +6,25 @@ standard library.
 
 Topics, with the prefix ``modbusd`` (``--mqtt-prefix``):
 
-- ``modbusd/<unit>/<table>/<address>``: one per data point; ``<unit>`` is the unit id of the client's request
-  (a device answering every unit id is published under the unit id each client used), ``<table>`` ``co`` or ``hr``,
-  ``<address>`` the protocol address (``100``), or ``100.3`` for bit 3 of a ``bits`` register. The payload is JSON:
+- ``modbusd/<unit>/<table>/<address>``: one per data point, whatever unit id a client's request reached it by:
+  ``<unit>`` is ``all`` for the device answering every unit id, and with one device per unit id the lowest unit
+  id of the device; ``<table>`` ``co`` or ``hr``, ``<address>`` the protocol address (``100``), or ``100.3`` for
+  bit 3 of a ``bits`` register. The payload is JSON:
   ``{"name", "value", "previous", "type", "client", "time", "request_id", "function"}``. Retained (by default), so
-  that a newcomer subscribing later gets the last written value at once.
+  that a newcomer subscribing later gets the last value at once. On every connection (the first and each
+  reconnection) the bridge publishes every subscribed point's value as it is, with ``client`` null: a dashboard
+  shows the state before any client writes.
 - ``modbusd/<unit>/<table>/<address>/set``: a local write (``Server.write``), any table (``co``, ``di``, ``hr``,
-  ``ir``). ``<unit>`` is a unit id, or ``all`` for the device answering every unit id. The payload is
-  ``TYPE:VALUE`` (``float:21.5``), JSON ``{"type": T, "value": V}`` (``type`` optional), or a bare value in the
-  address's default type (``1`` for a coil, ``1234`` for a register). The new value is then published on the
-  point's topic (``client`` ``"mqtt"``). A bad payload is logged (one line) and published to ``modbusd/error``.
+  ``ir``). ``<unit>`` is a unit id the device answers, or ``all`` for the device answering every unit id. The
+  payload is ``TYPE:VALUE`` (``float:21.5``), JSON ``{"type": T, "value": V}`` (``type`` optional), or a bare value
+  in the address's default type (``1`` for a coil, ``1234`` for a register). The new value is then published on
+  the point's topic (``client`` ``"mqtt"``). A bad payload is logged (one line) and published to ``modbusd/error``.
 
 The bridge is a listener with its own bounded queue (`Server.add_listener`): while the broker is away, events wait
 there (beyond the bound they are dropped and counted, as for any listener) and go out once it is back. It
 reconnects with exponential back-off (0.5 s doubling to 30 s); a broker unreachable at start is not fatal. With
 QoS 1 (the default) an event is published again after a reconnection when its acknowledgement did not come: at
-least once.
+least once. With an `ssl.SSLContext` (`tls`) it speaks MQTT over TLS (mqtts, port 8883).
 """
 
 import asyncio
@@ -30,6 +33,7 @@ import json
 import logging
 import math
 import os
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -55,6 +59,8 @@ EVENT_QUEUE = 1000  # events the bridge may fall behind by (a broker away) befor
 MIN_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubled after each failure …
 MAX_BACKOFF = 30.0  # … up to this
 PUBLISH_TIMEOUT = 5.0  # seconds a QoS 1 or 2 publish waits for the broker's acknowledgement, then it is retried
+CONNECT_TIMEOUT = 10.0  # seconds a connection (TLS handshake and CONNACK included) may take before it is retried
+ALL_UNITS = "all"  # the <unit> topic level of the device answering every unit id
 SET_TABLES = {"co": "co", "di": "di", "hr": "hr", "ir": "ir"}
 
 
@@ -81,6 +87,33 @@ class BadPayload(ValueError):
     """A ``…/set`` message that cannot be carried out."""
 
 
+class _PahoLog(logging.Handler):
+    """paho-mqtt's own log lines (aiomqtt hands them a logger): the last error is kept as the reason of a failed
+    connection, and every line is passed on at DEBUG only.
+
+    aiomqtt reports a connection the broker drops before its CONNACK as a mere time-out: a TLS 1.3 broker refusing
+    a missing client certificate says so only after the handshake, and only paho's log carries the reason. Passed
+    on at their own level, paho's lines would repeat at every retry of a broker that is away.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_error: str | None = None
+        self.logger = logging.Logger("modbusd.mqtt.paho")  # unregistered: one per bridge, freed with it
+        self.logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.last_error = record.getMessage()
+        log.debug("paho: %s", record.getMessage())
+
+    def reason(self, exc: Exception) -> str:
+        """What went wrong with the last connection attempt, in one line."""
+        error, self.last_error = self.last_error, None
+        return f"{exc} ({error})" if error and error not in str(exc) else str(exc)
+
+
 class MqttBridge:
     """Publish the server's write events to an MQTT broker and carry out ``…/set`` messages.
 
@@ -91,8 +124,8 @@ class MqttBridge:
 
     def __init__(self, server: Server, host: str, port: int = DEFAULT_PORT, *, username: str | None = None,
                  password: str | None = None, prefix: str = DEFAULT_PREFIX, retain: bool = True, qos: int = 1,
-                 queue: int = EVENT_QUEUE, min_backoff: float = MIN_BACKOFF,
-                 max_backoff: float = MAX_BACKOFF) -> None:  # fmt: skip
+                 queue: int = EVENT_QUEUE, min_backoff: float = MIN_BACKOFF, max_backoff: float = MAX_BACKOFF,
+                 tls: ssl.SSLContext | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> None:  # fmt: skip
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
         prefix = prefix.strip("/")
@@ -104,7 +137,9 @@ class MqttBridge:
         self.prefix, self.retain, self.qos = prefix, retain, qos
         self.queue = queue
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self.tls, self.connect_timeout = tls, connect_timeout
         self.published = 0  # events (and set results) the broker took
+        self.states = 0  # points' values published at a connection (the state before any client write)
         self.errors = 0  # bad set messages
         self.connections = 0  # successful connections so far
         self._client: Any = None
@@ -114,7 +149,11 @@ class MqttBridge:
         self._subscriptions: list[Any] = []
 
     def __repr__(self) -> str:
-        return f"<MqttBridge {self.host}:{self.port} prefix={self.prefix!r} connected={self.connected}>"
+        return f"<MqttBridge {self.where} prefix={self.prefix!r} connected={self.connected}>"
+
+    @property
+    def where(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     @property
     def connected(self) -> bool:
@@ -169,24 +208,54 @@ class MqttBridge:
     def counters(self) -> dict[str, object]:
         listener = self._listener
         return {"connected": self.connected, "connections": self.connections, "published": self.published,
-                "errors": self.errors, "queued": len(listener.queue) if listener else 0,
+                "states": self.states, "errors": self.errors, "queued": len(listener.queue) if listener else 0,
                 "dropped": listener.dropped if listener else 0}  # fmt: skip
 
     # ---------------------------------------------------------------------------------------- connection
 
     async def _run(self) -> None:
+        """Connect, and again whenever the broker goes, until stopped; meanwhile one race of aiomqtt is silenced.
+
+        A broker that closes the connection right after the TLS handshake (TLS 1.3 refusing a missing client
+        certificate) closes the socket before aiomqtt's connecting thread has the loop watch it for writing: the
+        loop then logs an ERROR with a traceback for ``add_writer`` on a closed socket, at every retry. While the
+        bridge is not connected, exactly that (an OSError or ValueError from a handle calling ``add_writer``) goes
+        to DEBUG; everything else goes on to the loop's own handler, which is put back when the bridge stops."""
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+
+        def on_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            error = context.get("exception")
+            if not self.connected and isinstance(error, OSError | ValueError) and "add_writer" in repr(
+                    context.get("handle")):  # fmt: skip
+                log.debug("MQTT: the connecting socket was closed already: %s", error)
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(on_loop_exception)
+        try:
+            await self._connect_forever()
+        finally:
+            if loop.get_exception_handler() is on_loop_exception:
+                loop.set_exception_handler(previous)
+
+    async def _connect_forever(self) -> None:
         aiomqtt = _aiomqtt()
         delay = self.min_backoff
-        where = f"{self.host}:{self.port}"
         identifier = f"modbusd-{self.server.name}-{os.getpid()}-{id(self):x}"
+        paho = _PahoLog()
         failures = 0
         while True:
             try:
                 async with aiomqtt.Client(self.host, self.port, username=self.username, password=self.password,
-                                          identifier=identifier, timeout=10) as client:  # fmt: skip
+                                          identifier=identifier, timeout=self.connect_timeout,
+                                          tls_context=self.tls, logger=paho.logger) as client:  # fmt: skip
                     await client.subscribe(f"{self.prefix}/+/+/+/set", qos=self.qos)
+                    await self._publish_states(client)
                     self.connections += 1
-                    log.info("MQTT: connected to %s%s, publishing under %s/", where,
+                    log.info("MQTT: connected to %s%s, publishing under %s/", self.where,
                              " again" if self.connections > 1 else "", self.prefix)  # fmt: skip
                     delay = self.min_backoff
                     self._client = client
@@ -200,8 +269,8 @@ class MqttBridge:
                 failures = 1 if was else failures + 1  # one warning per outage, then quieter
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                         "MQTT: %s %s: %s; retrying in %g s (events wait in the queue, up to %d)",
-                        "lost the broker at" if was else "cannot reach the broker at", where, exc, delay,
-                        self.queue)  # fmt: skip
+                        "lost the broker at" if was else "cannot reach the broker at", self.where, paho.reason(exc),
+                        delay, self.queue)  # fmt: skip
             finally:
                 self._connected.clear()
                 self._client = None
@@ -230,19 +299,56 @@ class MqttBridge:
     def topic(self, unit: int | str, table: str, address: int, bit: int | None = None) -> str:
         return f"{self.prefix}/{unit}/{table}/{address}" + ("" if bit is None else f".{bit}")
 
+    def unit_level(self, device: object, unit_id: int) -> str:
+        """The ``<unit>`` topic level of `device`, reached by a request for `unit_id`: one topic per register.
+
+        A device answering every unit id is ``all``, the level its set topics always took; with one device per
+        unit id, a device answering several (``unit_ids = [1, 2]``) is its lowest one. So a retained value
+        is never split over aliases that name the same register."""
+        devices = self.server.devices
+        if not devices:
+            return ALL_UNITS
+        units = [u for u, d in devices.items() if d is device]
+        return str(min(units)) if units else str(unit_id)  # not served any more (an address change): as reached
+
+    def _payload(self, name: str, vtype: ValueType, value: object, previous: object, *, client: str | None,
+                 when: float, request_id: int | None = None, function: int | None = None) -> str:  # fmt: skip
+        return json.dumps({"name": name, "value": _json_value(vtype, value), "previous": _json_value(vtype, previous),
+                           "type": str(vtype), "client": client, "time": when, "request_id": request_id,
+                           "function": function})  # fmt: skip
+
     async def _publish_event(self, event: Any) -> None:
-        payload = {
-            "name": event.name,
-            "value": _json_value(event.type, event.value),
-            "previous": _json_value(event.type, event.previous),
-            "type": str(event.type),
-            "client": event.client,
-            "time": event.time,
-            "request_id": event.request_id,
-            "function": event.function,
-        }
-        topic = self.topic(event.unit_id, event.table.suffix, event.address, event.bit)
-        await self._publish(topic, json.dumps(payload), retain=self.retain)
+        unit = self.unit_level(self.server.device_for(event.unit_id), event.unit_id)
+        topic = self.topic(unit, event.table.suffix, event.address, event.bit)
+        payload = self._payload(event.name, event.type, event.value, event.previous, client=event.client,
+                                when=event.time, request_id=event.request_id, function=event.function)  # fmt: skip
+        await self._publish(topic, payload, retain=self.retain)
+
+    async def _publish_states(self, client: Any) -> None:
+        """Every subscribed point's value now, retained, before the queued events: a dashboard connecting to the
+        broker gets the state at once, not only after the first client write. ``client`` null marks it (no client
+        wrote it), as do ``previous``, ``request_id`` and ``function`` null.
+
+        Each subscription's own decoding (type, word order, one value per bit of a ``bits`` register) is reused by
+        asking it for the events of a write that changed nothing."""
+        now = time.time()
+        states: dict[str, str] = {}
+        for subscription in self.server.subscriptions:
+            unit = self.unit_level(subscription.device, subscription.unit_id or 0)
+            held = subscription.capture()
+            for event in subscription.events(held, held, (subscription.address, subscription.count),
+                                             server=self.server.name, unit_id=0, client="", time=now, request_id=0,
+                                             function=0):  # fmt: skip
+                name = f"{self.server.name}.{_point(unit, event.table.suffix, event.address, event.bit)}"
+                topic = self.topic(unit, event.table.suffix, event.address, event.bit)
+                states[topic] = self._payload(name, event.type, event.value, None, client=None, when=now)
+        results = await asyncio.gather(*(client.publish(topic, payload, qos=self.qos, retain=self.retain,
+                                                        timeout=PUBLISH_TIMEOUT)
+                                         for topic, payload in states.items()), return_exceptions=True)  # fmt: skip
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        self.states += len(states)
 
     # ---------------------------------------------------------------------------------------------- set
 
@@ -265,12 +371,13 @@ class MqttBridge:
         number, _, bit = address.partition(".")
         if not number.isdecimal() or (bit and not bit.isdecimal()):
             raise BadPayload(f"{address!r} is not an address (100, or 100.3 for bit 3 of a register)")
-        if unit != "all" and not unit.isdecimal():
+        if unit != ALL_UNITS and not unit.isdecimal():
             raise BadPayload(f"{unit!r} is not a unit id (0..255) nor all")
-        point = ("" if unit == "all" else f"{unit}.") + f"{number}.{table}" + (f".{bit}" if bit else "")
+        where = (table, int(number), int(bit) if bit else None)
+        point = _point(unit, *where)
         vtype, value = _parse_set(_text(raw))
         try:
-            located = self.server.locate(point)[1]
+            device, located = self.server.locate(point)
             chosen = vtype or located.type
             if isinstance(value, bool) and chosen.kind.value != "bit":
                 raise BadPayload(f"{chosen} takes a number or a text, not {json.dumps(value)}")
@@ -283,11 +390,15 @@ class MqttBridge:
                 TypeError) as exc:  # fmt: skip
             raise BadPayload(f"{type(exc).__name__}: {exc}") from None
         log.info("MQTT: %s set to %s", point, format_value(chosen, now))
-        state = {"name": f"{self.server.name}.{point}", "value": _json_value(chosen, now),
-                 "previous": _json_value(chosen, previous), "type": str(chosen), "client": "mqtt",
-                 "time": time.time(), "request_id": None, "function": None}  # fmt: skip
-        base = topic.rsplit("/", 1)[0]
-        await self._publish(base, json.dumps(state), retain=self.retain)
+        level = self.unit_level(device, int(unit) if unit.isdecimal() else 0)  # the register's one topic
+        state = self._payload(f"{self.server.name}.{_point(level, *where)}", chosen, now, previous, client="mqtt",
+                              when=time.time())  # fmt: skip
+        await self._publish(self.topic(level, *where), state, retain=self.retain)
+
+
+def _point(unit: str, table: str, address: int, bit: int | None) -> str:
+    """A point's address as `Server.locate` takes it, from the levels of its topic (``all``: no unit id)."""
+    return ("" if unit == ALL_UNITS else f"{unit}.") + f"{address}.{table}" + ("" if bit is None else f".{bit}")
 
 
 def _text(raw: object, *, lenient: bool = False) -> str:

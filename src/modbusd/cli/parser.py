@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     mqtt = parser.add_argument_group("MQTT", "a bridge to an MQTT broker (pip install 'modbusd[mqtt]')")
     mqtt.add_argument(
-        "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port]): client "
+        "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port], or "
+        "mqtts:// for TLS, port 8883 by default): client "
         "writes to named coils and holding registers are published, <prefix>/<unit>/<table>/<address>/set writes; "
         "needs aiomqtt. A broker that is away is retried",
     )  # fmt: skip
@@ -145,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--mqtt-subscribe", action="append", default=[], type=_subscription("--mqtt-subscribe"),
         metavar="POINT[:TYPE]", help="deprecated: the same as --subscribe",
     )  # fmt: skip
+    mqtt.add_argument(
+        "--mqtt-ca", metavar="FILE", help="with mqtts://: check the broker's certificate against the CA "
+        "certificates in FILE (PEM) instead of the system's",
+    )  # fmt: skip
+    mqtt.add_argument(
+        "--mqtt-cert", metavar="FILE", help="with mqtts://: the bridge's client certificate (PEM), for a broker "
+        "that asks for one; its key too unless --mqtt-key",
+    )  # fmt: skip
+    mqtt.add_argument("--mqtt-key", metavar="FILE", help="with mqtts://: the client certificate's private key "
+                      "(PEM, not encrypted)")  # fmt: skip
     logs = parser.add_argument_group("events and logging", "the log goes to standard error, or to --log-file")
     logs.add_argument(
         "--events-log", metavar="FILE", help="append every client write and every event to FILE, one JSON line "

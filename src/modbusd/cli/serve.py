@@ -100,6 +100,7 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             bridge = await MqttBridge.start(
                 server, mqtt.host, mqtt.port, points=(), named_points=True, username=mqtt.username,
                 password=mqtt.password, prefix=mqtt.prefix, retain=mqtt.retain, qos=mqtt.qos, queue=mqtt.queue,
+                tls=device_file.mqtt_tls_context(mqtt),  # checked by _settings already
             )  # fmt: skip
         except (ValueError, LookupError) as exc:  # a point to publish that the devices do not have
             if api is not None:
@@ -163,12 +164,20 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         except device_file.HttpAccessError as exc:
             raise ValueError(f"--http-token: {exc}" if exc.key == "token" else str(exc)) from None
     mqtt = config.mqtt
-    if args.mqtt is not None or args.mqtt_prefix is not None:
+    tls_files = {k: str(Path(v).absolute()) for k in ("ca", "cert", "key") if (v := getattr(args, f"mqtt_{k}"))}
+    if args.mqtt is not None or args.mqtt_prefix is not None or tls_files:
         if args.mqtt is None and mqtt is None:
-            raise ValueError("--mqtt-prefix needs --mqtt URL (or [mqtt] in the device file)")
+            raise ValueError("--mqtt-prefix, --mqtt-ca, --mqtt-cert and --mqtt-key need --mqtt URL "
+                             "(or [mqtt] in the device file)")  # fmt: skip
         options: dict[str, object] = device_file.parse_mqtt_url(args.mqtt) if args.mqtt is not None else {}
         if args.mqtt_prefix is not None:
             options["prefix"] = device_file.check_mqtt_prefix(args.mqtt_prefix)
+        options.update(tls_files)
         mqtt = dataclasses.replace(mqtt or device_file.MqttConfig(), **options)  # type: ignore[arg-type]
+    if mqtt is not None:
+        try:  # a missing file, a key not matching its certificate: now, in one line
+            device_file.mqtt_tls_context(mqtt)
+        except device_file.TlsSettingError as exc:
+            raise ValueError(f"--mqtt-{exc.key} / [mqtt] {exc.key}: {exc}") from None
     subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
     return dataclasses.replace(config, server=server, mqtt=mqtt, subscribe=subscribe), http

@@ -21,6 +21,7 @@ from modbusd.protocol.serial_line import SerialLine
 
 DEFAULT_HTTP_PORT = 8020
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883  # MQTT over TLS (IANA's secure-mqtt)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
 CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
@@ -117,22 +118,27 @@ class MqttConfig:
     qos: int = 1
     subscribe: tuple[str, ...] = ()  # more points to publish, "POINT[:TYPE]", besides the named co/hr points
     queue: int = 1000
+    tls: bool = False  # mqtts://
+    ca: str | None = None  # PEM file of the CAs the broker's certificate is checked against (default: the system's)
+    cert: str | None = None  # PEM file of the bridge's client certificate (and its key, unless `key` is given)
+    key: str | None = None  # PEM file of the client certificate's private key
 
     @property
     def url(self) -> str:
         """The broker's address, without the password."""
         user = f"{self.username}@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def parse_mqtt_url(text: str) -> dict[str, Any]:
-    """``mqtt://[user[:password]@]host[:port]`` → host, port, username, password; ValueError saying what is wrong."""
+    """``mqtt[s]://[user[:password]@]host[:port]`` → host, port, username, password, tls; ValueError saying what is
+    wrong. ``mqtts`` is MQTT over TLS, port 8883 unless given."""
     url = text.strip()
     if "://" not in url:
         url = "mqtt://" + url
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "mqtt":
-        raise ValueError(f"{text!r}: expected mqtt://host[:port] (tls is not supported)")
+    if parsed.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"{text!r}: expected mqtt://host[:port], or mqtts://host[:port] for TLS")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise ValueError(f"{text!r}: expected mqtt://[user:password@]host[:port], without a path")
     try:
@@ -141,7 +147,8 @@ def parse_mqtt_url(text: str) -> dict[str, Any]:
         raise ValueError(f"{text!r}: the port must be a number 1..65535") from None
     if not parsed.hostname:
         raise ValueError(f"{text!r}: no host: expected mqtt://host[:port]")
-    return {"host": parsed.hostname, "port": port or DEFAULT_MQTT_PORT,
+    tls = parsed.scheme == "mqtts"
+    return {"host": parsed.hostname, "port": port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), "tls": tls,
             "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
             "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
 

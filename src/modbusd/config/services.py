@@ -20,6 +20,7 @@ from modbusd.config.schema import (
     parse_mqtt_url,
     parse_subscribe,
 )
+from modbusd.config.tls import TlsSettingError, mqtt_tls_context
 from modbusd.model.device import Layout
 from modbusd.model.names import InvalidName, parse_address
 from modbusd.model.points import NAME
@@ -208,7 +209,7 @@ class ServiceTables(Reader):
 
     def mqtt(self, data: object) -> MqttConfig:
         path: Path_ = ("mqtt",)
-        raw = self.table(data, path, ("url", "prefix", "retain", "qos", "subscribe", "queue"))
+        raw = self.table(data, path, ("url", "prefix", "retain", "qos", "subscribe", "queue", "ca", "cert", "key"))
         options: dict[str, Any] = {}
         if "url" not in raw:
             raise self.error(path, 'the broker\'s url is missing: url = "mqtt://localhost:1883"')
@@ -242,6 +243,17 @@ class ServiceTables(Reader):
                 except (InvalidName, InvalidType) as exc:
                     raise self.error((*path, "subscribe"), f"{text!r}: {exc}") from None
             options["subscribe"] = tuple(points)
-        return MqttConfig(**options)
+        for key, what in (("ca", "the CA certificates"), ("cert", "the client certificate"), ("key", "its key")):
+            if key in raw:  # relative to the device file's folder, as the events log is
+                text = self.typed(raw, path, key, str, f'a PEM file of {what}, such as "{key}.pem"')
+                if not text.strip():
+                    raise self.error((*path, key), "the file name cannot be empty")
+                options[key] = str(self.base / text)
+        config = MqttConfig(**options)
+        try:
+            mqtt_tls_context(config)  # a missing file or a key not matching its certificate: now, with its line
+        except TlsSettingError as exc:
+            raise self.error((*path, exc.key), str(exc)) from None
+        return config
 
     # -------------------------------------------------------------------------------------------- device

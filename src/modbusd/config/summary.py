@@ -32,7 +32,9 @@ def summary(config: Config) -> list[str]:
     if config.mqtt is not None:
         m = config.mqtt
         lines.append(f"mqtt bridge: {m.url} prefix {m.prefix}, qos {m.qos}{', retained' if m.retain else ''}"
-                     + (f"; also {', '.join(m.subscribe)}" if m.subscribe else ""))  # fmt: skip
+                     + (f"; also {', '.join(m.subscribe)}" if m.subscribe else "")
+                     + (f"; CA {m.ca}" if m.ca else "")
+                     + (f"; client certificate {m.cert}" if m.cert else ""))  # fmt: skip
     for device in config.devices:
         units = f"unit ids {unit_id_list(device.unit_ids)}" if device.unit_ids else "every unit id"
         if s.serves_serial and not device.unit_ids:
