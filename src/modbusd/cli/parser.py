@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Modbus server (slave): a device for Modbus clients to talk to, over TCP, UDP, RTU over TCP "
         "and serial lines (RTU, ASCII). With no transport named it serves Modbus/TCP on port 502; naming "
         "any serves exactly those.",
-        epilog="Also: modbusd check FILE | modbusd init [PATH] | modbusd get POINT [TYPE] | "
-        "modbusd set POINT [TYPE:]VALUE (each has --help).",
+        epilog="Also: modbusd check FILE | modbusd init [PATH] | modbusd get POINT[:COUNT] [TYPE] | "
+        "modbusd set POINT [TYPE:]VALUE | modbusd watch POINT[:COUNT] [TYPE]… | modbusd log [--follow] "
+        "(each has --help).",
     )
     parser.add_argument(
         "--config", metavar="FILE", help="serve the devices of a device file (modbusd init writes an example); "
