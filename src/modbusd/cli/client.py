@@ -97,7 +97,8 @@ def rows(answer: dict[str, Any]) -> list[tuple[str, str, str]]:
 def columns(lines: list[tuple[str, ...]]) -> list[str]:
     """Each column as wide as its widest cell, two spaces apart (the last one not padded)."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
-    return ["  ".join([*(cell.ljust(w) for cell, w in zip(line, widths, strict=False)), line[-1]]) for line in lines]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(line, widths, strict=False)), line[-1]]).rstrip()
+            for line in lines]  # fmt: skip
 
 
 def _call(args: argparse.Namespace, method: str, point: str, query: str = "", body: object = None) -> int:

@@ -55,9 +55,9 @@ def range_count(text: str, location: Location, vtype: ValueType) -> int:
 def spelling(text: str, point: Point) -> Callable[[Location], str]:
     """Addresses in the notation `text` uses: ``40001`` → ``40002``, ``1.100.hr`` → ``1.101.hr``, ``1.400001`` →
     ``1.400002``; a named point's own address keeps its name, the ones after it get ``unit.address.table``."""
-    if point.name:
-        return lambda location: point.name if location == point.location else str(location)
     typed = text.strip()
+    if point.name and typed == point.name:
+        return lambda location: point.name if location == point.location else str(location)
     if "." in typed and not typed.replace(".", "").isdigit():  # [unit.]address.table
         return str
     unit, _, digits = typed.rpartition(".")
