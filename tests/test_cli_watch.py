@@ -14,12 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pymodbus.client import ModbusTcpClient
 
 from tests.test_cli import HOST, SRC, Modbusd, free_port
-from tests.test_cli_config import modbusd_cli
+from tests.test_cli_config import example_on, modbusd_cli
 
 pytest.importorskip("aiohttp")
 
@@ -86,6 +87,17 @@ def test_get_table_prints_address_raw_registers_and_value_aligned(launch: Launch
         "10.ir    001F  31",
         "11.ir    0000  0",
     ]
+
+
+def test_get_range_from_a_named_point_or_its_address_spells_addresses_as_typed(launch: Launch, tmp_path: Path) -> None:
+    api = free_port()
+    launch("--config", str(example_on(tmp_path, free_port(), api))).running()  # "label" is string:8 at 40011
+    by_address = modbusd_cli("get", "--http", str(api), "40011:2", "ushort")
+    assert (by_address.returncode, by_address.stdout) == (0, "40011  19561\n40012  30313\n")  # "Li", "vi"
+    by_name = modbusd_cli("get", "--http", str(api), "label:2", "ushort")
+    assert (by_name.returncode, by_name.stdout) == (0, "label  19561\n11.hr  30313\n")
+    own_type = modbusd_cli("get", "--http", str(api), "40011:2")  # the point's own type: string:8, 8 registers each
+    assert (own_type.returncode, own_type.stdout) == (0, "40011  Living room\n40019\n")
 
 
 RANGE_MISTAKES = [

@@ -19,6 +19,7 @@ from pymodbus.client import ModbusTcpClient, ModbusUdpClient
 
 from modbusd import Device, Server
 from modbusd.hooks import WRITE_FUNCTIONS
+from modbusd.server import TcpTarget
 from modbusd.traffic import RequestLog, describe_request
 from tests.conftest import HOST, TIMEOUT, RawClient, mbap_frame
 
@@ -119,6 +120,23 @@ def test_requests_for_a_unit_without_a_device_and_hook_answers_are_recorded(
     records, _ = in_loop(server, follower.take)
     assert [(r["unit_id"], r["address"], r["outcome"], r.get("exception")) for r in records] == [
         (1, 7, "ok", None), (5, 0, "exception", 0x0B)]  # fmt: skip
+
+
+def test_a_forwarded_request_is_recorded_when_its_answer_comes(start_server: Callable[..., Server]) -> None:
+    downstream = start_server()
+    downstream.write("40001", 1234)
+    gateway = start_server(Device(), forward={7: TcpTarget(HOST, downstream.port)})
+    follower = in_loop(gateway, lambda: gateway.requests.follow(lambda: None))
+    client = ModbusTcpClient(HOST, port=gateway.port, timeout=TIMEOUT, retries=0)
+    try:
+        assert client.connect()
+        assert client.read_holding_registers(0, count=1, device_id=7).registers == [1234]
+    finally:
+        client.close()
+    records, _ = in_loop(gateway, follower.take)
+    assert [(r["unit_id"], r["function"], r["outcome"]) for r in records] == [(7, 3, "ok")]
+    assert records[0]["latency_ms"] > 0  # from the request to the downstream device's answer
+    assert downstream.requests.records() == []  # nobody follows the downstream server
 
 
 # ------------------------------------------------------------------------------------ records and rings

@@ -32,6 +32,7 @@ from modbusd.hooks import (
 from modbusd.model.device import Device
 from modbusd.model.points import Point
 from modbusd.model.values import Order, ValueType
+from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.traffic import RequestLog
@@ -170,6 +171,9 @@ class EventsHub:
                 reply = await answer
             except ModbusError as exc:
                 reply = exception_pdu(pdu[0], exc.code)
+                raise
+            except Exception:  # the session answers it with exception 04 (and logs it)
+                reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
                 raise
             finally:
                 self.requests.record(peer, transport, unit_id, pdu, reply, started=started)
