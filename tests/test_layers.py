@@ -37,7 +37,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                         "modbusd.bus", "modbusd.forward", "modbusd.hub"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
     "modbusd.access": ("modbusd.model",),
-    "modbusd.hub": ("modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events", "modbusd.events_log"),
+    "modbusd.hub": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events",
+                    "modbusd.events_log", "modbusd.traffic"),
+    "modbusd.traffic": ("modbusd.protocol",),  # the live request log: it reads the PDUs it records
     "modbusd.admission": ("modbusd.transport",),  # the TcpConnection type
     # the listeners a server starts and stops, and the thread it may serve from
     "modbusd.transports": ("modbusd.protocol", "modbusd.session", "modbusd.transport"),
@@ -45,12 +47,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
-                       "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner"),
+                       "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
+                       "modbusd.traffic"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop); the cli
     # package's modules (parser, options, serve, files, client, errors) import each other
-    # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies)
+    # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a
+    # TYPE from a POINT)
     "modbusd.cli": ("modbusd.cli", "modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web",
-                    "modbusd.mqtt", "modbusd.protocol.serial_line"),
+                    "modbusd.mqtt", "modbusd.protocol.serial_line", "modbusd.model.values"),
     "modbusd.__main__": ("modbusd.cli",),
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from modbusd.model.device import Device
-from modbusd.model.names import parse_address
-from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, write_at
-from modbusd.model.values import Value, ValueType
+from modbusd.model.names import Location, parse_address
+from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, width, write_at
+from modbusd.model.values import InvalidType, Kind, Value, ValueType
+
+Span = list[tuple[Location, bytes, Value]]
+"""A range's values: where each one is, its raw content (register bytes, or one 0/1 byte for a bit), its value."""
 
 
 def split_devices(devices: Device | Mapping[int, Device] | None) -> tuple[Device | None, dict[int, Device]]:
@@ -104,6 +107,28 @@ class PointAccess:
         """The value of a data point (by name) or of any address, as its own type or as `vtype`."""
         device, found = self.locate(point)
         return read_at(device, found.location, _chosen(found, vtype), found.order)
+
+    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None) -> Span:
+        """`count` values of the point's type (or `vtype`) laid end to end from a point or address on, each read
+        in the first point's byte order; IllegalDataAddress, and nothing read, when the range leaves the table."""
+        device, found = self.locate(point)
+        chosen = _chosen(found, vtype)
+        where = found.location
+        if where.bit is not None:
+            raise InvalidType(f"{where} is one bit of a register: a range starts at a whole register")
+        if where.table.is_bits and chosen.kind is not Kind.BIT:
+            raise InvalidType(f"a range of {where.table.value} reads bit by bit: its type is bit, not {chosen}")
+        step = width(where, chosen)
+        table = getattr(device, where.table.value)
+        raw = table.read(where.address, step * count)  # the whole range checked at once, before anything is read
+        if where.table.is_bits:
+            raw = bytes(raw)  # [False, True, …] → one 0/1 byte per bit
+        span: Span = []
+        for i in range(count):
+            location = Location(where.table, where.address + i * step, where.unit_id)
+            part = raw[i * step : (i + 1) * step] if where.table.is_bits else raw[2 * i * step : 2 * (i + 1) * step]
+            span.append((location, part, read_at(device, location, chosen, found.order)))
+        return span
 
     def write(self, point: str, value: Value, vtype: ValueType | str | None = None) -> None:
         """Store a value (or its text) at a data point or any address, every table included."""

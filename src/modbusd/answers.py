@@ -68,9 +68,11 @@ class Hook:
         self.forwarded = forwarded
 
     def __call__(
-        self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
+        self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object], transport: str
     ) -> bytes | Awaitable[bytes | None] | object:
-        """The hook's answer: a checked response, an awaitable of one, or _PASS when the tables answer."""
+        """The hook's answer: a checked response, an awaitable of one, or _PASS when the tables answer.
+
+        `transport`: for the request log's record of what the hook answered."""
         try:
             result = self.hook(self.name, peer, unit_id, pdu)
         except ModbusError as exc:  # a deliberate exception response
@@ -81,14 +83,15 @@ class Hook:
             if result is None:
                 return _PASS
             if result.__class__ is not bytes and inspect.isawaitable(result):
-                return self._await(result, peer, unit_id, pdu, tables)
+                return self._await(result, peer, unit_id, pdu, tables, transport)
             reply = self._checked(peer, pdu, result)
-        self.hub.log_write(pdu, reply, peer, unit_id, by="hook")  # the tables were not touched: still logged
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport)  # tables untouched: logged
         return reply
 
-    async def _await(
-        self, awaitable: Awaitable[object], peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object]
-    ) -> bytes | None:
+    async def _await(  # noqa: PLR0917  (the request's parts, as __call__ got them)
+        self, awaitable: Awaitable[object], peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object],
+        transport: str,
+    ) -> bytes | None:  # fmt: skip
         try:
             result = await asyncio.wait_for(awaitable, self.timeout)
         except ModbusError as exc:
@@ -104,7 +107,7 @@ class Hook:
                     answered = await answered
                 return answered  # type: ignore[return-value]  # a response PDU or None
             reply = self._checked(peer, pdu, result)
-        self.hub.log_write(pdu, reply, peer, unit_id, by="hook")
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport)
         return reply
 
     def _checked(self, peer: str, pdu: bytes, result: object) -> bytes:
@@ -203,13 +206,13 @@ class Answers:
     # ------------------------------------------------------------------------------ sessions, per transport
 
     def tcp_session(self, peer: str) -> Session:
-        return Session(self._session_answer(peer), peer=peer, discard=self._discarded, quit_word=self._quit_word,
+        return Session(self._session_answer(peer, "tcp"), peer=peer, discard=self._discarded, quit_word=self._quit_word,
                        on_quit=self._on_quit)  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        return Session(self._session_answer(peer), framer=framer, peer=peer, discard=self._discarded)
+        return Session(self._session_answer(peer, "udp"), framer=framer, peer=peer, discard=self._discarded)
 
     def _udp_dropped(self, peer: str, requests: list[Adu], extra: int) -> None:
         """Counted in `counters()["udp"]`, and each whole request on its device as a frame that reached it and was
@@ -230,7 +233,7 @@ class Answers:
         assert self._bus is not None
         bus = self._bus
         errors = LineErrors(f"RTU over TCP from {peer}", bus)
-        answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
+        answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
                        peer=peer, quit_word=self._quit_word, on_quit=self._on_quit)  # fmt: skip
 
@@ -239,7 +242,7 @@ class Answers:
         bus, peer = self._bus, line.device
         errors = LineErrors(line.device, bus)
         if line.framing is Framing.RTU:
-            answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer))
+            answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
             return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
         framer = AsciiFramer(on_discard=errors)
 
@@ -251,15 +254,16 @@ class Answers:
             framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
             return from_unit, reply
 
-        return Session(self._hook_addressed(peer, ascii_answer), framer=framer, addressed=True, peer=peer)
+        return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer)
 
     # ------------------------------------------------------------------------------------- answer functions
 
-    def _session_answer(self, peer: str) -> Answer:
-        """The answer function of one Modbus/TCP connection or UDP datagram from `peer`.
+    def _session_answer(self, peer: str, transport: str) -> Answer:
+        """The answer function of one Modbus/TCP connection or UDP datagram (`transport`) from `peer`.
 
-        Without a hook it costs one set lookup more than the tables' own answer: a write is observed (events,
-        the events log) only while the hub's `observed` holds its function code.
+        Without a hook it costs one set lookup more than the tables' own answer: a request is observed (a
+        write's events and events log line; any request's record while the request log is followed) only while
+        the hub's `observed` holds its function code.
         """
         # One function per connection: its context travels in default arguments, one tuple, rather than in
         # a closure's cells, one object each (memory per idle connection).
@@ -268,22 +272,22 @@ class Answers:
 
             def tables(  # noqa: PLR0917  (defaults, not a calling convention: callers pass two)
                 unit_id: int, pdu: bytes, observed: set[int] = self._hub.observed,
-                write: Callable[[int, bytes, str], object] = self._write_local,
+                write: Callable[[int, bytes, str, str], object] = self._observed,
                 respond: Callable[[Device, bytes], bytes | None] = handler.respond,
-                device: Device = single, peer: str = peer,
+                device: Device = single, peer: str = peer, transport: str = transport,
             ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
                 if pdu[0] in observed:
-                    return write(unit_id, pdu, peer)
+                    return write(unit_id, pdu, peer, transport)
                 return respond(device, pdu)  # TCP guide: a direct device ignores the unit id
         else:
 
             def tables(  # noqa: PLR0917  (as above)
                 unit_id: int, pdu: bytes, observed: set[int] = self._hub.observed,
-                write: Callable[[int, bytes, str], object] = self._write_local,
-                base: Answer = self.answer, peer: str = peer,
+                write: Callable[[int, bytes, str, str], object] = self._observed,
+                base: Answer = self.answer, peer: str = peer, transport: str = transport,
             ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
                 if pdu[0] in observed:
-                    return write(unit_id, pdu, peer)
+                    return write(unit_id, pdu, peer, transport)
                 return base(unit_id, pdu)
 
         if self._hook is None:
@@ -292,7 +296,7 @@ class Answers:
         routes = {} if hooked.forwarded else self._routes
 
         def answer(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
-            result = hooked(peer, unit_id, pdu, tables)
+            result = hooked(peer, unit_id, pdu, tables, transport)
             return tables(unit_id, pdu) if result is _PASS else result  # type: ignore[return-value]  # not _PASS
 
         if not routes:
@@ -304,7 +308,7 @@ class Answers:
 
         return local_only
 
-    def _hook_addressed(self, peer: str, tables: AddressedAnswer) -> AddressedAnswer:
+    def _hook_addressed(self, peer: str, tables: AddressedAnswer, transport: str) -> AddressedAnswer:
         """A serial line's (or RTU over TCP's) answer with the request hook in front, for the bus's own unit ids
         and broadcasts (a request for another slave id is the other device's to answer, not the hook's)."""
         if self._hook is None:
@@ -320,7 +324,7 @@ class Answers:
         def answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | Awaitable[bytes | None] | None:
             if unit_id != BROADCAST_UNIT_ID and unit_id not in units:
                 return tables(unit_id, pdu)
-            result = hooked(peer, unit_id, pdu, pdu_only)
+            result = hooked(peer, unit_id, pdu, pdu_only, transport)
             if result is _PASS:
                 return tables(unit_id, pdu)
             if result is None:
@@ -331,13 +335,13 @@ class Answers:
 
         return answer
 
-    def _write_local(self, unit_id: int, pdu: bytes, peer: str) -> bytes | Awaitable[bytes | None] | None:
-        """A write request over Modbus/TCP or UDP while writes are observed."""
+    def _observed(self, unit_id: int, pdu: bytes, peer: str, transport: str) -> bytes | Awaitable[bytes | None] | None:
+        """A request over Modbus/TCP or UDP whose function code is observed (`EventsHub.observed`)."""
         if unit_id in self._routes:  # forwarded: the downstream device's write, and its business
-            return self.answer(unit_id, pdu)
+            return self._hub.record_later(self.answer(unit_id, pdu), peer, transport, unit_id, pdu)  # type: ignore[arg-type]  # a future
         device = self.device_for(unit_id)
         if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
             reply = self.answer(unit_id, pdu)
-            self._hub.log_write(pdu, reply, peer, unit_id)  # type: ignore[arg-type]  # no device: at once
+            self._hub.log_write(pdu, reply, peer, unit_id, transport=transport)  # type: ignore[arg-type]  # at once
             return reply
-        return self._hub.write(device, unit_id, pdu, peer, False)
+        return self._hub.observe(device, unit_id, pdu, peer, False, transport=transport)

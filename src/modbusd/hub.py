@@ -4,6 +4,8 @@ A client write is observed while a subscription or the events log wants it: `obs
 function codes, and the answer functions (`answers.py`, `bus.py`) hand such writes to `write`, which carries
 them out on the device, reading the subscribed points before and after. What an event is and how one is made is
 `hooks.py`'s; delivering them is each `Listener`'s (`events.py`); the file is `EventsLog`'s (`events_log.py`).
+While someone follows the live request log (`traffic.py`), every function code is observed and `observe` records
+each request there; nobody following costs nothing more than before.
 Subscriptions and event names follow HSYCO's Modbus server (``subscribe``, ``<server>.<unit>.<address>.<table>``).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from modbusd import handler
 from modbusd.events import Listener
@@ -30,6 +32,12 @@ from modbusd.hooks import (
 from modbusd.model.device import Device
 from modbusd.model.points import Point
 from modbusd.model.values import Order, ValueType
+from modbusd.protocol.codes import ExceptionCode
+from modbusd.protocol.errors import ModbusError
+from modbusd.protocol.pdu import exception_pdu
+from modbusd.traffic import RequestLog
+
+EVERY_FUNCTION = frozenset(range(256))  # observed while the request log is followed: reads and unknown codes too
 
 
 class EventsHub:
@@ -47,6 +55,11 @@ class EventsHub:
         self._request_ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
+        self.requests = RequestLog()
+        self.requests.on_change = self._update_observed
+        # Serial lines by device name → their framing, for the request log: the bus says only who sent a request
+        # (a line's device, or an RTU over TCP client's address), and a line's device is no network address.
+        self.serial_transports: dict[str, str] = {}
         self._update_observed()
 
     # ------------------------------------------------------------------------------------- subscriptions
@@ -73,10 +86,12 @@ class EventsHub:
         return list(self._subscriptions)
 
     def _update_observed(self) -> None:
-        if len(self._subscriptions) or self.events_log is not None:
+        """The one set every answer function looks a request's function code up in (so: changed in place)."""
+        self.observed.clear()
+        if self.requests.followers:
+            self.observed.update(EVERY_FUNCTION)
+        elif len(self._subscriptions) or self.events_log is not None:
             self.observed.update(WRITE_FUNCTIONS)
-        else:
-            self.observed.clear()
 
     # ----------------------------------------------------------------------------------------- listeners
 
@@ -122,6 +137,49 @@ class EventsHub:
 
     # -------------------------------------------------------------------------------- observed writes
 
+    # ----------------------------------------------------------------------------- observed requests
+
+    def observe(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool, *,
+                transport: str | None = None) -> bytes | None:  # fmt: skip
+        """An observed request for `device`: a write with its events and log line, and its request-log record
+        while someone follows. `transport` None: the serial bus's (a line's framing, or RTU over TCP)."""
+        requests = self.requests
+        if not requests.followers:  # only writes are observed: for their events and the events log
+            return self.write(device, unit_id, pdu, peer, broadcast)
+        started = time.perf_counter()
+        if pdu[0] in WRITE_FUNCTIONS:
+            reply = self.write(device, unit_id, pdu, peer, broadcast)
+        else:
+            reply = handler.respond(device, pdu, broadcast=broadcast)
+        requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, started=started)
+        return reply
+
+    def bus_transport(self, peer: str) -> str:
+        return self.serial_transports.get(peer, "rtu-over-tcp")
+
+    def record_later(self, answer: Awaitable[bytes | None], peer: str, transport: str, unit_id: int,
+                     pdu: bytes) -> Awaitable[bytes | None]:  # fmt: skip
+        """A forwarded request's answer, recorded when it comes (while someone follows)."""
+        if not self.requests.followers:
+            return answer
+        started = time.perf_counter()
+
+        async def recorded() -> bytes | None:
+            reply = None
+            try:
+                reply = await answer
+            except ModbusError as exc:
+                reply = exception_pdu(pdu[0], exc.code)
+                raise
+            except Exception:  # the session answers it with exception 04 (and logs it)
+                reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+                raise
+            finally:
+                self.requests.record(peer, transport, unit_id, pdu, reply, started=started)
+            return reply
+
+        return recorded()
+
     def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool) -> bytes | None:
         """Carry out a write request on `device`, with its events and its line in the events log.
 
@@ -146,12 +204,16 @@ class EventsHub:
             self._publish(events)
         return None if broadcast else reply
 
-    def log_write(self, pdu: bytes, reply: bytes | None, peer: str, unit_id: int, by: str = "tables") -> None:
+    def log_write(self, pdu: bytes, reply: bytes | None, peer: str, unit_id: int, *, by: str = "tables",
+                  transport: str | None = None) -> None:  # fmt: skip
         """The events log's line for a write no device carried out: none has the unit id (`by="tables"`: the
-        answer is exception 0x0B or silence), or the request hook answered it (`by="hook"`)."""
+        answer is exception 0x0B or silence), or the request hook answered it (`by="hook"`); and the request
+        log's record of any such request while someone follows."""
         if self.events_log is not None and pdu[0] in WRITE_FUNCTIONS:
             self.events_log.put(write_record(pdu, reply, time=time.time(), client=peer, unit_id=unit_id,
                                              request_id=next(self._request_ids), by=by))  # fmt: skip
+        if self.requests.followers:
+            self.requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply)
 
     def _publish(self, events: list[WriteEvent]) -> None:
         self.published += len(events)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modbusd.access import PointAccess, split_devices
+from modbusd.access import PointAccess, Span, split_devices
 from modbusd.admission import Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
@@ -43,6 +43,7 @@ from modbusd.protocol.serial_line import SerialLine
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
 from modbusd.session import Session
+from modbusd.traffic import RequestLog
 from modbusd.transport.tcp import TcpConnection
 from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
 
@@ -135,7 +136,8 @@ class Server:
         self._hub = EventsHub(name, self.events_log)
         self._bus: Bus | None = None
         if self.serial_lines or rtu_over_tcp is not None:
-            self._bus = make_bus(self._single, self.devices, unit_id, self._hub.observed, self._hub.write)
+            self._bus = make_bus(self._single, self.devices, unit_id, self._hub.observed, self._hub.observe)
+        self._hub.serial_transports = {line.device: line.framing.value for line in self.serial_lines}
         self._routes = Routes(forward, local=self.devices, served=self.serial_lines, timeout=forward_timeout,
                               queue=forward_queue)  # fmt: skip
         self.downstreams = self._routes.downstreams
@@ -245,6 +247,11 @@ class Server:
         """
         return self._points.read(point, vtype)
 
+    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None) -> Span:
+        """`count` values laid end to end from a point or address on, as (Location, raw bytes, value): what
+        `modbusd get 40001:10 float` shows. A float takes two registers; a range of bits is read bit by bit."""
+        return self._points.read_range(point, count, vtype)
+
     def write(self, point: str, value: Value, vtype: ValueType | str | None = None) -> None:
         """Store a value (or its text) at a data point or any address, every table included.
 
@@ -258,6 +265,11 @@ class Server:
         counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
                 "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()}  # fmt: skip
+
+    @property
+    def requests(self) -> RequestLog:
+        """The live request log (`modbusd.traffic`): records requests only while it has a follower."""
+        return self._hub.requests
 
     @property
     def events_published(self) -> int:

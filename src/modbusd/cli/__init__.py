@@ -1,15 +1,17 @@
 """The `modbusd` command: options in the spirit of MBAsyncServer's command line, one-line errors, exit codes.
 
 ``modbusd [options]`` serves; the first argument picks a subcommand instead: ``check FILE``, ``init [PATH]``,
-``get POINT [TYPE]``, ``set POINT [TYPE:]VALUE``. With ``--config FILE``, an option given on the command line
-overrides the file's value; one not given keeps the file's, then the built-in default.
+``get POINT[:COUNT] [TYPE]``, ``set POINT [TYPE:]VALUE``, ``watch POINT[:COUNT] [TYPE]…``, ``log [--follow]``.
+With ``--config FILE``, an option given on the command line overrides the file's value; one not given keeps the
+file's, then the built-in default.
 
 Exit codes: 0 after Ctrl-C, SIGTERM or the quit command, and for a subcommand that did its job; 2 for a mistake
 of the person starting it (a wrong option, a broken device file, a port in use or not allowed, a get/set the
 control API refused). Nothing imports this package.
 
 Where things are: `parser.py` the server's options, `options.py` their value types, `serve.py` the settings and
-the running server, `files.py` check and init, `client.py` get and set, `errors.py` exit codes and one-line errors.
+the running server, `files.py` check and init, `client.py` get and set, `watch.py` watch, `log.py` log,
+`errors.py` exit codes and one-line errors.
 """
 
 import argparse
@@ -22,13 +24,15 @@ from modbusd import config as device_file
 from modbusd.cli.client import TOKEN_VARIABLE, _call, _client_parser, _get, _set
 from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser, _start_error, quiet_stdout
 from modbusd.cli.files import _check, _init
+from modbusd.cli.log import _log
 from modbusd.cli.logs import configure_logging
 from modbusd.cli.options import _count, _forward, _host_name, _port, _positive, _register, _slave_id, _unit_ids
 from modbusd.cli.parser import DEFAULT_HTTP_PORT, DEFAULT_PORT, build_parser
 from modbusd.cli.serve import _listeners, _serial_lines, _serve, _settings, _stamp
+from modbusd.cli.watch import _watch
 from modbusd.server import Server
 
-SUBCOMMANDS = ("check", "init", "get", "set")
+SUBCOMMANDS = ("check", "init", "get", "set", "watch", "log")
 
 # what `modbusd.cli` held as one module, importable from it as before
 __all__ = [
@@ -70,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        return {"check": _check, "init": _init, "get": _get, "set": _set}[argv[0]](argv[1:])
+        return {"check": _check, "init": _init, "get": _get, "set": _set, "watch": _watch, "log": _log}[argv[0]](
+            argv[1:])  # fmt: skip
     args = build_parser().parse_args(argv)
     try:
         configure_logging(args)

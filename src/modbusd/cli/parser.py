@@ -35,8 +35,8 @@ examples:
   modbusd init modbusd.toml && modbusd --config modbusd.toml
       write the commented example device file, then serve it (port 5020)
 
-also: modbusd check FILE | init [PATH] | get POINT [TYPE] | set POINT VALUE
-(each has --help)
+also: modbusd check FILE | init [PATH] | get POINT[:COUNT] [TYPE] | set POINT VALUE
+      | watch POINT[:COUNT] [TYPE]... | log [--follow]   (each has --help)
 """
 
 

@@ -10,13 +10,17 @@ Endpoints (every answer is JSON; a mistake is a 4xx with ``{"error": "what is wr
 - ``GET /points/{point}[?type=T]``: a point by name, or any address in any notation, read as its type or as T.
 - ``PUT /points/{point}`` with ``{"value": V}``, ``{"type": T, "value": V}`` or ``{"value": "T:V"}``: write it, any
   table included (discrete inputs and input registers are read-only for clients, not for the owner).
+- ``GET /points/{point}?count=N[&type=T]``: N values laid end to end from there (at most 125 registers' or 2,000
+  bits' worth), each with its address in the notation of ``{point}``, its raw registers and its value.
 - ``GET /counters``: open connections and each device's FC08 counters.
+- ``GET /log[?follow=1]``: the live request log as JSON lines; ``follow=1`` streams it (`log.py`).
 
 With a token, every request needs ``Authorization: Bearer <token>``. Binding an address other than loopback
 without a token is refused, since this API can write anything. Whatever the token, browsers are kept out: see
 `checks.py` (Host, Origin, Content-Type) and `app.Limits` (time-outs, body size).
 
-Modules: `checks` (header rules, no HTTP), `points` (JSON and the paged listing), `app` (routes and the guard),
+Modules: `checks` (header rules, no HTTP), `points` (JSON, ranges and the paged listing), `log` (the request log),
+`app` (routes and the guard),
 `api` (the runner).
 """
 

@@ -24,7 +24,8 @@ from modbusd import (
     parse_typed_value,
 )
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
-from modbusd.web.points import Listing, Paging, describe
+from modbusd.web.log import NDJSON, LogStreams
+from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
 
 log = logging.getLogger("modbusd.web")
 
@@ -171,7 +172,15 @@ def make_app(
     async def read_point(request: Any) -> Any:
         text = request.match_info["point"]
         point, vtype = lookup(text, request.query.get("type"))
-        return web.json_response(describe(point, vtype, server.read(text, vtype)))
+        count = request.query.get("count")
+        if count is None:
+            return web.json_response(describe(point, vtype, server.read(text, vtype)))
+        try:
+            number = range_count(count, point.location, vtype)
+        except ValueError as exc:
+            raise Refused(400, str(exc)) from None
+        span = server.read_range(text, number, vtype)
+        return web.json_response(describe_range(text, point, vtype, span))  # type: ignore[arg-type]  # values
 
     async def write_point(request: Any) -> Any:
         text = request.match_info["point"]
@@ -187,15 +196,27 @@ def make_app(
     async def counters(_request: Any) -> Any:
         return web.json_response(server.counters())
 
+    async def request_log(request: Any) -> Any:
+        follow = request.query.get("follow", "0")
+        if follow not in ("0", "1"):
+            raise Refused(400, f"follow must be 0 or 1, not {follow[:20]!r}")
+        if follow == "1":
+            return await streams.follow(web, request)
+        return web.Response(body=streams.ring(), content_type=NDJSON)
+
     async def index(_request: Any) -> Any:
         return web.json_response({"modbusd": modbusd.__version__,
-                                  "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T",
-                                                "PUT /points/{point}", "GET /counters"]})  # fmt: skip
+                                  "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T&count=N",
+                                                "PUT /points/{point}", "GET /counters",
+                                                "GET /log?follow=1"]})  # fmt: skip
 
+    streams = LogStreams(server)
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
+    app.on_shutdown.append(streams.stop_following)
     app.router.add_get("/", index)
     app.router.add_get("/points", list_points)
     app.router.add_get("/points/{point}", read_point)
     app.router.add_put("/points/{point}", write_point)
     app.router.add_get("/counters", counters)
+    app.router.add_get("/log", request_log)
     return app

@@ -6,11 +6,15 @@ the loop answer them in between: a control API that lists 100,000 points must no
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from modbusd import Point, Server, UnknownPoint, ValueType, format_value
+from modbusd import Location, Point, Server, UnknownPoint, ValueType, format_value, parse_address
 
 SLICE = 100  # points described between two turns of the loop: well under a millisecond of work
+MAX_RANGE_REGISTERS = 125  # one FC03 read's worth (Application Protocol §6.3): a screenful, and a bounded answer
+MAX_RANGE_BITS = 2000  # one FC01 read's worth (§6.1)
+ONE = {False: ValueType.parse("ushort"), True: ValueType.parse("bit")}  # one address's type, by table.is_bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,51 @@ def _number(name: str, text: str, low: int, high: int | None) -> int:
         span = f"{low}..{high}" if high is not None else f"{low} or more"
         raise ValueError(f"{name} must be a whole number {span}, not {text[:20]!r}")
     return value
+
+
+def range_count(text: str, location: Location, vtype: ValueType) -> int:
+    """``?count=N`` of ``GET /points/{point}``: at most one read request's worth of registers or bits."""
+    if location.table.is_bits:
+        return _number("count", text, 1, MAX_RANGE_BITS)
+    most = max(1, MAX_RANGE_REGISTERS // max(1, vtype.registers))
+    try:
+        return _number("count", text, 1, most)
+    except ValueError as exc:
+        raise ValueError(f"{exc} ({most} values of {vtype} fill {MAX_RANGE_REGISTERS} registers, "
+                         "one read request's worth)") from None  # fmt: skip
+
+
+def spelling(text: str, point: Point) -> Callable[[Location], str]:
+    """Addresses in the notation `text` uses: ``40001`` → ``40002``, ``1.100.hr`` → ``1.101.hr``, ``1.400001`` →
+    ``1.400002``; a named point's own address keeps its name, the ones after it get ``unit.address.table``."""
+    typed = text.strip()
+    if point.name and typed == point.name:
+        return lambda location: point.name if location == point.location else str(location)
+    if "." in typed and not typed.replace(".", "").isdigit():  # [unit.]address.table
+        return str
+    unit, _, digits = typed.rpartition(".")
+    key = "5-digit" if len(digits) == 5 else "6-digit"
+    prefix = f"{unit}." if unit else ""
+    probe = parse_address(digits)  # the table only: unit ids and bits are not part of this notation
+
+    def spell(location: Location) -> str:
+        forms = Point("", Location(probe.table, location.address), ONE[probe.table.is_bits]).notations()
+        return prefix + forms.get(key, forms["6-digit"])  # past x9999, five digits become six
+
+    return spell
+
+
+def describe_range(text: str, point: Point, vtype: ValueType, span: list[tuple[Location, bytes, object]]
+                   ) -> dict[str, object]:  # fmt: skip
+    spell = spelling(text, point)
+    bits = point.location.table.is_bits
+    return {
+        "name": point.name or None, "unit_id": point.location.unit_id, "table": point.location.table.value,
+        "type": str(vtype), "order": point.order.value, "count": len(span),
+        "values": [{"address": spell(location), "raw": raw.hex(" ", 2).upper() if not bits else str(raw[0]),
+                    "value": json_value(vtype, value), "text": format_value(vtype, value)}  # type: ignore[arg-type]
+                   for location, raw, value in span],
+    }  # fmt: skip
 
 
 def json_value(vtype: ValueType, value: object) -> object:

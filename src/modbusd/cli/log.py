@@ -1,0 +1,60 @@
+"""`modbusd log [--follow]`: the control API's live request log, one line per request.
+
+``--follow`` streams new requests until Ctrl-C (exit code 0); a lost control API ends it with one line and exit
+code 2, since what was missed meanwhile cannot be known. Without it: the last requests the server kept (it records
+only while someone follows). The line is the ``-v`` log's, with the values written and the latency:
+``12:00:01.234 127.0.0.1:50312 tcp unit=1 fc=16 addr=0 qty=2 values=[1, 2] -> ok (0.081 ms)``.
+"""
+
+import json
+import time
+from typing import Any
+
+from modbusd.cli.client import ApiError, _client_parser, open_api
+from modbusd.cli.errors import EXIT_OK, _fail
+
+QUIET_TIMEOUT = 30.0  # seconds without a byte (the API sends a keep-alive line every few) before it counts as lost
+
+
+def line(record: dict[str, Any]) -> str:
+    """One record as one line; ``{"dropped": N}`` says how many this follower lost."""
+    if "dropped" in record:
+        return f"… {record['dropped']} requests not shown: this terminal fell behind"
+    when = time.strftime("%H:%M:%S", time.localtime(record["time"])) + f".{int(record['time'] * 1000) % 1000:03d}"
+    parts = [when, record["client"], record["transport"], f"unit={record['unit_id']}", f"fc={record['function']}"]
+    for key, short in (("address", "addr"), ("quantity", "qty"), ("write_address", "write_addr")):
+        if key in record:
+            parts.append(f"{short}={record[key]}")
+    if "values" in record:
+        more = f" +{record['more_values']} more" if record.get("more_values") else ""
+        parts.append(f"values=[{', '.join(str(v) for v in record['values'])}{more}]")
+    if "data" in record:
+        parts.append(f"data={record['data']}")
+    outcome = record["outcome"]
+    if outcome == "exception":
+        outcome = f"exception {record['exception']} ({record['exception_name'].lower().replace('_', ' ')})"
+    parts.append(f"-> {outcome}")
+    if "latency_ms" in record:
+        parts.append(f"({record['latency_ms']:.3f} ms)")
+    return " ".join(parts)
+
+
+def _log(argv: list[str]) -> int:
+    parser = _client_parser("log", "Show the requests a running modbusd answers (its control API's request log).")
+    parser.add_argument("-f", "--follow", action="store_true", help="show each new request as it comes, until Ctrl-C")
+    args = parser.parse_args(argv)
+    path = "/log?follow=1" if args.follow else "/log"
+    try:
+        with open_api(args, "GET", path, timeout=QUIET_TIMEOUT if args.follow else None) as response:
+            for raw in response:
+                if raw.strip():  # an empty line is the API's keep-alive
+                    print(line(json.loads(raw)), flush=True)
+    except ApiError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError) as exc:  # the stream broke off (the server stopped), or a line is no JSON
+        return _fail(f"lost the control API on 127.0.0.1 port {args.http} ({exc})")
+    except KeyboardInterrupt:
+        return EXIT_OK
+    if args.follow:
+        return _fail(f"the control API on 127.0.0.1 port {args.http} ended the request log (the server stopped)")
+    return EXIT_OK
