@@ -28,7 +28,17 @@ from pathlib import Path
 
 from modbusd import config as device_file
 from modbusd.model.device import Layout
-from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, SerialLine, Server, StartError, TcpTarget, UnknownUnit
+from modbusd.server import (  # connection hardening (docs/limits.md)
+    FORWARD_QUEUE,
+    FORWARD_TIMEOUT,
+    FRAME_TIMEOUT,
+    WRITE_TIMEOUT,
+    SerialLine,
+    Server,
+    StartError,
+    TcpTarget,
+    UnknownUnit,
+)
 from modbusd.version import __version__
 
 SUBCOMMANDS = ("check", "init", "get", "set")
@@ -206,8 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections", type=_positive(int), metavar="N", help="at most N connections (default: no limit)"
     )
     parser.add_argument(
-        "--idle-timeout", type=_positive(float), metavar="SECONDS", help="close connections idle that long"
-    )
+        "--idle-timeout", type=_positive(float), metavar="SECONDS",
+        help="close connections that completed no request for that long (default: off)",
+    )  # fmt: skip
+    # connection hardening (docs/limits.md): per-client limit, frame and write time-outs
+    parser.add_argument(
+        "--max-connections-per-client", type=_positive(int), metavar="N",
+        help="at most N connections from one address; more are closed at once (default: no limit)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--frame-timeout", type=_positive(float), metavar="SECONDS",
+        help=f"close a connection whose request has begun and not ended within that time (default {FRAME_TIMEOUT:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--write-timeout", type=_positive(float), metavar="SECONDS",
+        help=f"drop a connection that takes none of its responses for that long (default {WRITE_TIMEOUT:g})",
+    )  # fmt: skip
     serial = parser.add_argument_group("serial lines and other transports")
     serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")
     serial.add_argument("--ascii", action="append", default=[], metavar="DEVICE", help="serve ASCII on a serial port")
@@ -389,6 +413,7 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
     given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
              "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
+             "max_connections_per_client": args.max_connections_per_client,
              "quit_command": args.quit_command,
              "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None}  # fmt: skip
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
@@ -438,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             **({"unit_id": args.unit} if args.unit is not None else {}),
             forward={unit: target for units, target in args.forward for unit in units},
             forward_timeout=args.forward_timeout, forward_queue=args.forward_queue,
+            **{k: v for k, v in (("frame_timeout", args.frame_timeout), ("write_timeout", args.write_timeout))
+               if v is not None},
         )  # fmt: skip
     except (device_file.ConfigError, ValueError) as exc:
         return _fail(str(exc))
