@@ -189,3 +189,21 @@ def test_out_of_descriptors_the_server_says_so_once_and_serves_the_waiting_clien
         proc.stdin.flush()
         assert proc.wait(15) == 0
     assert not any("Traceback" in line for line in lines), lines
+
+
+def test_modbusd_raises_its_soft_limit_and_keeps_max_connections_under_the_hard_one() -> None:
+    port = free_port()
+    child = Modbusd(["-p", str(port), "--host", HOST, "--max-connections", "5000"],
+                    prefix=["prlimit", "--nofile=200:300", "--"])  # fmt: skip
+    try:
+        child.running()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("--max-connections" in line for line in child.stderr):
+            time.sleep(0.05)
+    finally:
+        child.proc.terminate()
+        child.finish()
+    said = [line.split(": ", 1)[1] for line in child.stderr if "modbusd.server" in line]
+    assert "raised the open-files limit from 200 to 300 (the hard limit)" in said, said
+    assert any(line.startswith("--max-connections 5000 is more than the open-files limit 300 allows: at most 236 "
+                               "connections") for line in said), said  # fmt: skip

@@ -119,6 +119,7 @@ def test_a_poller_keeps_its_connection_while_another_client_floods_the_connectio
     poller = ModbusTcpClient(HOST, port=server.port, timeout=3, retries=0)
     try:
         assert poller.connect()
+        assert not poller.read_holding_registers(0, count=1, device_id=1).isError()  # a poller that has polled
         flooder.start()
         for _ in range(15):
             reply = poller.read_holding_registers(0, count=1, device_id=1)

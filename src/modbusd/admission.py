@@ -33,18 +33,19 @@ WRITE_TIMEOUT: Final = 30.0  # seconds a peer may leave its responses untaken be
 STARVED_PAUSE: Final = 1.0  # seconds without accepting after accept() ran out of descriptors, unless one frees
 
 
-def open_files_limit() -> int | None:
-    """Raise the soft open-files limit to the hard one (once, for the process) and return it; None: no limit known.
+def open_files_limit() -> tuple[int | None, tuple[int, int] | None]:
+    """Raise the soft open-files limit to the hard one (once, for the process): (the limit, None when unknown;
+    (old, new) when it was raised).
 
     Distributions start services with a soft limit of 1024 and a far higher hard one: the difference is free to take.
     """
     try:
         import resource
     except ImportError:  # not on POSIX: the platform's own limits apply
-        return None
+        return None, None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return None
+        return None, None
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
         try:
@@ -52,9 +53,8 @@ def open_files_limit() -> int | None:
         except (ValueError, OSError) as exc:  # e.g. macOS caps the soft limit below an infinite hard one
             log.debug("open-files limit stays at %d: %s", soft, exc)
         else:
-            log.info("raised the open-files limit from %d to %d (the hard limit)", soft, target)
-            soft = target
-    return soft
+            return target, (soft, target)
+    return soft, None
 
 
 class Admission:
@@ -85,6 +85,9 @@ class Admission:
         self.frame_timeout = frame_timeout
         self.write_timeout = write_timeout
         self.ceiling: int | None = None  # the most connections the open-files limit allows; known once started
+        self._open_files: int | None = None
+        self._raised: tuple[int, int] | None = None  # (from, to) when start raised the open-files limit
+        self._asked: int | None = None  # a max_connections above the ceiling, lowered to it
         self.connections: set[TcpConnection] = set()  # every connection holding a descriptor, closing ones too
         self._per_host: dict[str, int] = {}
         self.peer_warnings = RateLimitedLog()  # the server's: repeated warnings about peers, one line a minute each
@@ -97,17 +100,27 @@ class Admission:
     # ------------------------------------------------------------------------------------ limits
 
     def set_ceiling(self, open_files: int | None) -> None:
-        """The ceiling from the open-files limit, and --max-connections kept under it; says what it is."""
+        """The ceiling from the open-files limit, and --max-connections kept under it."""
         if open_files is None:
             return
         self.ceiling = ceiling = max(1, open_files - min(OPEN_FILES_MARGIN, open_files // 4))
-        asked = self.max_connections
-        if asked is not None and asked > ceiling:
+        if self.max_connections is not None and self.max_connections > ceiling:
+            self._asked = self.max_connections
+            self.max_connections = ceiling
+
+    def announce(self) -> None:
+        """Say what the limits are, once the server has started (a server that fails to start says only why)."""
+        if self._raised is not None:
+            log.info("raised the open-files limit from %d to %d (the hard limit)", *self._raised)
+        ceiling, open_files = self.ceiling, self._open_files
+        if ceiling is None:
+            return
+        asked = self._asked
+        if asked is not None:
             log.warning("--max-connections %d is more than the open-files limit %d allows: at most %d connections "
                         "(raise the hard limit: ulimit -Hn, or LimitNOFILE= in a systemd unit)", asked, open_files,
                         ceiling)  # fmt: skip
-            self.max_connections = ceiling
-        elif asked is None:
+        elif self.max_connections is None:
             log.info("at most %d connections at a time (the open-files limit, %d, less a margin); then new clients "
                      "wait until one ends", ceiling, open_files)  # fmt: skip
 
@@ -181,7 +194,8 @@ class Admission:
         self.accepting = asyncio.Event()
         self.accepting.set()
         self._full = self._starved = False
-        self.set_ceiling(open_files_limit())
+        self._open_files, self._raised = open_files_limit()
+        self.set_ceiling(self._open_files)
         timeouts = [t for t in (self.idle_timeout, self.frame_timeout, self.write_timeout, CLOSE_GRACE) if t]
         self._watcher = loop.create_task(self._watch(min(min(timeouts) / 2, 1.0)))
 

@@ -376,6 +376,7 @@ class Server:
         except BaseException:
             await self.stop()
             raise
+        self._admission.announce()
 
     def listening(self) -> list[str]:
         """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for
