@@ -239,6 +239,6 @@ def test_a_hundred_connections_log_a_hundred_info_lines_and_bad_frames_one_warni
     assert eventually(lambda: len(ended(caplog)) == 100)
     info = [r for r in caplog.records if r.name.startswith("modbusd.transport") and r.levelno == logging.INFO]
     assert len(info) <= 100
-    assert sum("1 requests" in line for line in ended(caplog)) == 70
+    assert sum(", 1 request: closed by the peer" in line for line in ended(caplog)) == 70
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings

@@ -22,6 +22,7 @@ from typing import Final, Protocol
 log = logging.getLogger(__name__)
 
 BACKLOG: Final = 1024  # clients waiting to be accepted, e.g. while the server is at its connection limit
+KERNEL_BUFFER: Final = 65536  # bytes each way per connection (the kernel doubles it); unset, it grows to megabytes
 OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -52,6 +53,8 @@ async def bind(host: str | None, port: int, backlog: int = BACKLOG) -> list[sock
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):  # the accepted connections inherit them
+                sock.setsockopt(socket.SOL_SOCKET, option, KERNEL_BUFFER)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # 0.0.0.0 has its own socket
             if port == 0 and len(sockets) > 1:

@@ -49,7 +49,9 @@ OpenSession = Callable[["TcpConnection"], Session]
 """Makes the session for a new connection: MBAP framing by default, RTU framing for RTU over TCP."""
 
 
-READ_BUFFER_SIZE = 65536
+# One read's requests are answered at once, and FC03 responses are up to 21.6 times their requests: 4 KiB of
+# requests (341 of them) can queue 88 KiB of responses for a peer that is not reading, 64 KiB could queue 1.4 MB.
+READ_BUFFER_SIZE: Final = 4096
 
 
 def read_buffer() -> memoryview:
@@ -197,8 +199,9 @@ class TcpConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """One line per connection, at its end: how long it lived, what it asked, and why it ended."""
         reason = self._reason or (f"lost: {exc}" if exc is not None else "closed by the peer")
-        log.info("connection from %s ended after %.1f s, %d requests: %s", self.peer, time.monotonic() - self.opened,
-                 self.requests, reason)  # fmt: skip
+        count = self.requests
+        log.info("connection from %s ended after %.1f s, %d request%s: %s", self.peer, time.monotonic() - self.opened,
+                 count, "" if count == 1 else "s", reason)  # fmt: skip
         if self._tasks:
             log.debug("%s: %d answers still awaited are cancelled", self.peer, len(self._tasks))
             cancel_all(self._tasks)
