@@ -6,7 +6,9 @@ one address, slow senders, and the log volume they cause. Every wait is bounded;
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import socket
 import threading
@@ -17,6 +19,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from modbusd import Server
+from modbusd.transport.tcp import READ_BUFFER_SIZE, SEND_QUEUE, TcpConnection
 from tests.conftest import HOST, RawClient, mbap_frame, wait_until
 
 StartServer = Callable[..., Server]
@@ -90,6 +93,39 @@ def test_clients_that_never_read_are_dropped_each_logged_once(
     by_server = [r for r in caplog.records if r.name == "modbusd.server" and "127.0.0.1:" in r.getMessage()]
     assert by_server == []  # nothing said about them every second while they were closing
     assert RawClient(server.port).request(READ) == bytes.fromhex("03 02 0000")
+
+
+def test_a_client_that_never_reads_gets_little_queued_and_no_frame_time_out_while_unread(
+    monkeypatch: pytest.MonkeyPatch, start_server: StartServer, sockets: list[socket.socket]
+) -> None:
+    transports: list[asyncio.Transport] = []
+    connection_made = TcpConnection.connection_made
+
+    def keep(self: TcpConnection, transport: asyncio.BaseTransport) -> None:
+        connection_made(self, transport)
+        transports.append(transport)  # type: ignore[arg-type]  # a stream transport
+
+    monkeypatch.setattr(TcpConnection, "connection_made", keep)
+    server = start_server(write_timeout=None, frame_timeout=0.5)
+    burst = mbap_frame(1, 1, "03 0000 007D") * 200
+    for _ in range(3):
+        sock = socket.socket()
+        sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((HOST, server.port))
+        sock.setblocking(False)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # far more requests than the server will take from them
+        for sock in sockets:
+            with contextlib.suppress(BlockingIOError):
+                sock.send(burst)
+        time.sleep(0.01)
+    queued = [transport.get_write_buffer_size() for transport in transports]
+    one_read = READ_BUFFER_SIZE // 12 * 259  # the responses to one read of FC03 x 125 requests
+    assert len(queued) == 3 and all(SEND_QUEUE < size <= SEND_QUEUE + one_read for size in queued), queued
+    assert max(queued) < 2 * SEND_QUEUE, queued  # reads of 64 KiB queued 160 to 210 KiB here
+    time.sleep(1.5)  # a request cut in two by a paused read is the server's doing: no frame time-out for it
+    assert server.connection_count == 3
 
 
 def test_a_poller_keeps_its_connection_while_another_client_floods_the_connection_limit(

@@ -206,21 +206,36 @@ class Admission:
 
     def check(self, now: float) -> None:
         """End the connections whose time is up; each says why in the one line it logs when it ends."""
-        idle, frame, write = self.idle_timeout, self.frame_timeout, self.write_timeout
-        for c in list(self.connections):
-            if c.closing_at is not None:
-                if now - c.closing_at > CLOSE_GRACE:
-                    c.abort(f"dropped: its responses were not taken in {CLOSE_GRACE:g} s")
-            elif write and c.paused_at is not None and now - c.paused_at > write:
-                c.abort(f"dropped: it took none of its responses for {write:g} s (write time-out)")
-            elif frame and c.partial and (c.frame_seen is None or c.last_active > c.frame_seen):
-                c.frame_seen = now  # a request begun (or another since the last one timed)
-            elif frame and c.frame_seen is not None and c.partial and now - c.frame_seen > frame:
-                c.close(f"a request begun more than {frame:g} s ago is still incomplete (frame time-out)")
-            elif idle and now - c.last_active > idle:
-                c.close(f"no complete request for more than {idle:g} s (idle time-out)")
-            elif not c.partial:
-                c.frame_seen = None
+        for connection in list(self.connections):
+            self._time_up(connection, now)
+
+    def _time_up(self, c: TcpConnection, now: float) -> None:
+        if c.closing_at is not None:
+            if now - c.closing_at > CLOSE_GRACE:
+                c.abort(f"dropped: its responses were not taken in {CLOSE_GRACE:g} s")
+            return
+        if c.paused_at is not None:  # not read while its peer takes no responses: no request of it can complete
+            c.frame_seen = None
+            if self.write_timeout and now - c.paused_at > self.write_timeout:
+                c.abort(f"dropped: it took none of its responses for {self.write_timeout:g} s (write time-out)")
+                return
+        elif self.frame_timeout and self._frame_overdue(c, now, self.frame_timeout):
+            c.close(f"a request begun more than {self.frame_timeout:g} s ago is still incomplete (frame time-out)")
+            return
+        if self.idle_timeout and now - c.last_active > self.idle_timeout:
+            c.close(f"no complete request for more than {self.idle_timeout:g} s (idle time-out)")
+
+    @staticmethod
+    def _frame_overdue(c: TcpConnection, now: float, timeout: float) -> bool:
+        """Whether `c` has held the same unfinished request for `timeout`. The request is timed from the first check
+        that saw it (so never less than `timeout`); a request completed since starts the timing again."""
+        if not c.partial:
+            c.frame_seen = None
+            return False
+        if c.frame_seen is None or c.last_active > c.frame_seen:
+            c.frame_seen = now
+            return False
+        return now - c.frame_seen > timeout
 
     def stop_reaping(self) -> None:
         if self._watcher is not None:
