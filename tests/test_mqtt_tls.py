@@ -185,8 +185,8 @@ def test_mqtt_tls_command_line_errors_are_one_line_and_exit_2(pki: Pki, launch: 
             f"{pki.client[0]}",
         ("--mqtt", f"mqtt://{HOST}", "--mqtt-cert", str(pki.client[0])):
             "modbusd: --mqtt-cert / [mqtt] cert: only for TLS: give the broker as mqtts://",
-        ("--mqtt-ca", str(pki.ca.path)): "modbusd: --mqtt-prefix, --mqtt-subscribe, --mqtt-ca, --mqtt-cert and "
-                                         "--mqtt-key need --mqtt URL",
+        ("--mqtt-ca", str(pki.ca.path)): "modbusd: --mqtt-prefix, --mqtt-ca, --mqtt-cert and --mqtt-key "
+                                         "need --mqtt URL",
     }  # fmt: skip
     children = {message: launch("-p", port, "--host", HOST, *args) for args, message in cases.items()}
     for message, child in children.items():

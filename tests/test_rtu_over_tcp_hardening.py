@@ -22,6 +22,7 @@ import pytest
 
 from modbusd import Server
 from modbusd.protocol.rtu import RtuFramer, with_crc
+from modbusd.ratelimit import RateLimitedLog
 from modbusd.session import Session
 from modbusd.transport.tcp import READ_BUFFER_SIZE, TcpConnection, read_buffer
 from tests.conftest import HOST, TIMEOUT
@@ -156,6 +157,7 @@ class CountingOwner:
         self.turn = 0  # how many turns the loop has made (see `count_turns`)
         self.reads: list[tuple[int, int]] = []  # (turn, bytes)
         self.connections: list[TcpConnection] = []
+        self.peer_warnings = RateLimitedLog()  # what a connection's session logs its repeated warnings through
 
     def open_session(self, connection: TcpConnection) -> Session:
         self.connections.append(connection)

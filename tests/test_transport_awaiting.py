@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 from modbusd.protocol.mbap import frame
+from modbusd.ratelimit import RateLimitedLog
 from modbusd.session import Session
 from modbusd.transport.tcp import TcpConnection, read_buffer
 
@@ -20,6 +21,7 @@ class Owner:
     def __init__(self) -> None:
         self.cancelled: list[int] = []
         self.closed = asyncio.Event()
+        self.peer_warnings = RateLimitedLog()
 
     def answer(self, unit_id: int, pdu: bytes) -> object:
         if unit_id == 1:

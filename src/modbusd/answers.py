@@ -32,6 +32,7 @@ from modbusd.protocol.mbap import DatagramFramer
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
+from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import AddressedAnswer, Answer, Session
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
@@ -150,6 +151,7 @@ class Answers:
         bus: Bus | None,
         quit_word: bytes | None,
         on_quit: Callable[[], None],
+        warnings: RateLimitedLog,
     ) -> None:
         self._single = single
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
@@ -160,6 +162,7 @@ class Answers:
         self._bus = bus
         self._quit_word = quit_word
         self._on_quit = on_quit
+        self._warnings = warnings  # the server's: one line per kind and client a minute
         self.answer = self._make_answer()
         self.udp_drops = UdpDrops()
 
@@ -223,10 +226,9 @@ class Answers:
         drops.bytes += extra
         for request in requests:
             self._discarded(request.unit_id)
-        # the lead may switch this one call to the UDP rate-limited log (per peer)
-        log.log(logging.WARNING if drops.datagrams == 1 else logging.DEBUG, "%s: UDP datagram held %d more requests "
-                "(%d bytes) after its first; only the first is answered (any more: debug level)", peer, len(requests),
-                extra)  # fmt: skip
+        self._warnings.log(log, logging.WARNING, "UDP extra requests", host_of(peer), "%s: UDP datagram held %d more "
+                           "requests (%d bytes) after its first; only the first is answered", peer, len(requests),
+                           extra)  # fmt: skip
 
     def rtu_session(self, peer: str) -> Session:
         """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from modbusd import handler
 from modbusd.model.device import Device
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
+from modbusd.ratelimit import RateLimitedLog, host_of
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
@@ -127,17 +128,19 @@ def make_bus(single: Device | None, devices: dict[int, Device], unit_id: int, ob
     return Bus(units, observed, write)
 
 
+_DISCARDS = RateLimitedLog()  # every line's and RTU-over-TCP connection's: one line per port or client a minute
+
+
 class LineErrors:
-    """Counts a line's discarded frames on every device of the bus; says so once at WARNING, then at DEBUG."""
+    """Counts a line's discarded frames on every device of the bus; says so at WARNING once a minute per serial port
+    or RTU-over-TCP client (however many connections it opens), at DEBUG otherwise."""
 
     def __init__(self, name: str, bus: Bus) -> None:
         self._name = name
         self._bus = bus
-        self._count = 0
 
     def __call__(self, reason: str) -> None:
         for device in {id(d): d for d in self._bus.units.values()}.values():
             handler.discarded(device)  # bus message + bus communication error (FC08/0B, 0C)
-        self._count += 1
-        level = logging.WARNING if self._count == 1 else logging.DEBUG
-        log.log(level, "%s: frame discarded: %s (counted; any more: debug level)", self._name, reason)
+        _DISCARDS.log(log, logging.WARNING, "frame discarded", host_of(self._name), "%s: frame discarded: %s (counted)",
+                      self._name, reason)  # fmt: skip

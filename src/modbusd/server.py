@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modbusd.access import PointAccess, Span, split_devices
-from modbusd.admission import Admission
+from modbusd.admission import FRAME_TIMEOUT, WRITE_TIMEOUT, Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
@@ -40,21 +40,23 @@ from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.codes import MIN_UNIT_ID
 from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.serial_line import SerialLine
+from modbusd.ratelimit import RateLimitedLog
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
 from modbusd.session import Session
 from modbusd.traffic import RequestLog
-from modbusd.transport.tcp import TcpConnection
+from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
 from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
 
 __all__ = [  # what the rest of modbusd and embedding programs import from here
-    "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "EventsLog", "Listener",
-    "SerialLine", "Server", "StartError", "Target", "TcpTarget", "UnknownUnit", "unit_ranges",
+    "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "FRAME_TIMEOUT",
+    "WRITE_TIMEOUT", "EventsLog", "Listener", "SerialLine", "Server", "StartError", "Target", "TcpTarget",
+    "UnknownUnit", "unit_ranges",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-_CLOSE_GRACE = 2.0  # seconds a closing connection gets to flush its responses before it is aborted
+_CLOSE_GRACE = CLOSE_GRACE  # seconds a closing connection gets to flush its responses before it is aborted
 
 
 class Server:
@@ -76,6 +78,9 @@ class Server:
         unknown_unit: UnknownUnit | str = UnknownUnit.EXCEPTION,
         max_connections: int | None = None,
         idle_timeout: float | None = None,
+        max_connections_per_client: int | None = None,
+        frame_timeout: float | None = FRAME_TIMEOUT,
+        write_timeout: float | None = WRITE_TIMEOUT,
         quit_word: str | bytes | None = None,
         serial: SerialLine | Sequence[SerialLine] = (),
         unit_id: int = 1,
@@ -103,6 +108,12 @@ class Server:
         also be a device's. `forward_timeout`: seconds to wait for a response (then exception 0x0B);
         `forward_queue`: requests that may wait per downstream (more get exception 06).
 
+        Connections (docs/limits.md): `max_connections` (at the limit, an unused one is closed: first those that
+        never completed a request), `max_connections_per_client` (more from one address are closed at accept),
+        `idle_timeout` (no complete request for that long), `frame_timeout` (a request begun and not finished),
+        `write_timeout` (the peer takes none of its responses); None turns one off. Whatever is set, the open-files
+        limit is raised to its hard limit at start, and at that limit, less a margin, new clients wait.
+
         `name`: the server's name (HSYCO's), passed to the hook and the first part of event names. `hook`: a request
         hook (`modbusd.hooks.RequestHook`), or its "package.module:function" to import; a coroutine hook taking
         longer than `hook_timeout` seconds gets exception 04. The hook sees only the requests this server answers itself
@@ -119,7 +130,8 @@ class Server:
             for device in [self._single] if self._single is not None else self.devices.values():
                 device.diagnostics.refuse_listen_only = True
         self.unknown_unit = UnknownUnit(unknown_unit)
-        self._admission = Admission(max_connections, idle_timeout)
+        self._admission = Admission(max_connections, idle_timeout, max_per_client=max_connections_per_client,
+                                    frame_timeout=frame_timeout, write_timeout=write_timeout)  # fmt: skip
         self.quit_word = quit_word.encode() if isinstance(quit_word, str) else quit_word
         self.quit_requested = False
         self._transports = Transports(host, port, rtu_over_tcp=rtu_over_tcp, udp=udp, serving=self._serving,
@@ -145,7 +157,7 @@ class Server:
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
-            quit_word=self.quit_word, on_quit=self._remote_quit,
+            quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,7 +182,8 @@ class Server:
                 device.set_address_register(address_register)
         options: dict[str, Any] = {
             "host": s.host, "port": s.port, "unknown_unit": s.unknown_unit, "max_connections": s.max_connections,
-            "idle_timeout": s.idle_timeout, "quit_word": s.quit_command, "serial": s.serial,
+            "idle_timeout": s.idle_timeout, "max_connections_per_client": s.max_connections_per_client,
+            "quit_word": s.quit_command, "serial": s.serial,
             "rtu_over_tcp": s.rtu_over_tcp, "udp": s.udp,
             "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
             "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "hook_forwarded": s.hook_forwarded,
@@ -329,8 +342,25 @@ class Server:
         return self._admission.idle_timeout
 
     @property
+    def max_connections_per_client(self) -> int | None:
+        return self._admission.max_per_client
+
+    @property
+    def frame_timeout(self) -> float | None:
+        return self._admission.frame_timeout
+
+    @property
+    def write_timeout(self) -> float | None:
+        return self._admission.write_timeout
+
+    @property
     def connection_count(self) -> int:
         return len(self._admission.connections)
+
+    @property
+    def peer_warnings(self) -> RateLimitedLog:
+        """Repeated warnings about peers (bad frames, limits): one line per peer and kind a minute."""
+        return self._admission.peer_warnings
 
     def open_session(self, connection: TcpConnection) -> Session:
         self._admission.admit(connection)
@@ -368,6 +398,7 @@ class Server:
         self._loop = loop
         self._stopped = asyncio.Event()
         self._hub.start(loop, self._stopped)
+        self._admission.start(loop)
         try:
             for downstream in self.downstreams.values():  # before any request can come for them
                 await downstream.start()
@@ -375,11 +406,12 @@ class Server:
                          unit_ranges(self._routes.units_of(downstream)), downstream)  # fmt: skip
             await self._transports.start(loop, self, rtu_session=self._open_rtu_session,
                                          udp_session=self._answers.udp_session,
-                                         serial_session=self._answers.serial_session)  # fmt: skip
+                                         serial_session=self._answers.serial_session, gate=self._admission,
+                                         warnings=self._admission.peer_warnings)  # fmt: skip
         except BaseException:
             await self.stop()
             raise
-        self._admission.start(loop)
+        self._admission.announce()
 
     def listening(self) -> list[str]:
         """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for

@@ -22,6 +22,7 @@ from modbusd.protocol.describe import outcome, summary
 from modbusd.protocol.errors import FrameError, ModbusError
 from modbusd.protocol.mbap import MbapFramer
 from modbusd.protocol.pdu import exception_pdu
+from modbusd.ratelimit import RateLimitedLog, host_of
 
 # FrameError: what receive() raises, for the transport
 __all__ = ["AddressedAnswer", "Answer", "Discard", "FrameError", "Pending", "Session"]
@@ -73,7 +74,7 @@ class Pending:
 class Session:
     __slots__ = (
         "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap", "_on_quit",
-        "_owed", "_quit_word", "_read_values", "awaiting", "peer",
+        "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests", "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -105,6 +106,10 @@ class Session:
         # Empty on the fast path, where every answer is at hand.
         self._owed: list[Pending | bytes] = []  # a list, not a deque: 56 bytes a connection instead of 600
         self.awaiting: list[Pending] = []  # Pendings the transport has not started awaiting yet
+        self.requests = 0  # complete frames received: the transport's sign of activity, and its close line's count
+        # Set by a transport whose peer opens many sessions (UDP: one per datagram): its warnings are rate-limited
+        # per peer across them, instead of once per session.
+        self.warnings: RateLimitedLog | None = None
 
     def receive(self, data: bytes) -> bytes:
         """Everything to send back for `data`: the responses to every complete request, in order.
@@ -118,6 +123,7 @@ class Session:
         except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
             exc.reply = self._replies(exc.frames)  # type: ignore[arg-type]  # Adus
             raise
+        self.requests += len(adus)
         if len(adus) == 1 and not self._owed:  # the usual case
             return self._reply(adus[0])
         return self._replies(adus)
@@ -134,6 +140,11 @@ class Session:
             else:
                 ready.append(out)
         return b"".join(ready)
+
+    @property
+    def partial(self) -> bool:
+        """A frame has begun and not ended. The transport, which has the clock, times it out."""
+        return bool(self._framer.pending)
 
     def take_awaiting(self) -> list[Pending]:
         """The Pendings made since the last call, for the transport to start awaiting."""
@@ -240,8 +251,12 @@ class Session:
     def _discarded(self, proto: int, unit: int) -> None:
         """TCP guide §4.4.1.1: a protocol id other than 0 is not Modbus; drop the frame, keep the connection."""
         self._discards += 1
-        level = logging.WARNING if self._discards == 1 else logging.DEBUG
-        log.log(level, "%s: discarding frame with protocol id %d (any more: debug level)", self.peer, proto)
+        if self.warnings is not None:
+            self.warnings.log(log, logging.WARNING, "protocol id", host_of(self.peer),
+                              "%s: discarding frame with protocol id %d", self.peer, proto)  # fmt: skip
+        else:
+            level = logging.WARNING if self._discards == 1 else logging.DEBUG
+            log.log(level, "%s: discarding frame with protocol id %d (any more: debug level)", self.peer, proto)
         if self._discard is not None:
             self._discard(unit)
 

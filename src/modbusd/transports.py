@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from modbusd.protocol.rtu import silent_intervals
 from modbusd.protocol.serial_line import Framing, SerialLine
+from modbusd.ratelimit import RateLimitedLog
 from modbusd.session import Session
+from modbusd.transport.listen import Gate, TcpListener, bind
 from modbusd.transport.tcp import ConnectionOwner, OpenSession, TcpConnection, read_buffer
 from modbusd.transport.udp import UdpEndpoint
 
@@ -55,12 +57,12 @@ class Transports:
         self.udp_port = udp
         self.serial_lines = tuple(serial_lines)
         self._serving = serving
-        self._listener: asyncio.Server | None = None
-        self._rtu_listener: asyncio.Server | None = None
+        self._listener: TcpListener | None = None
+        self._rtu_listener: TcpListener | None = None
         self._udp: UdpEndpoint | None = None
         self._serial: list[SerialConnection] = []
         self._closing_serial: list[SerialConnection] = []
-        self._closing: list[asyncio.Server] = []
+        self._closing: list[TcpListener] = []
 
     async def start(
         self,
@@ -70,33 +72,26 @@ class Transports:
         rtu_session: OpenSession,
         udp_session: Callable[[str], Session],
         serial_session: Callable[[SerialLine], Session],
+        gate: Gate,
+        warnings: RateLimitedLog,
     ) -> None:
-        """Bind and open everything; StartError naming the first transport that could not start."""
+        """Bind and open everything; StartError naming the first transport that could not start. `gate`: whether
+        the TCP listeners accept (the connection limits); `warnings`: where UDP's repeated warnings go."""
         buffer = read_buffer()
         host = self.host or None
         if self.port is not None:
-            try:
-                self._listener = await loop.create_server(
-                    lambda: TcpConnection(owner, buffer), host, self.port, reuse_address=True, backlog=1024
-                )
-            except OSError as exc:
-                raise StartError("tcp", self.port, exc) from exc
-            self.port = self._listener.sockets[0].getsockname()[1]
+            self._listener = await _listen("tcp", host, self.port, lambda: TcpConnection(owner, buffer), gate)
+            self.port = self._listener.port
             log.info("listening on %s port %d (Modbus/TCP)", self.host or "*", self.port)
         if self.rtu_over_tcp_port is not None:
-            try:
-                self._rtu_listener = await loop.create_server(
-                    lambda: TcpConnection(owner, buffer, rtu_session), host, self.rtu_over_tcp_port,
-                    reuse_address=True,
-                )  # fmt: skip
-            except OSError as exc:
-                raise StartError("rtu-over-tcp", self.rtu_over_tcp_port, exc) from exc
-            self.rtu_over_tcp_port = self._rtu_listener.sockets[0].getsockname()[1]
+            self._rtu_listener = await _listen("rtu-over-tcp", host, self.rtu_over_tcp_port,
+                                               lambda: TcpConnection(owner, buffer, rtu_session), gate)  # fmt: skip
+            self.rtu_over_tcp_port = self._rtu_listener.port
             log.info("listening on %s port %d (RTU over TCP)", self.host or "*", self.rtu_over_tcp_port)
         if self.udp_port is not None:
             try:
                 transport, endpoint = await loop.create_datagram_endpoint(
-                    lambda: UdpEndpoint(udp_session), local_addr=(host or "0.0.0.0", self.udp_port)
+                    lambda: UdpEndpoint(udp_session, warnings), local_addr=(host or "0.0.0.0", self.udp_port)
                 )
             except OSError as exc:
                 raise StartError("udp", self.udp_port, exc) from exc
@@ -168,3 +163,14 @@ class Transports:
         if self.udp_port is not None:
             items.append(f"UDP on {host} port {self.udp_port}")
         return items
+
+
+async def _listen(
+    kind: str, host: str | None, port: int, factory: Callable[[], TcpConnection], gate: Gate
+) -> TcpListener:  # fmt: skip
+    try:
+        listener = TcpListener(await bind(host, port), factory, gate)
+    except OSError as exc:
+        raise StartError(kind, port, exc) from exc
+    listener.start()
+    return listener

@@ -98,6 +98,8 @@ def _command(argv: Sequence[str] | None) -> int:
             **({"unit_id": args.unit} if args.unit is not None else {}),
             forward={unit: target for units, target in args.forward for unit in units},
             forward_timeout=args.forward_timeout, forward_queue=args.forward_queue,
+            **{k: v for k, v in (("frame_timeout", args.frame_timeout), ("write_timeout", args.write_timeout))
+               if v is not None},
         )  # fmt: skip
     except (device_file.ConfigError, ValueError) as exc:
         return _fail(str(exc))

@@ -19,7 +19,7 @@ from modbusd.cli.options import (
     _unit_ids,
 )
 from modbusd.model.device import Layout
-from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, UnknownUnit
+from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, FRAME_TIMEOUT, WRITE_TIMEOUT, UnknownUnit
 from modbusd.version import __version__
 
 DEFAULT_HTTP_PORT = device_file.DEFAULT_HTTP_PORT
@@ -63,8 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections", type=_positive(int), metavar="N", help="at most N connections (default: no limit)"
     )
     server.add_argument(
-        "--idle-timeout", type=_positive(float), metavar="SECONDS", help="close connections idle that long"
-    )
+        "--idle-timeout", type=_positive(float), metavar="SECONDS",
+        help="close connections that completed no request for that long (default: off)",
+    )  # fmt: skip
+    # connection hardening (docs/limits.md): per-client limit, frame and write time-outs
+    server.add_argument(
+        "--max-connections-per-client", type=_positive(int), metavar="N",
+        help="at most N connections from one address; more are closed at once (default: no limit)",
+    )  # fmt: skip
+    server.add_argument(
+        "--frame-timeout", type=_positive(float), metavar="SECONDS",
+        help=f"close a connection whose request has begun and not ended within that time (default {FRAME_TIMEOUT:g})",
+    )  # fmt: skip
+    server.add_argument(
+        "--write-timeout", type=_positive(float), metavar="SECONDS",
+        help=f"drop a connection that takes none of its responses for that long (default {WRITE_TIMEOUT:g})",
+    )  # fmt: skip
     server.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
     data = parser.add_argument_group("data", "the devices served: a device file, or these options")
     data.add_argument(

@@ -144,6 +144,7 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         config = device_file.Config("", devices=devices or (device_file.DeviceConfig(layout=layout),))
     given = {"host": args.host, "port": args.port, "unknown_unit": args.unknown_unit,
              "max_connections": args.max_connections, "idle_timeout": args.idle_timeout,
+             "max_connections_per_client": args.max_connections_per_client,
              "quit_command": args.quit_command, "listen_only": False if args.no_listen_only else None,
              "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None,
              "hook": args.hook, "hook_forwarded": True if args.hook_forwarded else None}  # fmt: skip

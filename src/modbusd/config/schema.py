@@ -203,6 +203,7 @@ class ServerConfig:
     layout: Layout = Layout.SEPARATE
     max_connections: int | None = None
     idle_timeout: float | None = None
+    max_connections_per_client: int | None = None  # more from one address are closed at accept
     quit_command: str | None = None
     unknown_unit: str = "exception"
     udp: int | None = None  # [server.udp] port

@@ -34,6 +34,7 @@ class ServiceTables(Reader):
     def server(self, data: object) -> ServerConfig:
         path: Path_ = ("server",)
         raw = self.table(data, path, ("host", "port", "layout", "max_connections", "idle_timeout", "quit_command",
+                                      "max_connections_per_client",
                                       "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
                                       "hook_timeout", "hook_forwarded", "eventslog", "eventslog_max_bytes",
                                       "eventslog_files", "listen_only"))  # fmt: skip
@@ -58,6 +59,8 @@ class ServiceTables(Reader):
             options["layout"] = Layout(self.choice(raw, path, "layout", [x.value for x in Layout]))
         if "max_connections" in raw:
             options["max_connections"] = self.integer(raw, path, "max_connections", 1, 1_000_000)
+        if "max_connections_per_client" in raw:
+            options["max_connections_per_client"] = self.integer(raw, path, "max_connections_per_client", 1, 1_000_000)
         if "idle_timeout" in raw:
             timeout = self.typed(raw, path, "idle_timeout", (int, float), "a number of seconds")
             if not timeout > 0 or not math.isfinite(timeout):

@@ -10,6 +10,10 @@ SO_KEEPALIVE (a client that vanishes without closing frees its connection).
 
 An answer that takes time (the session lists it in `awaiting`) becomes a task of this connection; when it
 completes, the session says what can be sent, in request order. Closing the connection cancels its tasks.
+
+A connection keeps the times its owner's time-outs need (`last_active`: the last complete request; `paused_at`:
+since when its peer has not taken its responses; `closing_at`: since when it has been closing), and nothing else:
+the clock that acts on them is the owner's (`admission.py`). It logs one line, when it ends, saying why.
 """
 
 import asyncio
@@ -17,11 +21,15 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
+from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import FrameError, Pending, Session  # the transport knows the session, not the protocol
 
 log = logging.getLogger(__name__)
+
+CLOSE_GRACE: Final = 2.0  # seconds a closing connection gets to send what it owes before it is dropped
+SEND_QUEUE: Final = 65536  # bytes queued for a peer above which its requests are no longer read
 
 
 class ConnectionOwner(Protocol):
@@ -31,15 +39,21 @@ class ConnectionOwner(Protocol):
 
     def connection_closed(self, connection: "TcpConnection") -> None: ...
 
+    @property
+    def peer_warnings(self) -> RateLimitedLog:
+        """Where repeated warnings about peers go: one line per peer and kind a minute."""
+        ...
+
 
 OpenSession = Callable[["TcpConnection"], Session]
 """Makes the session for a new connection: MBAP framing by default, RTU framing for RTU over TCP."""
 
 
-READ_BUFFER_SIZE = 65536
-"""The most one read hands a session, and so the most work one connection gets per turn of the event loop:
-a connection reads once per turn (`TcpConnection._yield_turn`), and every framer is linear in what it is fed.
-"""
+READ_BUFFER_SIZE: Final = 4096
+"""The most one read hands a session, and so the most work one connection gets per turn of the event loop: a
+connection reads once per turn (`TcpConnection._yield_turn`), and every framer is linear in what it is fed. Small,
+because one read's requests are answered at once and FC03 responses are up to 21.6 times their requests: 4 KiB of
+requests (341 of them) can queue 88 KiB of responses for a peer that is not reading, 64 KiB could queue 1.4 MB."""
 
 
 def read_buffer() -> memoryview:
@@ -76,8 +90,8 @@ def cancel_all(tasks: set[asyncio.Future[bytes | None]]) -> None:
 
 class TcpConnection(asyncio.BufferedProtocol):
     __slots__ = (
-        "_buffer", "_open_session", "_owner", "_session", "_tasks", "_transport", "_writing_paused", "last_active",
-        "peer",
+        "_buffer", "_open_session", "_owner", "_reason", "_session", "_tasks", "_transport", "closing_at",
+        "frame_seen", "host", "last_active", "opened", "paused_at", "peer",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner, buffer: memoryview, open_session: OpenSession | None = None) -> None:
@@ -88,9 +102,12 @@ class TcpConnection(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
         self._tasks: set[asyncio.Future[bytes | None]] | None = None  # answers being awaited; made when needed
-        self._writing_paused = False
-        self.peer = "?"
-        self.last_active = time.monotonic()
+        self._reason: str | None = None  # why the server closed it, for the line logged when it ends
+        self.peer = self.host = "?"
+        self.opened = self.last_active = time.monotonic()  # last_active: the last complete request (or the opening)
+        self.paused_at: float | None = None  # since when the peer has not been taking its responses
+        self.closing_at: float | None = None  # since when the server has been closing it
+        self.frame_seen: float | None = None  # the owner's: when it first saw the partial frame it is timing
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, though uvloop's does not inherit from asyncio.Transport.
@@ -99,25 +116,41 @@ class TcpConnection(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        transport.set_write_buffer_limits(SEND_QUEUE)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        log.info("connection from %s", self.peer)
-        self._session = self._open_session(self)
+        self.host = host_of(self.peer)
+        log.debug("connection from %s", self.peer)
+        self._session = session = self._open_session(self)
+        session.warnings = self._owner.peer_warnings
+
+    @property
+    def requests(self) -> int:
+        """Complete requests received so far."""
+        return 0 if self._session is None else self._session.requests
+
+    @property
+    def partial(self) -> bool:
+        """A request has begun to arrive and has not ended."""
+        return self._session is not None and self._session.partial
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.last_active = time.monotonic()
         session = self._session
+        done = session.requests  # type: ignore[union-attr]  # set in connection_made, which runs first
         try:
-            out = session.receive(bytes(self._buffer[:nbytes]))  # type: ignore[union-attr]  # set in connection_made, which runs first
+            out = session.receive(bytes(self._buffer[:nbytes]))  # type: ignore[union-attr]  # as above
         except FrameError as exc:
-            log.warning("%s: %s; closing this connection", self.peer, exc)
+            self._owner.peer_warnings.log(log, logging.WARNING, "bad frame", self.host,
+                                          "%s: %s; closing this connection", self.peer, exc)  # fmt: skip
             if exc.reply:  # responses owed to the requests before the bad frame
                 self._transport.write(exc.reply)  # type: ignore[union-attr]  # as above
-            self.close()
+            self.close(f"bad frame: {exc}")
             out = b""
+        if session.requests != done:  # type: ignore[union-attr]  # as above
+            self.last_active = time.monotonic()  # bytes alone are no activity: a slow sender must finish its frames
         if out:
             self._transport.write(out)  # type: ignore[union-attr]  # as above
         if session.awaiting:  # type: ignore[union-attr]  # as above
@@ -140,7 +173,7 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def _next_turn(self) -> None:
         transport = self._transport
-        if transport is not None and not transport.is_closing() and not self._writing_paused:
+        if transport is not None and not transport.is_closing() and self.paused_at is None:
             transport.resume_reading()
 
     def _send(self, out: bytes) -> None:
@@ -151,31 +184,44 @@ class TcpConnection(asyncio.BufferedProtocol):
             transport.write(out)
 
     def pause_writing(self) -> None:
-        """The peer is not reading its responses: stop reading its requests until it does."""
-        self._writing_paused = True
+        """The peer is not reading its responses: stop reading its requests until it does (or the owner's write
+        time-out drops it)."""
+        self.paused_at = time.monotonic()
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.paused_at = None
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
-    def close(self) -> None:
-        """Close after what is already queued for the peer has been sent."""
-        if self._transport is not None:
-            self._transport.close()
+    @property
+    def closing(self) -> bool:
+        return self.closing_at is not None
 
-    def abort(self) -> None:
+    def close(self, reason: str | None = None) -> None:
+        """Close after what is already queued for the peer has been sent. The owner drops the connection if the
+        peer has not taken it after CLOSE_GRACE (`abort`). `reason`: why, for the line logged at the end."""
+        if self._transport is None or self.closing_at is not None:
+            return
+        self._reason = reason
+        self.closing_at = time.monotonic()
+        self._transport.close()
+
+    def abort(self, reason: str | None = None) -> None:
         """Close now, dropping whatever the peer has not taken yet."""
         if self._transport is not None:
+            if reason:
+                self._reason = f"{self._reason}; {reason}" if self._reason else reason
+            self.closing_at = self.closing_at or time.monotonic()
             self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:
-            log.info("connection from %s lost: %s", self.peer, exc)
-        else:
-            log.info("connection from %s closed", self.peer)
+        """One line per connection, at its end: how long it lived, what it asked, and why it ended."""
+        reason = self._reason or (f"lost: {exc}" if exc is not None else "closed by the peer")
+        count = self.requests
+        log.info("connection from %s ended after %.1f s, %d request%s: %s", self.peer, time.monotonic() - self.opened,
+                 count, "" if count == 1 else "s", reason)  # fmt: skip
         if self._tasks:
             log.debug("%s: %d answers still awaited are cancelled", self.peer, len(self._tasks))
             cancel_all(self._tasks)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import FrameError, Session  # the transport knows the session, not the protocol
 from modbusd.transport.tcp import cancel_all, start_awaiting
 
@@ -19,10 +20,12 @@ NewSession = Callable[[str], Session]
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, new_session: NewSession) -> None:
+    def __init__(self, new_session: NewSession, warnings: RateLimitedLog | None = None) -> None:
+        """`warnings`: where repeated warnings go, one line per peer and kind a minute (each datagram is a new
+        session, so a session's own once-only warnings would say it for every datagram)."""
         self._new_session = new_session
         self._transport: asyncio.DatagramTransport | None = None
-        self._bad = 0
+        self._warnings = RateLimitedLog() if warnings is None else warnings
         self._tasks: set[asyncio.Future[bytes | None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -31,12 +34,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         peer = f"{addr[0]}:{addr[1]}"
         session = self._new_session(peer)
+        session.warnings = self._warnings
         try:
             out = session.receive(data)
         except FrameError as exc:
-            self._bad += 1
-            level = logging.WARNING if self._bad == 1 else logging.DEBUG
-            log.log(level, "%s: %s; datagram dropped (any more: debug level)", peer, exc)
+            self._warnings.log(log, logging.WARNING, "bad frame", host_of(peer), "%s: %s; datagram dropped", peer, exc)
             out = exc.reply  # responses owed to good requests before the bad frame
         if out and self._transport is not None:
             self._transport.sendto(out, addr)

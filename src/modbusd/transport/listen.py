@@ -1,0 +1,127 @@
+"""Accepting TCP connections, one at a time, only while the server's admission lets it.
+
+Not `loop.create_server`: its accept loop cannot be paused, and when the process runs out of file descriptors it
+logs a traceback for every failed accept() of a 1024-long loop and re-arms once per failure (hundreds of thousands
+of lines a minute, and clients left hanging after descriptors free up). Here each listening socket has a task that
+awaits `loop.sock_accept` while the gate is open and `connect_accepted_socket` for what it accepts, which asyncio
+and uvloop both provide. At the limit the gate closes and new clients wait in the kernel's backlog, unrefused,
+until a connection ends. Out of descriptors anyway (files, serial ports, the control API count too): the gate
+says so once and closes for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from typing import Final, Protocol
+
+log = logging.getLogger(__name__)
+
+BACKLOG: Final = 1024  # clients waiting to be accepted, e.g. while the server is at its connection limit
+KERNEL_BUFFER: Final = 65536  # bytes each way per connection (the kernel doubles it); unset, it grows to megabytes
+OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Gate(Protocol):
+    """Whether to accept: the server's admission (connection limits, descriptors)."""
+
+    @property
+    def accepting(self) -> asyncio.Event: ...
+
+    def refuses(self, host: str) -> bool:
+        """A connection from `host` is to be closed at once (over its per-client limit)."""
+        ...
+
+    def starved(self, exc: OSError) -> None:
+        """accept() failed for want of descriptors or memory: close the gate for a while."""
+        ...
+
+
+async def bind(host: str | None, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
+    """Listening sockets for `host` (None or "": every address, IPv4 and IPv6) on `port`; port 0 picks one free
+    port, the same for every address."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, found in dict.fromkeys(infos):  # getaddrinfo may repeat an address
+            address = found
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):  # the accepted connections inherit them
+                sock.setsockopt(socket.SOL_SOCKET, option, KERNEL_BUFFER)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # 0.0.0.0 has its own socket
+            if port == 0 and len(sockets) > 1:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class TcpListener:
+    """The listening sockets of one TCP port and the tasks accepting on them."""
+
+    def __init__(
+        self, sockets: list[socket.socket], factory: Callable[[], asyncio.BaseProtocol], gate: Gate
+    ) -> None:  # fmt: skip
+        self.sockets = sockets
+        self._factory = factory
+        self._gate = gate
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._accept(loop, sock)) for sock in self.sockets]
+
+    async def _accept(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        while True:
+            accepting = self._gate.accepting
+            if not accepting.is_set():
+                await accepting.wait()
+            try:
+                conn, address = await loop.sock_accept(sock)
+            except OSError as exc:
+                if exc.errno in OUT_OF_RESOURCES:
+                    self._gate.starved(exc)  # closes the gate: the loop waits above
+                else:  # e.g. ECONNABORTED: that client gave up before it was accepted
+                    log.debug("accept() on port %d: %s", self.port, exc)
+                continue
+            host = address[0] if isinstance(address, tuple) else str(address)
+            if self._gate.refuses(host):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            try:
+                await loop.connect_accepted_socket(self._factory, conn)
+            except OSError as exc:  # the client left already, or the transport could not be made
+                log.debug("connection from %s not started: %s", host, exc)
+                conn.close()
+
+    def close(self) -> None:
+        """Stop accepting; `wait_closed` then closes the listening sockets (the clients in the backlog are refused)."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Once no task waits on them any more, close the sockets: the loop has let go of their descriptors."""
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for sock in self.sockets:
+            sock.close()
