@@ -120,9 +120,10 @@ def test_format_value_reads_back_as_the_same_registers(case: tuple[ValueType, ob
 # ---------------------------------------------------------------------------- every type in every order, by hand
 
 # Each row: a value whose big-endian bytes are all different, and its registers in each order, written out from the
-# orders' definition (module docstring of modbusd.model.values: ABCD as is; CDAB the registers reversed; BADC the two
-# bytes of each register exchanged; DCBA all bytes reversed), not computed by the code under test. "Every order is
-# its own inverse" holds for wrong orders too (swapping the two halves of a long is an involution); these do not.
+# orders' definition (module docstring of modbusd.model.value_types: ABCD as is; CDAB the registers reversed; BADC
+# the two bytes of each register exchanged; DCBA all bytes reversed), not computed by the code under test. "Every
+# order is its own inverse" holds for wrong orders too (swapping the two halves of a long is an involution); these do
+# not.
 PI_SINGLE = float.fromhex("0x1.921fb6p+1")  # binary32 40 49 0F DB: sign 0, exponent 0x80, fraction 0x490FDB
 ORDER_PATTERNS = [  # (type, value, ABCD, CDAB, BADC, DCBA)
     (USHORT, 0x1234, "1234", "1234", "3412", "3412"),

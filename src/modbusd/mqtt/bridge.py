@@ -1,37 +1,13 @@
-"""The MQTT bridge: write events out to a broker, ``…/set`` messages in as local writes, in the server's own loop.
+"""The MqttBridge: a listener publishing write events, the connection to the broker (reconnection with back-off,
+the state published at each connection) and ``…/set`` messages carried out as local writes.
 
-It uses only the public API (`modbusd`), as any program embedding modbusd could. aiomqtt (an asyncio client on
-paho-mqtt) is an optional extra (``pip install 'modbusd[mqtt]'``): the server core needs nothing beyond the
-standard library.
-
-Topics, with the prefix ``modbusd`` (``--mqtt-prefix``):
-
-- ``modbusd/<unit>/<table>/<address>``: one per data point, whatever unit id a client's request reached it by:
-  ``<unit>`` is ``all`` for the device answering every unit id, and with one device per unit id the lowest unit
-  id of the device; ``<table>`` ``co`` or ``hr``, ``<address>`` the protocol address (``100``), or ``100.3`` for
-  bit 3 of a ``bits`` register. The payload is JSON:
-  ``{"name", "value", "previous", "type", "client", "time", "request_id", "function"}``. Retained (by default), so
-  that a newcomer subscribing later gets the last value at once. On every connection (the first and each
-  reconnection) the bridge publishes every subscribed point's value as it is, with ``client`` null: a dashboard
-  shows the state before any client writes.
-- ``modbusd/<unit>/<table>/<address>/set``: a local write (``Server.write``), any table (``co``, ``di``, ``hr``,
-  ``ir``). ``<unit>`` is a unit id the device answers, or ``all`` for the device answering every unit id. The
-  payload is ``TYPE:VALUE`` (``float:21.5``), JSON ``{"type": T, "value": V}`` (``type`` optional), or a bare value
-  in the address's default type (``1`` for a coil, ``1234`` for a register). The new value is then published on
-  the point's topic (``client`` ``"mqtt"``). A bad payload is logged (one line) and published to ``modbusd/error``.
-
-The bridge is a listener with its own bounded queue (`Server.add_listener`): while the broker is away, events wait
-there (beyond the bound they are dropped and counted, as for any listener) and go out once it is back. It
-reconnects with exponential back-off (0.5 s doubling to 30 s); a broker unreachable at start is not fatal. With
-QoS 1 (the default) an event is published again after a reconnection when its acknowledgement did not come: at
-least once. With an `ssl.SSLContext` (`tls`) it speaks MQTT over TLS (mqtts, port 8883).
+The class is one job (one broker connection and what flows over it) at about 280 lines, under the ~300 of issue 9.
 """
 
 import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import ssl
 import time
@@ -48,10 +24,11 @@ from modbusd import (
     UnknownPoint,
     ValueType,
     format_value,
-    parse_typed_value,
 )
+from modbusd.mqtt.client import _aiomqtt, _PahoLog
+from modbusd.mqtt.payloads import ALL_UNITS, SET_TABLES, BadPayload, _json_value, _parse_set, _point, _text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modbusd.mqtt")  # the bridge's one logger, as when it was one module: users filter by it
 
 DEFAULT_PORT = 1883
 DEFAULT_PREFIX = "modbusd"
@@ -60,58 +37,6 @@ MIN_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubled afte
 MAX_BACKOFF = 30.0  # … up to this
 PUBLISH_TIMEOUT = 5.0  # seconds a QoS 1 or 2 publish waits for the broker's acknowledgement, then it is retried
 CONNECT_TIMEOUT = 10.0  # seconds a connection (TLS handshake and CONNACK included) may take before it is retried
-ALL_UNITS = "all"  # the <unit> topic level of the device answering every unit id
-SET_TABLES = {"co": "co", "di": "di", "hr": "hr", "ir": "ir"}
-
-
-class MissingDependency(RuntimeError):
-    """aiomqtt is not installed."""
-
-
-def _aiomqtt() -> Any:
-    try:
-        import aiomqtt
-    except ImportError:
-        raise MissingDependency("the MQTT bridge needs aiomqtt: pip install 'modbusd[mqtt]'") from None
-    return aiomqtt
-
-
-def _json_value(vtype: ValueType, value: object) -> object:
-    """JSON has no NaN, infinity or bytes: those go as their text."""
-    if isinstance(value, bytes) or (isinstance(value, float) and not math.isfinite(value)):
-        return format_value(vtype, value)  # type: ignore[arg-type]  # a decoded Value
-    return value
-
-
-class BadPayload(ValueError):
-    """A ``…/set`` message that cannot be carried out."""
-
-
-class _PahoLog(logging.Handler):
-    """paho-mqtt's own log lines (aiomqtt hands them a logger): the last error is kept as the reason of a failed
-    connection, and every line is passed on at DEBUG only.
-
-    aiomqtt reports a connection the broker drops before its CONNACK as a mere time-out: a TLS 1.3 broker refusing
-    a missing client certificate says so only after the handshake, and only paho's log carries the reason. Passed
-    on at their own level, paho's lines would repeat at every retry of a broker that is away.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_error: str | None = None
-        self.logger = logging.Logger("modbusd.mqtt.paho")  # unregistered: one per bridge, freed with it
-        self.logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR)
-        self.logger.addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR:
-            self.last_error = record.getMessage()
-        log.debug("paho: %s", record.getMessage())
-
-    def reason(self, exc: Exception) -> str:
-        """What went wrong with the last connection attempt, in one line."""
-        error, self.last_error = self.last_error, None
-        return f"{exc} ({error})" if error and error not in str(exc) else str(exc)
 
 
 class MqttBridge:
@@ -394,48 +319,3 @@ class MqttBridge:
         state = self._payload(f"{self.server.name}.{_point(level, *where)}", chosen, now, previous, client="mqtt",
                               when=time.time())  # fmt: skip
         await self._publish(self.topic(level, *where), state, retain=self.retain)
-
-
-def _point(unit: str, table: str, address: int, bit: int | None) -> str:
-    """A point's address as `Server.locate` takes it, from the levels of its topic (``all``: no unit id)."""
-    return ("" if unit == ALL_UNITS else f"{unit}.") + f"{address}.{table}" + ("" if bit is None else f".{bit}")
-
-
-def _text(raw: object, *, lenient: bool = False) -> str:
-    if isinstance(raw, bytes | bytearray):
-        try:
-            return bytes(raw).decode()
-        except UnicodeDecodeError:
-            if lenient:
-                return bytes(raw).decode(errors="replace")
-            raise BadPayload("the payload is not UTF-8 text") from None
-    return "" if raw is None else str(raw)
-
-
-def _parse_set(text: str) -> tuple[ValueType | None, Any]:
-    """``TYPE:VALUE``, JSON ``{"type": T, "value": V}`` or a bare value → (type or None, value)."""
-    text = text.strip()
-    if not text:
-        raise BadPayload('empty payload: expected TYPE:VALUE (float:21.5) or {"type": "float", "value": 21.5}')
-    if text.startswith("{"):
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError:
-            raise BadPayload('not JSON: expected {"type": "float", "value": 21.5}') from None
-        if not isinstance(body, dict) or "value" not in body or set(body) - {"type", "value"}:
-            raise BadPayload('expected {"value": V} or {"type": T, "value": V}')
-        value, type_text = body["value"], body.get("type")
-        if type_text is not None and not isinstance(type_text, str):
-            raise BadPayload(f"type must be a text such as float, not {json.dumps(type_text)}")
-        if value is None or isinstance(value, list | dict):
-            raise BadPayload(f"value must be a number, true/false or a text, not {json.dumps(value)}")
-        try:
-            return (ValueType.parse(type_text) if type_text else None), value
-        except InvalidType as exc:
-            raise BadPayload(str(exc)) from None
-    if ":" in text:
-        try:
-            return parse_typed_value(text)
-        except (InvalidType, InvalidValue) as exc:
-            raise BadPayload(str(exc)) from None
-    return None, text
