@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import shlex
 import ssl
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -387,3 +392,34 @@ def test_mqtt_state_is_published_at_connection_and_again_after_the_broker_restar
             await server.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_mqtt_migration_note_clears_an_old_retained_topic_with_its_mosquitto_pub_command(broker: Mosquitto) -> None:
+    """docs/mqtt.md tells users of the old per-request topics to clear each with mosquitto_pub; its command, as
+    printed there (pointed at the test's broker), leaves no retained message behind."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    command = re.search(r"`(mosquitto_pub -t (\S+) -r -n)`", page)
+    assert command is not None, "docs/mqtt.md no longer shows the mosquitto_pub command"
+    topic = command.group(2)
+
+    async def retained() -> list[bytes]:
+        """What a new subscriber gets at once on `topic`: the retained message, if any."""
+        got: list[bytes] = []
+        async with aiomqtt.Client(HOST, broker.port, timeout=5) as client:
+            await client.subscribe(topic, qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for message in client.messages:
+                        got.append(bytes(message.payload))  # type: ignore[arg-type]  # bytes from the broker
+        return got
+
+    async def publish_old() -> None:
+        async with aiomqtt.Client(HOST, broker.port, timeout=5) as client:
+            await client.publish(topic, json.dumps({"value": 1}), qos=1, retain=True)
+
+    asyncio.run(publish_old())
+    assert asyncio.run(retained()) == [b'{"value": 1}']
+    args = [*shlex.split(command.group(1)), "-h", HOST, "-p", str(broker.port)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+    assert asyncio.run(retained()) == []
