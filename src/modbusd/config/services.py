@@ -22,9 +22,7 @@ from modbusd.config.schema import (
 )
 from modbusd.config.tls import TlsSettingError, mqtt_tls_context
 from modbusd.model.device import Layout
-from modbusd.model.names import InvalidName, parse_address
 from modbusd.model.points import NAME
-from modbusd.model.values import InvalidType, ValueType
 from modbusd.protocol.serial_line import Framing, SerialLine
 
 
@@ -131,8 +129,10 @@ class ServiceTables(Reader):
         """[events] subscribe: points whose client writes make events, ``"POINT[:TYPE]"`` each."""
         path: Path_ = ("events",)
         raw = self.table(data, path, ("subscribe",))
-        if "subscribe" not in raw:
-            return ()
+        return self.subscriptions(raw, path) if "subscribe" in raw else ()
+
+    def subscriptions(self, raw: dict[str, Any], path: Path_) -> tuple[Subscribe, ...]:
+        """A table's ``subscribe`` list ([events], and [mqtt]'s deprecated one), each ``"POINT[:TYPE]"`` checked."""
         where = (*path, "subscribe")
         points = raw["subscribe"]
         if not isinstance(points, list) or not all(isinstance(p, str) for p in points):
@@ -231,21 +231,9 @@ class ServiceTables(Reader):
             options["qos"] = self.integer(raw, path, "qos", 0, 2)
         if "queue" in raw:
             options["queue"] = self.integer(raw, path, "queue", 1, 10_000_000)
-        if "subscribe" in raw:
-            points = raw["subscribe"]
-            if not isinstance(points, list) or not all(isinstance(p, str) for p in points):
-                raise self.error((*path, "subscribe"), f"expected a list of points such as [\"100.hr:float\"], "
-                                                       f"got {points!r}")  # fmt: skip
-            for text in points:
-                point, _, type_text = text.partition(":")
-                try:
-                    if not NAME.fullmatch(point.strip()):
-                        parse_address(point)
-                    if type_text:
-                        ValueType.parse(type_text)
-                except (InvalidName, InvalidType) as exc:
-                    raise self.error((*path, "subscribe"), f"{text!r}: {exc}") from None
-            options["subscribe"] = tuple(points)
+        if "subscribe" in raw:  # checked now, with its line; read as [events] subscribe (`Config.subscriptions`)
+            self.subscriptions(raw, path)
+            options["subscribe"] = tuple(raw["subscribe"])
         for key, what in (("ca", "the CA certificates"), ("cert", "the client certificate"), ("key", "its key")):
             if key in raw:  # relative to the device file's folder, as the events log is
                 text = self.typed(raw, path, key, str, f'a PEM file of {what}, such as "{key}.pem"')
