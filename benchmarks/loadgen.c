@@ -60,13 +60,19 @@ static struct {
     bool idle, verbose;
 } opt;
 
+/* One line on stderr, "loadgen: " first: what fail() and note() both print. */
+static void say(const char *fmt, va_list ap)
+{
+    fputs("loadgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 static void fail(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("loadgen: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(fmt, ap);
     va_end(ap);
     exit(code);
 }
@@ -282,9 +288,7 @@ static void note(const char *fmt, ...)
     verbose_left--;
     va_list ap;
     va_start(ap, fmt);
-    fputs("loadgen: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(fmt, ap);
     va_end(ap);
 }
 
