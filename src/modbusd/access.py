@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from modbusd.model.device import Device
 from modbusd.model.names import Location, parse_address
 from modbusd.model.points import NAME, Point, UnknownPoint, default_type, read_at, width, write_at
-from modbusd.model.values import InvalidType, Kind, Value, ValueType
+from modbusd.model.values import InvalidType, Kind, Order, Value, ValueType
 
 Span = list[tuple[Location, bytes, Value]]
 """A range's values: where each one is, its raw content (register bytes, or one 0/1 byte for a bit), its value."""
@@ -103,14 +103,16 @@ class PointAccess:
             for unit, device in units.items()
         }  # fmt: skip
 
-    def read(self, point: str, vtype: ValueType | str | None = None) -> Value:
-        """The value of a data point (by name) or of any address, as its own type or as `vtype`."""
+    def read(self, point: str, vtype: ValueType | str | None = None, order: Order | str | None = None) -> Value:
+        """The value of a data point (by name) or of any address, as its own type (or `vtype`) and order."""
         device, found = self.locate(point)
-        return read_at(device, found.location, _chosen(found, vtype), found.order)
+        return read_at(device, found.location, _chosen(found, vtype), order or found.order)
 
-    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None) -> Span:
+    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None,
+                   order: Order | str | None = None) -> Span:  # fmt: skip
         """`count` values of the point's type (or `vtype`) laid end to end from a point or address on, each read
-        in the first point's byte order; IllegalDataAddress, and nothing read, when the range leaves the table."""
+        in the first point's byte order (or `order`); IllegalDataAddress, and nothing read, when the range leaves
+        the table."""
         device, found = self.locate(point)
         chosen = _chosen(found, vtype)
         where = found.location
@@ -127,13 +129,14 @@ class PointAccess:
         for i in range(count):
             location = Location(where.table, where.address + i * step, where.unit_id)
             part = raw[i * step : (i + 1) * step] if where.table.is_bits else raw[2 * i * step : 2 * (i + 1) * step]
-            span.append((location, part, read_at(device, location, chosen, found.order)))
+            span.append((location, part, read_at(device, location, chosen, order or found.order)))
         return span
 
-    def write(self, point: str, value: Value, vtype: ValueType | str | None = None) -> None:
+    def write(self, point: str, value: Value, vtype: ValueType | str | None = None,
+              order: Order | str | None = None) -> None:  # fmt: skip
         """Store a value (or its text) at a data point or any address, every table included."""
         device, found = self.locate(point)
-        write_at(device, found.location, _chosen(found, vtype), value, found.order)
+        write_at(device, found.location, _chosen(found, vtype), value, order or found.order)
 
 
 def _chosen(found: Point, vtype: ValueType | str | None) -> ValueType:

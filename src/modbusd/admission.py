@@ -187,6 +187,12 @@ class Admission:
         if not self._full:
             self.accepting.set()
 
+    def describe(self, now: float) -> list[dict[str, object]]:
+        """The open connections for a person watching (the console's ``GET /connections``), oldest first."""
+        return [{"peer": c.peer, "requests": c.requests, "open_s": round(now - c.opened, 1),
+                 "idle_s": round(now - c.last_active, 1), "closing": c.closing}
+                for c in sorted(self.connections, key=lambda c: c.opened)]  # fmt: skip
+
     # ---------------------------------------------------------------------------------- time-outs
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

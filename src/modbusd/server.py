@@ -259,25 +259,28 @@ class Server:
         """
         return self._points.locate(point)
 
-    def read(self, point: str, vtype: ValueType | str | None = None) -> Value:
-        """The value of a data point (by name) or of any address, as its own type or as `vtype`.
+    def read(self, point: str, vtype: ValueType | str | None = None, order: Order | str | None = None) -> Value:
+        """The value of a data point (by name) or of any address, as its own type or as `vtype`, in its own
+        word order or `order`.
 
         `server.read("temperature")`, `server.read("30001", "float")`. IllegalDataAddress outside the table.
         """
-        return self._points.read(point, vtype)
+        return self._points.read(point, vtype, order)
 
-    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None) -> Span:
+    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None,
+                   order: Order | str | None = None) -> Span:  # fmt: skip
         """`count` values laid end to end from a point or address on, as (Location, raw bytes, value): what
         `modbusd get 40001:10 float` shows. A float takes two registers; a range of bits is read bit by bit."""
-        return self._points.read_range(point, count, vtype)
+        return self._points.read_range(point, count, vtype, order)
 
-    def write(self, point: str, value: Value, vtype: ValueType | str | None = None) -> None:
+    def write(self, point: str, value: Value, vtype: ValueType | str | None = None,
+              order: Order | str | None = None) -> None:  # fmt: skip
         """Store a value (or its text) at a data point or any address, every table included.
 
         `server.write("30001", 21.5, "float")`, `server.write("pump_on", "on")`. The read-only tables are read-only
         for clients, not for the program that owns the server (as in HSYCO's).
         """
-        self._points.write(point, value, vtype)
+        self._points.write(point, value, vtype, order)
 
     def counters(self) -> dict[str, object]:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
@@ -358,6 +361,10 @@ class Server:
     @property
     def write_timeout(self) -> float | None:
         return self._admission.write_timeout
+
+    def connections(self) -> list[dict[str, object]]:
+        """The open TCP connections (Modbus/TCP, RTU over TCP): peer, requests completed, seconds open and idle."""
+        return self._admission.describe(time.monotonic())
 
     @property
     def connection_count(self) -> int:

@@ -17,6 +17,7 @@ from modbusd import (
     InvalidName,
     InvalidType,
     InvalidValue,
+    Order,
     Point,
     Server,
     UnknownPoint,
@@ -26,6 +27,8 @@ from modbusd import (
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
+from modbusd.web.static import HEADERS, StaticFile, load, wants_html
+from modbusd.web.window import Window, devices, parse_order, read_window
 
 log = logging.getLogger("modbusd.web")
 
@@ -33,7 +36,11 @@ HEADER_TIMEOUT = 10.0  # seconds a connection may take to send a request's heade
 BODY_TIMEOUT = 10.0  # seconds a request's body may take to arrive once its headers have
 MAX_BODY = 64 * 1024  # bytes: a write is {"type": "string:240", "value": "…"} at most, a few hundred bytes
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
-USAGE = 'expected {"value": V} or {"type": T, "value": V}, e.g. {"type": "float", "value": 21.5}'
+USAGE = (
+    'expected {"value": V} or {"type": T, "value": V} (and "order": "CDAB" or another word order), '
+    'e.g. {"type": "float", "value": 21.5}'
+)
+CONSOLE = "/console/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +84,21 @@ def check(request: Any, hosts: HostCheck, token: str | None) -> None:
     if not hosts.allows(host):
         raise Refused(421, f"this control API does not answer to the name {host!r}: use 127.0.0.1 or localhost, "
                            "or allow the name with --http-allow-host (allow_hosts in [http])")  # fmt: skip
-    if token is not None and not token_matches(request.headers.get("Authorization"), token):
+    if token is not None and not public(request) and not token_matches(request.headers.get("Authorization"), token):
         raise Refused(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
     if request.method in WRITES and request.match_info.http_exception is None:  # a route that writes
         if not same_origin(request.headers.get("Origin"), host):
             raise Refused(403, "writes from another web site are refused (the Origin is not this API's own)")
         if not is_json(request.headers.get("Content-Type")):
             raise Refused(415, "a write needs Content-Type: application/json")
+
+
+def public(request: Any) -> bool:
+    """The console's files, and the way to them from ``/``: they hold no data, and a browser that navigates sends no
+    token (the page asks for it once and sends it with each API request, in the Authorization header)."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return request.path.startswith(CONSOLE) or (request.path == "/" and wants_html(request.headers.get("Accept")))
 
 
 async def read_json(request: Any, limits: Limits) -> object:
@@ -107,7 +122,7 @@ async def read_json(request: Any, limits: Limits) -> object:
 
 def typed_value(body: object) -> tuple[object, str | None]:
     """(value, type text or None) from a write's JSON body; Refused (400) for any other shape."""
-    if not isinstance(body, dict) or "value" not in body or set(body) - {"type", "value"}:
+    if not isinstance(body, dict) or "value" not in body or set(body) - {"type", "value", "order"}:
         raise Refused(400, USAGE)
     value, type_text = body["value"], body.get("type")
     if type_text is not None and not isinstance(type_text, str):
@@ -122,6 +137,16 @@ def typed_value(body: object) -> tuple[object, str | None]:
     if value is None or isinstance(value, list | dict):
         raise Refused(400, f"value must be a number, true/false or a text, not {json.dumps(value)[:40]}")
     return value, type_text
+
+
+def order_of(text: object) -> Order | None:
+    """A request's word order (``?order=`` or ``"order"``), or None for the point's own; Refused (400) otherwise."""
+    if text is not None and not isinstance(text, str):
+        raise Refused(400, "order must be a text: ABCD, CDAB, BADC or DCBA")
+    try:
+        return parse_order(text)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
 
 
 def make_app(
@@ -172,26 +197,29 @@ def make_app(
     async def read_point(request: Any) -> Any:
         text = request.match_info["point"]
         point, vtype = lookup(text, request.query.get("type"))
+        order = order_of(request.query.get("order"))
         count = request.query.get("count")
         if count is None:
-            return web.json_response(describe(point, vtype, server.read(text, vtype)))
+            return web.json_response(describe(point, vtype, server.read(text, vtype, order), order))
         try:
             number = range_count(count, point.location, vtype)
         except ValueError as exc:
             raise Refused(400, str(exc)) from None
-        span = server.read_range(text, number, vtype)
-        return web.json_response(describe_range(text, point, vtype, span))  # type: ignore[arg-type]  # values
+        span = server.read_range(text, number, vtype, order)
+        return web.json_response(describe_range(text, point, vtype, span, order))  # type: ignore[arg-type]  # values
 
     async def write_point(request: Any) -> Any:
         text = request.match_info["point"]
-        value, type_text = typed_value(await read_json(request, limits))
+        body = await read_json(request, limits)
+        value, type_text = typed_value(body)
+        order = order_of(body.get("order"))  # type: ignore[union-attr]  # typed_value made sure it is a dict
         point, vtype = lookup(text, type_text)
         if isinstance(value, bool) and vtype.kind.value != "bit":
             raise Refused(400, f"{vtype} takes a number or a text, not {json.dumps(value)}")
         if isinstance(value, float) and value.is_integer() and vtype.kind.value not in ("float", "double"):
             value = int(value)
-        server.write(text, value, vtype)  # type: ignore[arg-type]  # a JSON scalar: the type's parser checks it
-        return web.json_response(describe(point, vtype, server.read(text, vtype)))
+        server.write(text, value, vtype, order)  # type: ignore[arg-type]  # a JSON scalar: its type's parser checks it
+        return web.json_response(describe(point, vtype, server.read(text, vtype, order), order))
 
     async def counters(_request: Any) -> Any:
         return web.json_response(server.counters())
@@ -204,11 +232,31 @@ def make_app(
             return await streams.follow(web, request)
         return web.Response(body=streams.ring(), content_type=NDJSON)
 
-    async def index(_request: Any) -> Any:
+    async def window(request: Any) -> Any:
+        try:
+            asked = Window.parse(request.query)
+        except ValueError as exc:  # InvalidType included
+            raise Refused(400, str(exc)) from None
+        return web.json_response(read_window(server, asked))
+
+    async def static(request: Any) -> Any:
+        found = files.get(request.match_info.get("file") or "index.html")
+        if found is None:
+            raise Refused(404, "no such file in the console")
+        return web.Response(body=found.body, content_type=found.content_type, charset=found.charset, headers=HEADERS)
+
+    async def index(request: Any) -> Any:
+        if wants_html(request.headers.get("Accept")):  # a browser: the console; programs keep getting the index
+            return web.Response(status=302, headers={"Location": CONSOLE})
         return web.json_response({"modbusd": modbusd.__version__,
                                   "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T&count=N",
                                                 "PUT /points/{point}", "GET /counters",
-                                                "GET /log?follow=1"]})  # fmt: skip
+                                                "GET /log?follow=1", "GET /devices",
+                                                "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
+                                                "GET /connections"],
+                                  "console": CONSOLE})  # fmt: skip
+
+    files: dict[str, StaticFile] = load()
 
     streams = LogStreams(server)
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
@@ -219,4 +267,9 @@ def make_app(
     app.router.add_put("/points/{point}", write_point)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
+    app.router.add_get("/devices", lambda _request: web.json_response(devices(server)))
+    app.router.add_get("/window", window)
+    app.router.add_get("/connections", lambda _request: web.json_response({"connections": server.connections()}))
+    app.router.add_get(CONSOLE, static)
+    app.router.add_get(CONSOLE + "{file}", static)
     return app

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from modbusd import Location, Point, Server, UnknownPoint, ValueType, format_value, parse_address
+from modbusd import Location, Order, Point, Server, UnknownPoint, ValueType, format_value, parse_address
 
 SLICE = 100  # points described between two turns of the loop: well under a millisecond of work
 MAX_RANGE_REGISTERS = 125  # one FC03 read's worth (Application Protocol §6.3): a screenful, and a bounded answer
@@ -72,13 +72,13 @@ def spelling(text: str, point: Point) -> Callable[[Location], str]:
     return spell
 
 
-def describe_range(text: str, point: Point, vtype: ValueType, span: list[tuple[Location, bytes, object]]
-                   ) -> dict[str, object]:  # fmt: skip
+def describe_range(text: str, point: Point, vtype: ValueType, span: list[tuple[Location, bytes, object]],
+                   order: Order | None = None) -> dict[str, object]:  # fmt: skip
     spell = spelling(text, point)
     bits = point.location.table.is_bits
     return {
         "name": point.name or None, "unit_id": point.location.unit_id, "table": point.location.table.value,
-        "type": str(vtype), "order": point.order.value, "count": len(span),
+        "type": str(vtype), "order": (order or point.order).value, "count": len(span),
         "values": [{"address": spell(location), "raw": raw.hex(" ", 2).upper() if not bits else str(raw[0]),
                     "value": json_value(vtype, value), "text": format_value(vtype, value)}  # type: ignore[arg-type]
                    for location, raw, value in span],
@@ -92,14 +92,14 @@ def json_value(vtype: ValueType, value: object) -> object:
     return value
 
 
-def describe(point: Point, vtype: ValueType, value: object) -> dict[str, object]:
+def describe(point: Point, vtype: ValueType, value: object, order: Order | None = None) -> dict[str, object]:
     return {
         "name": point.name or None,
         "unit_id": point.location.unit_id,
         "table": point.location.table.value,
         "address": point.notations(),
         "type": str(vtype),
-        "order": point.order.value,
+        "order": (order or point.order).value,
         "value": json_value(vtype, value),
         "text": format_value(vtype, value),  # type: ignore[arg-type]  # value came from Server.read
         "unit": point.unit,
