@@ -319,3 +319,12 @@ def launch() -> Iterator[Callable[..., Any]]:
         if child.proc.poll() is None:
             child.proc.kill()
         child.finish(EXIT_TIMEOUT)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Each phase's report kept on the test item (`item.report_call`), so a fixture's teardown can tell that its test
+    failed: the browser tests save a screenshot then."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

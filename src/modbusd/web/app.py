@@ -232,6 +232,12 @@ def make_app(
             return await streams.follow(web, request)
         return web.Response(body=streams.ring(), content_type=NDJSON)
 
+    async def device_list(_request: Any) -> Any:
+        return web.json_response(devices(server))
+
+    async def connections(_request: Any) -> Any:
+        return web.json_response({"connections": server.connections()})
+
     async def window(request: Any) -> Any:
         try:
             asked = Window.parse(request.query)
@@ -267,9 +273,9 @@ def make_app(
     app.router.add_put("/points/{point}", write_point)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
-    app.router.add_get("/devices", lambda _request: web.json_response(devices(server)))
+    app.router.add_get("/devices", device_list)
     app.router.add_get("/window", window)
-    app.router.add_get("/connections", lambda _request: web.json_response({"connections": server.connections()}))
+    app.router.add_get("/connections", connections)
     app.router.add_get(CONSOLE, static)
     app.router.add_get(CONSOLE + "{file}", static)
     return app
