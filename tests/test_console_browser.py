@@ -25,8 +25,9 @@ from modbusd.config import loads
 from tests.conftest import HOST, TIMEOUT
 
 pytest.importorskip("aiohttp")
-sync_api = pytest.importorskip("playwright.sync_api")
 from modbusd.web import HttpApi  # after the skip: aiohttp is an optional extra
+
+sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it): Playwright cannot download browsers here
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -109,7 +110,7 @@ def open_console(
         console = Console(page, server, api)
         page.on("console", lambda m: m.type in ("error", "warning") and console.errors.append(m.text))
         page.on("pageerror", lambda e: console.errors.append(str(e)))
-        page.on("request", lambda r: console.requests.append(r))
+        page.on("request", lambda r: console.requests.append(r))  # noqa: PLW0108  # Playwright marks its handlers
         made.append((console, context))
         return console
 
@@ -301,7 +302,10 @@ Promise.all([
                                        body: '{{"value": 99}}'}})),
   attempt('post-no-cors', fetch('{url}', {{method: 'POST', mode: 'no-cors', headers: {{'Content-Type': 'text/plain'}},
                                            body: '{{"value": 99}}'}})),
-]).then(() => {{ document.getElementById('form').submit(); setTimeout(() => document.title = results.join(' '), 500); }});
+]).then(() => {{
+  document.getElementById('form').submit();
+  setTimeout(() => document.title = results.join(' '), 500);
+}});
 </script>"""
         body = page.encode()
         self.send_response(200)
