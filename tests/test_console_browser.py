@@ -195,6 +195,11 @@ def test_notation_type_and_word_order_switch_at_any_time(open_console: Callable[
     console.page.select_option("#type", "float")
     sync_api.expect(console.row_address(2)).to_have_text("40003")
     sync_api.expect(console.value(2)).to_have_text("21.5")
+    console.tab("selection")  # a range, read by the server as every type
+    console.row_address(2).click()
+    console.row_address(4).click(modifiers=["Shift"])
+    sync_api.expect(console.page.locator("#selection-body")).to_contain_text("21.5  0.0")
+    sync_api.expect(console.page.locator("#selection-body")).to_contain_text("41AC  0000  0000  0000")
     console.page.select_option("#notation", "hex")
     sync_api.expect(console.row_address(2)).to_have_text("0x0002")
     console.page.fill("#goto", "setpoint")  # a name, parsed by the server: its float in CDAB order
