@@ -5,6 +5,7 @@ import re
 from collections.abc import Callable
 
 from modbusd import config as device_file
+from modbusd.authorize import parse_network
 from modbusd.protocol.serial_line import parse_parity
 from modbusd.server import SerialLine, TcpTarget
 
@@ -45,6 +46,15 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} outside 0..65535")
     return port
+
+
+def _network(text: str) -> str:
+    """--allow's client address or network, checked as the device file's allow lists are."""
+    try:
+        parse_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
 
 
 def _slave_id(text: str) -> int:

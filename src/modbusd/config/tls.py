@@ -126,6 +126,9 @@ def _passphrase() -> str:
     return passphrase
 
 
+_SHORT_CHAINS: set[str] = set()
+
+
 def _check_validity(path: str) -> None:
     """The server's certificate is valid now (OpenSSL loads an expired one without a word, and then every client
     refuses it), and a chain that stops short of a self-signed root is reported (R-46 wants the whole chain)."""
@@ -147,7 +150,8 @@ def _check_validity(path: str) -> None:
     if leaf.not_valid_before_utc > now:
         raise TlsSettingError("cert", f"{path}: the certificate is valid only from "
                                       f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check the clock)")  # fmt: skip
-    if chain[-1].issuer != chain[-1].subject:
+    if chain[-1].issuer != chain[-1].subject and path not in _SHORT_CHAINS:
+        _SHORT_CHAINS.add(path)  # the settings are read more than once (file, command line, server): said once
         log.warning("%s ends at %s, which is not a root CA: clients that do not hold the rest of the chain will "
                     "refuse it (MODBUS/TCP Security R-46: append the issuing CAs to the file, down to the root)",
                     path, chain[-1].subject.rfc4514_string())  # fmt: skip
