@@ -92,6 +92,7 @@ def server_tls_context(config: TlsConfig) -> ssl.SSLContext:
     _pem("cert", config.cert, CERTIFICATE, "certificate")
     _pem("cert" if config.key is None else "key", config.key or config.cert, PRIVATE_KEY, "private key")
     _check_validity(config.cert)
+    _check_passphrase(config.key or config.cert)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
@@ -105,9 +106,6 @@ def server_tls_context(config: TlsConfig) -> ssl.SSLContext:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise TlsSettingError("key" if config.key else "cert", f"{config.key or config.cert}: this key "
                                   f"does not match the certificate {config.cert}") from None  # fmt: skip
-        if exc.reason in ("BAD_DECRYPT", "BAD_PASSWORD_READ") or "decrypt" in str(exc).lower():
-            raise TlsSettingError("key", f"{config.key or config.cert}: the passphrase in {KEY_PASSWORD_ENV} "
-                                         "does not decrypt this key") from None  # fmt: skip
         raise TlsSettingError("cert", f"{config.cert}: cannot use it: {exc.reason or exc}") from None
     return context
 
@@ -124,6 +122,25 @@ def _passphrase() -> str:
         raise TlsSettingError("key", f"the private key is encrypted: give its passphrase in the environment "
                                      f"variable {KEY_PASSWORD_ENV}")  # fmt: skip
     return passphrase
+
+
+def _check_passphrase(path: str) -> None:
+    """An encrypted key opens with the passphrase given (OpenSSL says only "PEM lib" when it does not)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key  # checked by _check_validity
+
+    with open(path, "rb") as file:
+        pem = file.read(MAX_PEM)
+    try:
+        load_pem_private_key(pem, None)
+    except TypeError:  # encrypted
+        passphrase = _passphrase()
+        try:
+            load_pem_private_key(pem, passphrase.encode())
+        except ValueError:
+            raise TlsSettingError("key", f"{path}: the passphrase in {KEY_PASSWORD_ENV} does not decrypt this "
+                                         "key") from None  # fmt: skip
+    except ValueError:  # not a key cryptography reads: OpenSSL says what it makes of it
+        return
 
 
 _SHORT_CHAINS: set[str] = set()
