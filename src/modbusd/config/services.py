@@ -85,9 +85,9 @@ class ServiceTables(AccessTables):
         if "unknown_unit" in raw:
             options["unknown_unit"] = self.choice(raw, path, "unknown_unit", UNKNOWN_UNIT_POLICIES)
         config = ServerConfig(**options)
-        if config.port is None and not config.serves_serial and config.udp is None:
+        if config.port is None and not config.serves_serial and config.udp is None and config.tls is None:
             raise self.error((*path, "port"), "Modbus/TCP is off and no other transport is given "
-                                              "([server.udp], [server.rtu_over_tcp], [[server.serial]]): "
+                                              "([server.tls], [server.udp], [server.rtu_over_tcp], [[server.serial]]): "
                                               "nothing would be served")  # fmt: skip
         if config.rtu_over_tcp is not None and config.rtu_over_tcp == config.port != 0:
             raise self.error((*path, "rtu_over_tcp", "port"), f"port {config.port} is Modbus/TCP's already "
