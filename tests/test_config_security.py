@@ -12,7 +12,7 @@ import pytest
 
 from modbusd import Server
 from modbusd.authorize import ReadOnly
-from modbusd.config import ConfigError, TlsConfig, TlsSettingError, loads, server_tls_context
+from modbusd.config import ConfigError, TlsConfig, TlsSettingError, loads, server_tls_context, summary
 from modbusd.model.names import Table
 from modbusd.protocol.codes import ExceptionCode
 from tests.certificates import Authority
@@ -71,6 +71,9 @@ def test_a_device_file_with_tls_roles_read_only_ranges_and_allow_lists(tmp_path:
     assert isinstance(device.guard, ReadOnly) and device.guard.code is ExceptionCode.SERVER_DEVICE_FAILURE
     server = Server.from_config(config)
     assert server.counters()["security"]["denied"] == 0  # type: ignore[index]
+    shown = summary(config)  # what modbusd check prints
+    assert "roles: operator, viewer" in shown and "read-only (unit 1): 0-9.hr, 0-7.co (exception 04)" in shown
+    assert "allow (unit 1): 10.0.0.5" in shown and "allow udp: 192.0.2.7" in shown
 
 
 @pytest.mark.parametrize(
