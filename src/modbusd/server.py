@@ -37,15 +37,9 @@ from modbusd.admission import FRAME_TIMEOUT, WRITE_TIMEOUT, Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.authorize import Roles
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
-from modbusd.config import (
-    DEFAULT_TLS_PORT,
-    EVENTS_LOG_FILES,
-    EVENTS_LOG_MAX_BYTES,
-    HOOK_TIMEOUT,
-    Config,
-    import_hook,
-    server_tls_context,
-)
+from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
+from modbusd.config.schema import DEFAULT_TLS_PORT
+from modbusd.config.tls import server_tls_context
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
