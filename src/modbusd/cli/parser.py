@@ -1,5 +1,5 @@
-"""The server's options (`modbusd [options]`), in the groups --help shows: server, data, serial lines, gateway,
-control API, MQTT, events and logging. Their value types are in `options.py`."""
+"""The server's options (`modbusd [options]`), in the groups --help shows: server, security, data, serial lines,
+gateway, control API, MQTT, events and logging. Their value types are in `options.py`."""
 
 import argparse
 
