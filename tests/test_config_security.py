@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from modbusd.config import ConfigError, TlsConfig, TlsSettingError, loads, serve
 from modbusd.model.names import Table
 from modbusd.protocol.codes import ExceptionCode
 from tests.certificates import Authority
-from tests.test_cli import SRC
+from tests.conftest import free_port
+from tests.test_cli import SRC, Modbusd
 
 HR = Table.HOLDING_REGISTERS
 
@@ -161,3 +163,12 @@ def test_the_command_line_refuses_unusable_certificates_in_one_line_with_exit_2(
 def test_the_command_line_wants_tls_for_certificates(tmp_path: Path, ca: Authority) -> None:
     done = run_modbusd("--cert", "server.crt", cwd=tmp_path)
     assert done.returncode == 2 and "give --tls [PORT] too" in done.stderr
+
+
+def test_the_command_line_serves_tls_alone_when_only_tls_is_named(
+    tmp_path: Path, ca: Authority, launch: Callable[..., Modbusd]
+) -> None:
+    port = free_port()
+    files = ["--cert", str(tmp_path / "server.crt"), "--key", str(tmp_path / "server.key"), "--ca", str(ca.path)]
+    banner = launch("--tls", str(port), "--host", "127.0.0.1", *files).running()
+    assert f"Starting server with TLS on 127.0.0.1 port {port}." in banner[1]  # no plain Modbus/TCP beside it
