@@ -5,7 +5,6 @@ import re
 from collections.abc import Callable
 
 from modbusd import config as device_file
-from modbusd.authorize import parse_network
 from modbusd.protocol.serial_line import parse_parity
 from modbusd.server import SerialLine, TcpTarget
 
@@ -51,7 +50,7 @@ def _port(text: str) -> int:
 def _network(text: str) -> str:
     """--allow's client address or network, checked as the device file's allow lists are."""
     try:
-        parse_network(text)
+        device_file.parse_network(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text.strip()

@@ -35,6 +35,7 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 
 from importlib.resources import files
 
+from modbusd.authorize import parse_network  # the allow lists' addresses, for the command line's --allow
 from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
@@ -75,6 +76,6 @@ __all__ = [
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS",
     "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "HttpAccessError", "HttpConfig", "MqttConfig",
     "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "check_host_name", "check_http_access",
-    "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url", "parse_subscribe",
-    "server_tls_context", "summary",
+    "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url", "parse_network",
+    "parse_subscribe", "server_tls_context", "summary",
 ]  # fmt: skip
