@@ -117,9 +117,22 @@ def test_every_block_names_its_language_and_no_python_hides_unmarked() -> None:
     assert blocks("python"), "no python block found: the pattern or the pages moved"
 
 
+@pytest.fixture(scope="session")
+def readme_certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the certificates and keys the README's "Secure deployment" commands make, run as written."""
+    folder = tmp_path_factory.mktemp("certificates")
+    make = blocks("sh", "README.md", "## Secure deployment")[0].code
+    done = subprocess.run(["sh", "-ec", make], cwd=folder, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
 @pytest.mark.parametrize("block", blocks("toml"), ids=str)
-def test_toml_block_is_a_device_file_modbusd_loads(block: Block) -> None:
-    loads(block.code, str(block))  # a ConfigError fails the test with FILE:LINE: key: what is wrong
+def test_toml_block_is_a_device_file_modbusd_loads(block: Block, request: pytest.FixtureRequest) -> None:
+    # a file with [server.tls] names certificates, which must exist: beside the README's, as its commands make them
+    base = request.getfixturevalue("readme_certificates") if "[server.tls]" in block.code else None
+    loads(block.code, str(block), base=base)  # a ConfigError fails the test with FILE:LINE: key: what is wrong
 
 
 def modbusd_command(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

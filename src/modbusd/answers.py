@@ -16,7 +16,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from modbusd import handler
 from modbusd.bus import Bus, LineErrors
@@ -34,6 +34,9 @@ from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import AddressedAnswer, Answer, Session
+
+if TYPE_CHECKING:
+    from modbusd.security import Security
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
@@ -67,15 +70,21 @@ class Hook:
         self.name = name  # the server's, passed to the hook
         self.hub = hub
         self.forwarded = forwarded
+        self.takes_role = _takes_role(hook)
 
     def __call__(
-        self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object], transport: str
-    ) -> bytes | Awaitable[bytes | None] | object:
+        self, peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object], transport: str, *,
+        role: str | None = None,
+    ) -> bytes | Awaitable[bytes | None] | object:  # fmt: skip
         """The hook's answer: a checked response, an awaitable of one, or _PASS when the tables answer.
 
-        `transport`: for the request log's record of what the hook answered."""
+        `transport`: for the request log's record of what the hook answered. `role`: the TLS client's, passed as
+        ``role=`` to a hook whose signature takes it (the four-argument hooks written before roles still work)."""
         try:
-            result = self.hook(self.name, peer, unit_id, pdu)
+            if self.takes_role:
+                result = self.hook(self.name, peer, unit_id, pdu, role=role)  # type: ignore[call-arg]  # checked
+            else:
+                result = self.hook(self.name, peer, unit_id, pdu)
         except ModbusError as exc:  # a deliberate exception response
             reply = exception_pdu(pdu[0], exc.code)
         except Exception as exc:
@@ -84,14 +93,14 @@ class Hook:
             if result is None:
                 return _PASS
             if result.__class__ is not bytes and inspect.isawaitable(result):
-                return self._await(result, peer, unit_id, pdu, tables, transport)
+                return self._await(result, peer, unit_id, pdu, tables, transport, role)
             reply = self._checked(peer, pdu, result)
-        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport)  # tables untouched: logged
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport, role=role)  # tables untouched
         return reply
 
     async def _await(  # noqa: PLR0917  (the request's parts, as __call__ got them)
         self, awaitable: Awaitable[object], peer: str, unit_id: int, pdu: bytes, tables: Callable[[int, bytes], object],
-        transport: str,
+        transport: str, role: str | None,
     ) -> bytes | None:  # fmt: skip
         try:
             result = await asyncio.wait_for(awaitable, self.timeout)
@@ -108,7 +117,7 @@ class Hook:
                     answered = await answered
                 return answered  # type: ignore[return-value]  # a response PDU or None
             reply = self._checked(peer, pdu, result)
-        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport)
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport, role=role)
         return reply
 
     def _checked(self, peer: str, pdu: bytes, result: object) -> bytes:
@@ -122,6 +131,15 @@ class Hook:
     def _failed(peer: str, pdu: bytes, reason: str) -> bytes:
         log.error("request hook %s on %s from %s; answered with exception 04", reason, pdu.hex(" "), peer)
         return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
+
+
+def _takes_role(hook: RequestHook) -> bool:
+    """Whether `hook` accepts a ``role`` keyword (a parameter of that name, or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # a builtin or a callable without a signature: the four arguments only
+        return False
+    return any(p.name == "role" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class UdpDrops:
@@ -152,7 +170,9 @@ class Answers:
         quit_word: bytes | None,
         on_quit: Callable[[], None],
         warnings: RateLimitedLog,
+        security: Security | None = None,
     ) -> None:
+        """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions."""
         self._single = single
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
@@ -163,6 +183,7 @@ class Answers:
         self._quit_word = quit_word
         self._on_quit = on_quit
         self._warnings = warnings  # the server's: one line per kind and client a minute
+        self._security = security
         self.answer = self._make_answer()
         self.udp_drops = UdpDrops()
 
@@ -208,14 +229,29 @@ class Answers:
 
     # ------------------------------------------------------------------------------ sessions, per transport
 
-    def tcp_session(self, peer: str) -> Session:
-        return Session(self._session_answer(peer, "tcp"), peer=peer, discard=self._discarded, quit_word=self._quit_word,
+    def tcp_session(self, peer: str, *, tls: bool = False, role: str | None = None) -> Session:
+        """A Modbus/TCP connection's session; `tls`: Modbus/TCP Security's, whose client has `role`."""
+        answer = self._guarded(peer, "tls" if tls else "tcp", role)
+        return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word,
                        on_quit=self._on_quit)  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        return Session(self._session_answer(peer, "udp"), framer=framer, peer=peer, discard=self._discarded)
+        return Session(self._guarded(peer, "udp", None), framer=framer, peer=peer, discard=self._discarded)
+
+    def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:
+        """The session's answer behind the access rules (`security.py`), when there are any."""
+        answer = self._session_answer(peer, transport, role)
+        if self._security is None:
+            return answer
+        return self._security.guard(answer, peer, role=role, tls=transport == "tls", absent=self._absent)
+
+    def _absent(self, unit_id: int, pdu: bytes) -> bytes | None:
+        """What a unit id without a device gets: exception 0x0B, or silence (`UnknownUnit.IGNORE`)."""
+        if self._unknown_unit is UnknownUnit.IGNORE:
+            return None
+        return exception_pdu(pdu[0], ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND)
 
     def _udp_dropped(self, peer: str, requests: list[Adu], extra: int) -> None:
         """Counted in `counters()["udp"]`, and each whole request on its device as a frame that reached it and was
@@ -260,8 +296,9 @@ class Answers:
 
     # ------------------------------------------------------------------------------------- answer functions
 
-    def _session_answer(self, peer: str, transport: str) -> Answer:
-        """The answer function of one Modbus/TCP connection or UDP datagram (`transport`) from `peer`.
+    def _session_answer(self, peer: str, transport: str, role: str | None = None) -> Answer:
+        """The answer function of one Modbus/TCP connection or UDP datagram (`transport`) from `peer`; `role`: a
+        TLS client's, for the hook, the events log and the events.
 
         Without a hook it costs one set lookup more than the tables' own answer: a request is observed (a
         write's events and events log line; any request's record while the request log is followed) only while
@@ -270,11 +307,19 @@ class Answers:
         # One function per connection: its context travels in default arguments, one tuple, rather than in
         # a closure's cells, one object each (memory per idle connection).
         single = self._single
+        observed_write = self._observed
+        if role is not None:
+
+            def observed_write(
+                unit_id: int, pdu: bytes, peer: str, transport: str
+            ) -> bytes | Awaitable[bytes | None] | None:
+                return self._observed(unit_id, pdu, peer, transport, role)
+
         if single is not None and not self._routes:
 
             def tables(  # noqa: PLR0917  (defaults, not a calling convention: callers pass two)
                 unit_id: int, pdu: bytes, observed: set[int] = self._hub.observed,
-                write: Callable[[int, bytes, str, str], object] = self._observed,
+                write: Callable[[int, bytes, str, str], object] = observed_write,
                 respond: Callable[[Device, bytes], bytes | None] = handler.respond,
                 device: Device = single, peer: str = peer, transport: str = transport,
             ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
@@ -285,7 +330,7 @@ class Answers:
 
             def tables(  # noqa: PLR0917  (as above)
                 unit_id: int, pdu: bytes, observed: set[int] = self._hub.observed,
-                write: Callable[[int, bytes, str, str], object] = self._observed,
+                write: Callable[[int, bytes, str, str], object] = observed_write,
                 base: Answer = self.answer, peer: str = peer, transport: str = transport,
             ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
                 if pdu[0] in observed:
@@ -298,7 +343,7 @@ class Answers:
         routes = {} if hooked.forwarded else self._routes
 
         def answer(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
-            result = hooked(peer, unit_id, pdu, tables, transport)
+            result = hooked(peer, unit_id, pdu, tables, transport, role=role)
             return tables(unit_id, pdu) if result is _PASS else result  # type: ignore[return-value]  # not _PASS
 
         if not routes:
@@ -337,13 +382,15 @@ class Answers:
 
         return answer
 
-    def _observed(self, unit_id: int, pdu: bytes, peer: str, transport: str) -> bytes | Awaitable[bytes | None] | None:
+    def _observed(
+        self, unit_id: int, pdu: bytes, peer: str, transport: str, role: str | None = None
+    ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
         """A request over Modbus/TCP or UDP whose function code is observed (`EventsHub.observed`)."""
         if unit_id in self._routes:  # forwarded: the downstream device's write, and its business
             return self._hub.record_later(self.answer(unit_id, pdu), peer, transport, unit_id, pdu)  # type: ignore[arg-type]  # a future
         device = self.device_for(unit_id)
         if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
             reply = self.answer(unit_id, pdu)
-            self._hub.log_write(pdu, reply, peer, unit_id, transport=transport)  # type: ignore[arg-type]  # at once
+            self._hub.log_write(pdu, reply, peer, unit_id, transport=transport, role=role)  # type: ignore[arg-type]  # at once
             return reply
-        return self._hub.observe(device, unit_id, pdu, peer, False, transport=transport)
+        return self._hub.observe(device, unit_id, pdu, peer, False, transport=transport, role=role)

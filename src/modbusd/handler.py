@@ -295,6 +295,9 @@ def respond(device: Device, pdu: bytes, *, broadcast: bool = False, answer_broad
     events = d.events
     events.appendleft(_RECEIVED[broadcast])  # appendleft: newest first, as FC12 reports them
     try:
+        guard = device.guard
+        if guard is not None:  # read-only ranges (modbusd.authorize): refused before anything is done
+            guard(pdu)
         response = read_registers_fast(device, pdu) or encode_response(execute(decode_request(pdu), device))
     except ModbusError as exc:
         response = exception_pdu(pdu[0], exc.code)

@@ -127,6 +127,7 @@ class WriteEvent:
     bit: int | None
     type: ValueType
     function: int
+    role: str | None = None  # the client certificate's role over Modbus/TCP Security; None elsewhere
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -159,7 +160,7 @@ class Subscription:
 
     def events(
         self, before: bytes | list[bool], after: bytes | list[bool], written: tuple[int, int], *, server: str,
-        unit_id: int, client: str, time: float, request_id: int, function: int,
+        unit_id: int, client: str, time: float, request_id: int, function: int, role: str | None = None,
     ) -> list[WriteEvent]:  # fmt: skip
         unit = self.unit_id if self.unit_id is not None else unit_id
         prefix = f"{server}.{unit}."
@@ -167,7 +168,7 @@ class Subscription:
         def event(address: int, bit: int | None, value: Value, previous: Value) -> WriteEvent:
             name = f"{prefix}{address}.{self.table.suffix}" + ("" if bit is None else f".{bit}")
             return WriteEvent(name, value, previous, client, time, request_id, unit, self.table, address, bit,
-                              self.type, function)  # fmt: skip
+                              self.type, function, role)  # fmt: skip
 
         if self.table is Table.COILS:
             start, quantity = written
@@ -371,9 +372,10 @@ def outcome(response: bytes | None) -> dict[str, object]:
 
 def write_record(
     pdu: bytes, response: bytes | None, *, time: float, client: str, unit_id: int, request_id: int,
-    broadcast: bool = False, by: str = "tables",
+    broadcast: bool = False, by: str = "tables", role: str | None = None,
 ) -> dict[str, object]:  # fmt: skip
-    """One client write as one JSON-able record of the events log. `by`: "tables" or "hook" (it answered)."""
+    """One client write as one JSON-able record of the events log. `by`: "tables" or "hook" (it answered);
+    `role`: the client certificate's role (Modbus/TCP Security), left out when there is none."""
     address, quantity, values = _written_values(pdu)
     record: dict[str, object] = {
         "time": time, "kind": "write", "request_id": request_id, "client": client, "unit": unit_id,
@@ -381,6 +383,8 @@ def write_record(
     }  # fmt: skip
     if broadcast:
         record["broadcast"] = True
+    if role is not None:
+        record["role"] = role
     if by != "tables":
         record["by"] = by
     record.update(outcome(response))
@@ -389,7 +393,10 @@ def write_record(
 
 def event_record(event: WriteEvent) -> dict[str, object]:
     """One event as one JSON-able record of the events log (its time as seconds since the epoch)."""
-    return {
+    record: dict[str, object] = {
         "time": event.time, "kind": "event", "request_id": event.request_id, "client": event.client, "name": event.name,
         "type": str(event.type), "value": _json_value(event.value), "previous": _json_value(event.previous),
     }  # fmt: skip
+    if event.role is not None:
+        record["role"] = event.role
+    return record

@@ -140,15 +140,15 @@ class EventsHub:
     # ----------------------------------------------------------------------------- observed requests
 
     def observe(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool, *,
-                transport: str | None = None) -> bytes | None:  # fmt: skip
+                transport: str | None = None, role: str | None = None) -> bytes | None:  # fmt: skip
         """An observed request for `device`: a write with its events and log line, and its request-log record
         while someone follows. `transport` None: the serial bus's (a line's framing, or RTU over TCP)."""
         requests = self.requests
         if not requests.followers:  # only writes are observed: for their events and the events log
-            return self.write(device, unit_id, pdu, peer, broadcast)
+            return self.write(device, unit_id, pdu, peer, broadcast, role=role)
         started = time.perf_counter()
         if pdu[0] in WRITE_FUNCTIONS:
-            reply = self.write(device, unit_id, pdu, peer, broadcast)
+            reply = self.write(device, unit_id, pdu, peer, broadcast, role=role)
         else:
             reply = handler.respond(device, pdu, broadcast=broadcast)
         requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, started=started)
@@ -180,8 +180,10 @@ class EventsHub:
 
         return recorded()
 
-    def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool) -> bytes | None:
-        """Carry out a write request on `device`, with its events and its line in the events log.
+    def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool, *,
+              role: str | None = None) -> bytes | None:  # fmt: skip
+        """Carry out a write request on `device`, with its events and its line in the events log. `role`: the
+        client certificate's (Modbus/TCP Security), carried by the log line and the events.
 
         The subscribed points it touches are read before and after (only those, and only when there are any).
         """
@@ -194,24 +196,24 @@ class EventsHub:
         now = time.time()
         if self.events_log is not None:
             self.events_log.put(write_record(pdu, reply, time=now, client=peer, unit_id=unit_id,
-                                             request_id=request_id, broadcast=broadcast))  # fmt: skip
+                                             request_id=request_id, broadcast=broadcast, role=role))  # fmt: skip
         if touched and reply is not None and not reply[0] & 0x80:
             events: list[WriteEvent] = []
             for (subscription, written), old in zip(touched, before, strict=True):
                 events.extend(subscription.events(
                     old, subscription.capture(), written, server=self.name, unit_id=unit_id, client=peer,
-                    time=now, request_id=request_id, function=pdu[0]))  # fmt: skip
+                    time=now, request_id=request_id, function=pdu[0], role=role))  # fmt: skip
             self._publish(events)
         return None if broadcast else reply
 
     def log_write(self, pdu: bytes, reply: bytes | None, peer: str, unit_id: int, *, by: str = "tables",
-                  transport: str | None = None) -> None:  # fmt: skip
+                  transport: str | None = None, role: str | None = None) -> None:  # fmt: skip
         """The events log's line for a write no device carried out: none has the unit id (`by="tables"`: the
         answer is exception 0x0B or silence), or the request hook answered it (`by="hook"`); and the request
         log's record of any such request while someone follows."""
         if self.events_log is not None and pdu[0] in WRITE_FUNCTIONS:
             self.events_log.put(write_record(pdu, reply, time=time.time(), client=peer, unit_id=unit_id,
-                                             request_id=next(self._request_ids), by=by))  # fmt: skip
+                                             request_id=next(self._request_ids), by=by, role=role))  # fmt: skip
         if self.requests.followers:
             self.requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply)
 

@@ -26,16 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from modbusd.access import PointAccess, Span, split_devices
 from modbusd.admission import FRAME_TIMEOUT, WRITE_TIMEOUT, Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
+from modbusd.authorize import Roles
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
+from modbusd.config.schema import DEFAULT_TLS_PORT
+from modbusd.config.tls import server_tls_context
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
@@ -49,6 +53,7 @@ from modbusd.protocol.serial_line import SerialLine
 from modbusd.ratelimit import RateLimitedLog
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
+from modbusd.security import make_security
 from modbusd.session import Session
 from modbusd.traffic import RequestLog
 from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
@@ -103,6 +108,11 @@ class Server:
         events_log_max_bytes: int = EVENTS_LOG_MAX_BYTES,
         events_log_files: int = EVENTS_LOG_FILES,
         listen_only: bool = True,
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = DEFAULT_TLS_PORT,
+        roles: Roles | None = None,
+        allow: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
+        allow_units: Mapping[int, Iterable[str]] | None = None,
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -130,7 +140,13 @@ class Server:
 
         `listen_only`: False refuses FC08/04 Force Listen Only Mode on every device with exception 01, so that no
         client (nor one spoofed UDP datagram) can silence the devices for all the others (§6.8.1 requires it,
-        and only FC08/01 from a client, or a restart, ends it)."""
+        and only FC08/01 from a client, or a restart, ends it).
+
+        Access rules (docs/security.md): `tls`, a server context (`modbusd.config.server_tls_context`), serves
+        Modbus/TCP Security on `tls_port`; `roles` (`modbusd.authorize.Roles`) are its roles-to-rights rules
+        (None: a client with a certificate may do everything). `allow`: the client networks every network endpoint
+        accepts, or endpoint ("tcp", "tls", "udp", "rtu-over-tcp", "*") → networks; `allow_units`: unit id →
+        networks. A device's read-only ranges are its `guard` (`modbusd.authorize.ReadOnly`)."""
         self._single, self.devices = split_devices(devices)
         if not listen_only:
             for device in [self._single] if self._single is not None else self.devices.values():
@@ -141,7 +157,8 @@ class Server:
         self.quit_word = quit_word.encode() if isinstance(quit_word, str) else quit_word
         self.quit_requested = False
         self._transports = Transports(host, port, rtu_over_tcp=rtu_over_tcp, udp=udp, serving=self._serving,
-                                      serial_lines=(serial,) if isinstance(serial, SerialLine) else serial)  # fmt: skip
+                                      serial_lines=(serial,) if isinstance(serial, SerialLine) else serial,
+                                      tls=None if tls is None else (tls_port, tls))  # fmt: skip
         self.name = name
         if isinstance(hook, str):
             hook = import_hook(hook)  # type: ignore[assignment]  # a callable; what it returns is checked per request
@@ -152,6 +169,8 @@ class Server:
         self.events_log = None if events_log is None else EventsLog(
             events_log, max_bytes=events_log_max_bytes, files=events_log_files)  # fmt: skip
         self._hub = EventsHub(name, self.events_log)
+        self._security = make_security(tls=tls is not None, roles=roles, allow=allow, units=allow_units, hub=self._hub,
+                                       warnings=self._admission.peer_warnings)  # fmt: skip
         self._bus: Bus | None = None
         if self.serial_lines or rtu_over_tcp is not None:
             self._bus = make_bus(self._single, self.devices, unit_id, self._hub.observed, self._hub.observe)
@@ -164,6 +183,7 @@ class Server:
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
+            security=self._security,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -194,7 +214,9 @@ class Server:
             "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
             "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "hook_forwarded": s.hook_forwarded,
             "events_log": s.eventslog, "events_log_max_bytes": s.eventslog_max_bytes,
-            "events_log_files": s.eventslog_files, "listen_only": s.listen_only,
+            "events_log_files": s.eventslog_files, "listen_only": s.listen_only, "roles": config.roles,
+            "tls": None if s.tls is None else server_tls_context(s.tls), "tls_port": s.tls.port if s.tls else 0,
+            "allow": s.allow or None, "allow_units": config.allow_units or None,
         }  # fmt: skip
         server = cls(devices, **(options | transports))
         for item in config.subscriptions:  # the file's, and those the command line added
@@ -219,6 +241,11 @@ class Server:
     @property
     def rtu_over_tcp_port(self) -> int | None:
         return self._transports.rtu_over_tcp_port
+
+    @property
+    def tls_port(self) -> int | None:
+        """Modbus/TCP Security's port (the one bound, once started, when 0 was asked for); None: no TLS."""
+        return self._transports.tls_port
 
     @property
     def udp_port(self) -> int | None:
@@ -286,7 +313,8 @@ class Server:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
         counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()}  # fmt: skip
+                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
+                **({"security": self._security.counters()} if self._security is not None else {})}  # fmt: skip
 
     @property
     def requests(self) -> RequestLog:
@@ -383,6 +411,13 @@ class Server:
         self._admission.admit(connection)
         return self._answers.rtu_session(connection.peer)
 
+    def _open_tls_session(self, connection: TcpConnection) -> Session:
+        self._admission.admit(connection)
+        assert self._security is not None  # made whenever there is TLS
+        return self._security.tls_session(
+            connection, lambda peer, role: self._answers.tcp_session(peer, tls=True, role=role)
+        )
+
     def connection_closed(self, connection: TcpConnection) -> None:
         self._admission.closed(connection)
 
@@ -420,7 +455,9 @@ class Server:
             await self._transports.start(loop, self, rtu_session=self._open_rtu_session,
                                          udp_session=self._answers.udp_session,
                                          serial_session=self._answers.serial_session, gate=self._admission,
-                                         warnings=self._admission.peer_warnings)  # fmt: skip
+                                         warnings=self._admission.peer_warnings, tls_session=self._open_tls_session,
+                                         **({} if self._security is None else {"refuser": self._security.refuser,
+                                            "handshake_failed": self._security.handshake_failed}))  # fmt: skip
         except BaseException:
             await self.stop()
             raise

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modbusd.protocol.rtu import silent_intervals
 from modbusd.protocol.serial_line import Framing, SerialLine
@@ -49,9 +50,12 @@ class Transports:
         udp: int | None,
         serial_lines: Sequence[SerialLine],
         serving: Callable[[], bool],
+        tls: tuple[int, ssl.SSLContext] | None = None,
     ) -> None:
-        """`serving`: whether the server still serves, so that a serial port lost while it does is reported."""
+        """`serving`: whether the server still serves, so that a serial port lost while it does is reported.
+        `tls`: Modbus/TCP Security's (port, server context)."""
         self.host = host
+        self.tls_port, self._tls_context = (None, None) if tls is None else tls
         self.port = port
         self.rtu_over_tcp_port = rtu_over_tcp
         self.udp_port = udp
@@ -59,6 +63,7 @@ class Transports:
         self._serving = serving
         self._listener: TcpListener | None = None
         self._rtu_listener: TcpListener | None = None
+        self._tls_listener: TcpListener | None = None
         self._udp: UdpEndpoint | None = None
         self._serial: list[SerialConnection] = []
         self._closing_serial: list[SerialConnection] = []
@@ -74,24 +79,39 @@ class Transports:
         serial_session: Callable[[SerialLine], Session],
         gate: Gate,
         warnings: RateLimitedLog,
+        tls_session: OpenSession | None = None,
+        refuser: Callable[[str], Callable[[str], bool] | None] = lambda endpoint: None,
+        handshake_failed: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         """Bind and open everything; StartError naming the first transport that could not start. `gate`: whether
-        the TCP listeners accept (the connection limits); `warnings`: where UDP's repeated warnings go."""
+        the TCP listeners accept (the connection limits); `warnings`: where UDP's repeated warnings go.
+        `refuser(endpoint)`: the address check of an endpoint (tcp, tls, udp, rtu-over-tcp), None for none;
+        `tls_session` and `handshake_failed`: Modbus/TCP Security's sessions and failed handshakes."""
         buffer = read_buffer()
         host = self.host or None
         if self.port is not None:
-            self._listener = await _listen("tcp", host, self.port, lambda: TcpConnection(owner, buffer), gate)
+            self._listener = await _listen("tcp", host, self.port, lambda: TcpConnection(owner, buffer), gate,
+                                           refuse=refuser("tcp"))  # fmt: skip
             self.port = self._listener.port
             log.info("listening on %s port %d (Modbus/TCP)", self.host or "*", self.port)
         if self.rtu_over_tcp_port is not None:
             self._rtu_listener = await _listen("rtu-over-tcp", host, self.rtu_over_tcp_port,
-                                               lambda: TcpConnection(owner, buffer, rtu_session), gate)  # fmt: skip
+                                               lambda: TcpConnection(owner, buffer, rtu_session), gate,
+                                               refuse=refuser("rtu-over-tcp"))  # fmt: skip
             self.rtu_over_tcp_port = self._rtu_listener.port
             log.info("listening on %s port %d (RTU over TCP)", self.host or "*", self.rtu_over_tcp_port)
+        if self.tls_port is not None:
+            self._tls_listener = await _listen("tls", host, self.tls_port,
+                                               lambda: TcpConnection(owner, buffer, tls_session), gate,
+                                               tls=self._tls_context, refuse=refuser("tls"),
+                                               handshake_failed=handshake_failed)  # fmt: skip
+            self.tls_port = self._tls_listener.port
+            log.info("listening on %s port %d (Modbus/TCP Security, TLS)", self.host or "*", self.tls_port)
         if self.udp_port is not None:
             try:
                 transport, endpoint = await loop.create_datagram_endpoint(
-                    lambda: UdpEndpoint(udp_session, warnings), local_addr=(host or "0.0.0.0", self.udp_port)
+                    lambda: UdpEndpoint(udp_session, warnings, refuse=refuser("udp")),
+                    local_addr=(host or "0.0.0.0", self.udp_port),
                 )
             except OSError as exc:
                 raise StartError("udp", self.udp_port, exc) from exc
@@ -128,7 +148,7 @@ class Transports:
 
     def close(self) -> None:
         """Stop accepting: close the listeners, the UDP endpoint and the serial lines (each sends what it owes)."""
-        self._closing = [x for x in (self._listener, self._rtu_listener) if x is not None]
+        self._closing = [x for x in (self._listener, self._rtu_listener, self._tls_listener) if x is not None]
         for listener in self._closing:
             listener.close()
         if self._udp is not None:
@@ -144,7 +164,7 @@ class Transports:
     async def wait_closed(self) -> None:
         for listener in self._closing:
             await listener.wait_closed()
-        self._listener = self._rtu_listener = None
+        self._listener = self._rtu_listener = self._tls_listener = None
         self._closing = []
 
     def describe(self, units: Collection[int] | None) -> list[str]:
@@ -154,6 +174,8 @@ class Transports:
         items = []
         if self.port is not None:
             items.append(f"{host} port {self.port}")
+        if self.tls_port is not None:
+            items.append(f"TLS on {host} port {self.tls_port}")
         if units is not None:
             which = f"unit{'s' if len(units) > 1 else ''} {', '.join(str(unit) for unit in sorted(units))}"
             for line in self.serial_lines:
@@ -166,10 +188,11 @@ class Transports:
 
 
 async def _listen(
-    kind: str, host: str | None, port: int, factory: Callable[[], TcpConnection], gate: Gate
+    kind: str, host: str | None, port: int, factory: Callable[[], TcpConnection], gate: Gate, **options: Any
 ) -> TcpListener:  # fmt: skip
+    """`options`: TcpListener's (tls, refuse, handshake_failed)."""
     try:
-        listener = TcpListener(await bind(host, port), factory, gate)
+        listener = TcpListener(await bind(host, port), factory, gate, **options)
     except OSError as exc:
         raise StartError(kind, port, exc) from exc
     listener.start()

@@ -89,10 +89,16 @@ def _command(argv: Sequence[str] | None) -> int:
             log.warning("%s: [mqtt] subscribe is deprecated: use [events] subscribe (the MQTT bridge publishes "
                         "every subscription)", config.path)  # fmt: skip
         lines = _serial_lines(args)
-        named = bool(lines) or args.rtu_over_tcp is not None or args.udp is not None
+        named = bool(lines) or args.rtu_over_tcp is not None or args.udp is not None or args.tls is not None
         # naming transports serves exactly those (Modbus/TCP only when -p names it too); naming none serves the
         # device file's, if any (-p then sets the port of its Modbus/TCP, even one the file turned off)
-        transports = {"serial": lines, "rtu_over_tcp": args.rtu_over_tcp, "udp": args.udp, "port": args.port}
+        transports = {
+            "serial": lines,
+            "rtu_over_tcp": args.rtu_over_tcp,
+            "udp": args.udp,
+            "port": args.port,
+            **({"tls": None} if args.tls is None else {}),
+        }  # --tls: [server.tls] as _settings laid it out
         server = Server.from_config(
             config, address_register=args.address_register, **(transports if named else {}),
             **({"unit_id": args.unit} if args.unit is not None else {}),

@@ -47,6 +47,15 @@ def _port(text: str) -> int:
     return port
 
 
+def _network(text: str) -> str:
+    """--allow's client address or network, checked as the device file's allow lists are."""
+    try:
+        device_file.parse_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def _slave_id(text: str) -> int:
     try:
         unit = int(text, 0)

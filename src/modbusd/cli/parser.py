@@ -1,5 +1,5 @@
-"""The server's options (`modbusd [options]`), in the groups --help shows: server, data, serial lines, gateway,
-control API, MQTT, events and logging. Their value types are in `options.py`."""
+"""The server's options (`modbusd [options]`), in the groups --help shows: server, security, data, serial lines,
+gateway, control API, MQTT, events and logging. Their value types are in `options.py`."""
 
 import argparse
 
@@ -10,6 +10,7 @@ from modbusd.cli.options import (
     _count,
     _forward,
     _host_name,
+    _network,
     _parity,
     _port,
     _positive,
@@ -80,6 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"drop a connection that takes none of its responses for that long (default {WRITE_TIMEOUT:g})",
     )  # fmt: skip
     server.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
+    security = parser.add_argument_group("security", "Modbus/TCP Security and access rules (docs/security.md; "
+                                         "pip install 'modbusd[tls]' for TLS)")  # fmt: skip
+    security.add_argument(
+        "--tls", nargs="?", type=_port, const=device_file.DEFAULT_TLS_PORT, metavar="PORT",
+        help=f"serve Modbus/TCP Security (MBAP inside TLS 1.2+, client certificates required) on PORT (default "
+        f"{device_file.DEFAULT_TLS_PORT}); needs --cert, --key and --ca",
+    )  # fmt: skip
+    security.add_argument("--cert", metavar="FILE", help="with --tls: the server's certificate (PEM), followed by "
+                          "its chain down to the root CA")  # fmt: skip
+    security.add_argument(
+        "--key",
+        metavar="FILE",
+        help=f"with --tls: the certificate's private key (PEM; if "
+        f"encrypted, its passphrase in the environment variable {device_file.KEY_PASSWORD_ENV})",
+    )
+    security.add_argument("--ca", metavar="FILE", help="with --tls: the CA certificates (PEM) that clients' "
+                          "certificates must be signed by")  # fmt: skip
+    security.add_argument(
+        "--allow", action="append", type=_network, metavar="NET",
+        help="accept clients from this address or network only (e.g. 10.0.0.0/8; repeatable) on every network "
+        "endpoint: others are closed at accept, their UDP datagrams dropped",
+    )  # fmt: skip
     data = parser.add_argument_group("data", "the devices served: a device file, or these options")
     data.add_argument(
         "--config", metavar="FILE", help="serve the devices of a device file (modbusd init writes an example); "

@@ -6,6 +6,7 @@ import dataclasses
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from modbusd import config as device_file
@@ -65,6 +66,7 @@ def _listeners(args: argparse.Namespace) -> dict[str, Listener]:
         "udp": Listener.named("--udp", "server.udp", file and args.udp is None, datagram=True),
         "rtu-over-tcp": Listener.named("--rtu-over-tcp", "server.rtu_over_tcp", file and args.rtu_over_tcp is None),
         "http": Listener.named("--http", "http", file and args.http is None),
+        "tls": Listener.named("--tls", "server.tls", file and args.tls is None),
     }
 
 
@@ -131,6 +133,29 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
     return EXIT_OK
 
 
+def _tls(args: argparse.Namespace, tls: device_file.TlsConfig | None) -> device_file.TlsConfig | None:
+    """--tls, --cert, --key and --ca over the device file's [server.tls]; its context built now, so that a missing
+    file, a wrong passphrase, a key not matching or an expired certificate is one line (None: unchanged)."""
+    files = {k: str(Path(v).absolute()) for k in ("cert", "key", "ca") if (v := getattr(args, k))}
+    if args.tls is None and not files:
+        return None
+    if args.tls is None and tls is None:
+        raise ValueError("--cert, --key and --ca are for Modbus/TCP Security: give --tls [PORT] too (or [server.tls] "
+                         "in the device file)")  # fmt: skip
+    tls = dataclasses.replace(tls or device_file.TlsConfig(), **files,
+                              **({"port": args.tls} if args.tls is not None else {}))  # fmt: skip
+    try:
+        device_file.server_tls_context(tls)
+    except device_file.TlsSettingError as exc:
+        raise ValueError(f"--{exc.key} / [server.tls] {exc.key}: {exc}") from None
+    return tls
+
+
+def _allow(args: argparse.Namespace, allow: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]] | None:
+    """--allow: every network endpoint's allow-list, over the device file's [server] allow (not the endpoints' own)."""
+    return {**allow, "*": tuple(args.allow)} if args.allow else None
+
+
 def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file.HttpConfig | None]:
     """The device file (or the built-in defaults) with every option given on the command line laid over it."""
     if args.config:
@@ -153,6 +178,7 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             device_file.import_hook(args.hook)
         except ValueError as exc:
             raise ValueError(f"--hook {args.hook}: {exc}") from None
+    given["tls"], given["allow"] = _tls(args, config.server.tls), _allow(args, config.server.allow)
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
     http = config.http
     if args.http is not None or args.http_host or args.http_token or args.http_allow_host:

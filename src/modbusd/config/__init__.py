@@ -17,6 +17,9 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   (the hook sees the gateway's forwarded unit ids too), eventslog (a
   file for every client write and event, one JSON line each; relative to the file's folder; ``false``: none),
   eventslog_max_bytes and eventslog_files (its rotation).
+- ``[server.tls]``: Modbus/TCP Security (port, cert, key, ca, no_role, allow); ``[server] allow`` and each
+  endpoint's ``allow``: the client networks it accepts (docs/security.md).
+- ``[roles.NAME]``: the roles-to-rights rules of Modbus/TCP Security (functions, read, write).
 - ``[http]``: the control API (port, host, token); absent means off.
 - ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue; ca, cert, key for ``mqtts://``,
   relative to the file's folder, loaded when the file is read); absent means off. Its subscribe is deprecated: the
@@ -26,20 +29,24 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
-  ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
+  read_only, read_only_exception and allow (access rules), ``[device.identification]`` and ``[[device.point]]``
+  (name, address, type, order, value, unit, comment, subscribe).
 """
 
 from importlib.resources import files
 
+from modbusd.authorize import parse_network  # the allow lists' addresses, for the command line's --allow
 from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
     CSV_COLUMNS,
     DEFAULT_HTTP_PORT,
     DEFAULT_MQTT_PORT,
+    DEFAULT_TLS_PORT,
     EVENTS_LOG_FILES,
     EVENTS_LOG_MAX_BYTES,
     HOOK_TIMEOUT,
+    KEY_PASSWORD_ENV,
     LOOPBACK,
     SERIAL_KEYS,
     UNKNOWN_UNIT_POLICIES,
@@ -50,6 +57,7 @@ from modbusd.config.schema import (
     MqttConfig,
     ServerConfig,
     Subscribe,
+    TlsConfig,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
@@ -58,15 +66,16 @@ from modbusd.config.schema import (
     parse_subscribe,
 )
 from modbusd.config.summary import summary
-from modbusd.config.tls import TlsSettingError, mqtt_tls_context
+from modbusd.config.tls import TlsSettingError, mqtt_tls_context, server_tls_context
 
 EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 """The commented device file `modbusd init` writes (and the README shows): a data file of this package."""
 
 __all__ = [
-    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
-    "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "check_host_name",
-    "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url",
-    "parse_subscribe", "summary",
+    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "EVENTS_LOG_FILES",
+    "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS",
+    "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "HttpAccessError", "HttpConfig", "MqttConfig",
+    "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "check_host_name", "check_http_access",
+    "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url", "parse_network",
+    "parse_subscribe", "server_tls_context", "summary",
 ]  # fmt: skip

@@ -5,6 +5,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from modbusd.config.access import AccessTables
 from modbusd.config.points import Found, PointTables
 from modbusd.config.reader import Path_
 from modbusd.config.schema import DeviceConfig, Subscribe, shared_table
@@ -16,12 +17,13 @@ from modbusd.protocol.codes import ADDRESS_SPACE, MIN_UNIT_ID
 from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 
 
-class DeviceTables(PointTables):
+class DeviceTables(PointTables, AccessTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
         raw = self.table(data, path, ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout",
-                                      "order", "sparse", "size", "identification", "points_csv", "point"))  # fmt: skip
+                                      "order", "sparse", "size", "identification", "points_csv", "point",
+                                      "read_only", "read_only_exception", "allow"))  # fmt: skip
         if "unit_id" in raw and "unit_ids" in raw:
             raise self.error((*path, "unit_ids"), "give unit_id or unit_ids, not both")
         unit_ids: tuple[int, ...] = ()
@@ -64,7 +66,7 @@ class DeviceTables(PointTables):
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),
             values=MappingProxyType({p.name: v for p, v, _ in points if v is not None}),
-            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe),
+            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe), **self.device_access(raw, path, unit_ids),
         )  # fmt: skip
         if "address_register" in raw:
             config = replace(config, address_register=self.address_register(raw, path, config))

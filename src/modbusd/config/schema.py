@@ -13,15 +13,19 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from modbusd.authorize import ReadOnly, Roles, Span
 from modbusd.model.device import Device, Layout
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, write_at
 from modbusd.model.values import Order, Value, ValueType
+from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.serial_line import SerialLine
 
 DEFAULT_HTTP_PORT = 8020
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_MQTTS_PORT = 8883  # MQTT over TLS (IANA's secure-mqtt)
+DEFAULT_TLS_PORT = 802  # Modbus/TCP Security, IANA's mbap/tls/tcp (MODBUS/TCP Security §5)
+KEY_PASSWORD_ENV = "MODBUSD_KEY_PASSWORD"  # an encrypted server key's passphrase: from the environment, not argv
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
 CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
@@ -197,6 +201,17 @@ def check_mqtt_prefix(prefix: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Modbus/TCP Security (``[server.tls]``, ``--tls``): the MBAP ADU inside TLS, clients with certificates."""
+
+    port: int = DEFAULT_TLS_PORT
+    cert: str | None = None  # PEM: the server's certificate, then its chain to the root CA (R-46)
+    key: str | None = None  # PEM: its private key (None: in `cert`'s file); encrypted: KEY_PASSWORD_ENV
+    ca: str | None = None  # PEM: the CA(s) the clients' certificates must be signed by
+    no_role: str | None = None  # the role whose rights a certificate without a role gets (None: no rights)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "0.0.0.0"
     port: int | None = 502  # None: no Modbus/TCP (`port = false`)
@@ -217,6 +232,9 @@ class ServerConfig:
     eventslog_max_bytes: int = EVENTS_LOG_MAX_BYTES
     eventslog_files: int = EVENTS_LOG_FILES
     listen_only: bool = True  # false: FC08/04 Force Listen Only Mode refused with exception 01 (--no-listen-only)
+    tls: TlsConfig | None = None  # [server.tls]: Modbus/TCP Security
+    # client allow-lists by endpoint (tcp, tls, udp, rtu-over-tcp; "*": [server] allow, for those without their own)
+    allow: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def serves_serial(self) -> bool:
@@ -239,6 +257,9 @@ class DeviceConfig:
     serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
     address_register: int | None = None  # the address change: the holding register with the serial unit id
     subscribe: tuple[Subscribe, ...] = ()  # its points marked subscribe = true
+    read_only: tuple[Span, ...] = ()  # coils and holding registers clients may not write
+    read_only_exception: int = int(ExceptionCode.ILLEGAL_DATA_ADDRESS)  # their answer to a client's write: 2, 1 or 4
+    allow: tuple[str, ...] | None = None  # the client networks its unit ids answer (None: every client)
 
     def addresses(self) -> dict[str, list[int]]:
         """The implemented addresses of each sparse table: what its data points cover."""
@@ -260,6 +281,8 @@ class DeviceConfig:
                 write_at(device, point.location, point.type, self.values[point.name], point.order)
         if self.address_register is not None:
             device.set_address_register(self.address_register)
+        if self.read_only:
+            device.guard = ReadOnly(self.read_only, ExceptionCode(self.read_only_exception))
         return device
 
 
@@ -271,6 +294,7 @@ class Config:
     devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
     mqtt: MqttConfig | None = None
     subscribe: tuple[Subscribe, ...] = ()  # points with subscribe = true, then [events] subscribe, then --subscribe
+    roles: Roles | None = None  # [roles.NAME]: Modbus/TCP Security's roles-to-rights rules
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:
@@ -294,6 +318,11 @@ class Config:
     @property
     def points(self) -> tuple[Point, ...]:
         return tuple(p for d in self.devices for p in d.points)
+
+    @property
+    def allow_units(self) -> dict[int, tuple[str, ...]]:
+        """Unit id → the client networks it answers: the devices' ``allow``."""
+        return {unit: d.allow for d in self.devices if d.allow is not None for unit in d.unit_ids}
 
 
 def shared_table(layout: Layout, table: str) -> str:

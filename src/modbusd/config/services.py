@@ -4,7 +4,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from modbusd.config.reader import Path_, Reader
+from modbusd.config.access import AccessTables
+from modbusd.config.reader import Path_
 from modbusd.config.schema import (
     SERIAL_KEYS,
     UNKNOWN_UNIT_POLICIES,
@@ -13,6 +14,7 @@ from modbusd.config.schema import (
     MqttConfig,
     ServerConfig,
     Subscribe,
+    TlsConfig,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
@@ -20,13 +22,13 @@ from modbusd.config.schema import (
     parse_mqtt_url,
     parse_subscribe,
 )
-from modbusd.config.tls import TlsSettingError, mqtt_tls_context
+from modbusd.config.tls import TlsSettingError, mqtt_tls_context, server_tls_context
 from modbusd.model.device import Layout
 from modbusd.model.points import NAME
 from modbusd.protocol.serial_line import Framing, SerialLine
 
 
-class ServiceTables(Reader):
+class ServiceTables(AccessTables):
     """Reads ``[server]``, ``[http]`` and ``[mqtt]``."""
 
     def server(self, data: object) -> ServerConfig:
@@ -35,8 +37,14 @@ class ServiceTables(Reader):
                                       "max_connections_per_client",
                                       "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
                                       "hook_timeout", "hook_forwarded", "eventslog", "eventslog_max_bytes",
-                                      "eventslog_files", "listen_only"))  # fmt: skip
+                                      "eventslog_files", "listen_only", "tls", "allow"))  # fmt: skip
         options: dict[str, Any] = self.hooks(raw, path)
+        allow: dict[str, tuple[str, ...]] = {}
+        if "allow" in raw:
+            allow["*"] = self.networks(raw, path)
+        if "tls" in raw:
+            options["tls"], found = self.tls(raw["tls"], (*path, "tls"))
+            allow.update({"tls": found} if found is not None else {})
         if "host" in raw:
             options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1 or 0.0.0.0")
         if "port" in raw:
@@ -50,7 +58,9 @@ class ServiceTables(Reader):
                                                   f"got {port!r}")  # fmt: skip
         for key, what in (("udp", "Modbus over UDP"), ("rtu_over_tcp", "RTU over TCP")):
             if key in raw:
-                options[key] = self.listener(raw[key], (*path, key), what)
+                options[key], found = self.listener(raw[key], (*path, key), what)
+                allow.update({key.replace("_", "-"): found} if found is not None else {})
+        options["allow"] = allow
         if "serial" in raw:
             options["serial"] = self.serial(raw["serial"], (*path, "serial"))
         if "layout" in raw:
@@ -75,9 +85,9 @@ class ServiceTables(Reader):
         if "unknown_unit" in raw:
             options["unknown_unit"] = self.choice(raw, path, "unknown_unit", UNKNOWN_UNIT_POLICIES)
         config = ServerConfig(**options)
-        if config.port is None and not config.serves_serial and config.udp is None:
+        if config.port is None and not config.serves_serial and config.udp is None and config.tls is None:
             raise self.error((*path, "port"), "Modbus/TCP is off and no other transport is given "
-                                              "([server.udp], [server.rtu_over_tcp], [[server.serial]]): "
+                                              "([server.tls], [server.udp], [server.rtu_over_tcp], [[server.serial]]): "
                                               "nothing would be served")  # fmt: skip
         if config.rtu_over_tcp is not None and config.rtu_over_tcp == config.port != 0:
             raise self.error((*path, "rtu_over_tcp", "port"), f"port {config.port} is Modbus/TCP's already "
@@ -145,12 +155,35 @@ class ServiceTables(Reader):
                 raise self.error(where, str(exc)) from None
         return tuple(found)
 
-    def listener(self, data: object, path: Path_, what: str) -> int:
-        """[server.udp] or [server.rtu_over_tcp]: the port."""
-        raw = self.table(data, path, ("port",))
+    def listener(self, data: object, path: Path_, what: str) -> tuple[int, tuple[str, ...] | None]:
+        """[server.udp] or [server.rtu_over_tcp]: the port, and its own allow-list (None: [server] allow's)."""
+        raw = self.table(data, path, ("port", "allow"))
         if "port" not in raw:
             raise self.error(path, f"{what} needs a port (0: any free one)")
-        return self.integer(raw, path, "port", 0, 65535)
+        return self.integer(raw, path, "port", 0, 65535), self.networks(raw, path) if "allow" in raw else None
+
+    def tls(self, data: object, path: Path_) -> tuple[TlsConfig, tuple[str, ...] | None]:
+        """[server.tls]: Modbus/TCP Security's port, files (relative to the device file's folder), the role of a
+        certificate without one, and its own allow-list. The context is built now: a bad file is one line."""
+        raw = self.table(data, path, ("port", "cert", "key", "ca", "no_role", "allow"))
+        options: dict[str, Any] = {}
+        if "port" in raw:
+            options["port"] = self.integer(raw, path, "port", 0, 65535)
+        for key, what in (("cert", "the server's certificate and chain"), ("key", "its key"),
+                          ("ca", "the CA certificates of the clients")):  # fmt: skip
+            if key in raw:
+                text = self.typed(raw, path, key, str, f'a PEM file of {what}, such as "{key}.pem"')
+                if not text.strip():
+                    raise self.error((*path, key), "the file name cannot be empty")
+                options[key] = str(self.base / text)
+        if "no_role" in raw:
+            options["no_role"] = self.typed(raw, path, "no_role", str, "a role's name, as in [roles.NAME]")
+        config = TlsConfig(**options)
+        try:
+            server_tls_context(config)
+        except TlsSettingError as exc:
+            raise self.error((*path, exc.key) if exc.key in raw else path, str(exc)) from None
+        return config, self.networks(raw, path) if "allow" in raw else None
 
     def serial(self, data: object, path: Path_) -> tuple[SerialLine, ...]:
         """[[server.serial]]: each line checked by `SerialLine`'s own rules, one key at a time, then together."""

@@ -15,6 +15,7 @@ def summary(config: Config) -> list[str]:
     if s.rtu_over_tcp is not None:
         lines.append(f"server: rtu over tcp {s.host} port {s.rtu_over_tcp}")
     lines.extend(f"server: serial {line.framing} {line.device} {line.settings}" for line in s.serial)
+    lines.extend(_security(config))
     if not s.listen_only:
         lines.append("server: FC08/04 force listen only mode refused (exception 01)")
     if s.hook is not None:
@@ -55,4 +56,23 @@ def summary(config: Config) -> list[str]:
             unit = f" {point.unit}" if point.unit else ""
             lines.append(f"  {point.name}: {point.location} {point.type}"
                          f"{'' if point.order is Order.ABCD else ' ' + point.order}{shown}{unit}")  # fmt: skip
+    return lines
+
+
+def _security(config: Config) -> list[str]:
+    """Modbus/TCP Security, roles, allow-lists and read-only ranges (docs/security.md), when there are any."""
+    s, lines = config.server, []
+    if s.tls is not None:
+        lines.append(f"server: tls {s.host} port {s.tls.port}, certificate {s.tls.cert}, clients' CA {s.tls.ca}"
+                     + (f", no role: {s.tls.no_role}" if s.tls.no_role else ""))  # fmt: skip
+    if config.roles is not None:
+        lines.append(f"roles: {', '.join(sorted(config.roles.rights)) or '(none)'}")
+    lines.extend(f"allow {'every endpoint' if e == '*' else e}: {', '.join(n)}" for e, n in s.allow.items())
+    for device in config.devices:
+        which = f"unit {', '.join(map(str, device.unit_ids))}" if device.unit_ids else "every unit id"
+        if device.read_only:
+            spans = ", ".join(f"{first}-{last}.{table.suffix}" for table, first, last in device.read_only)
+            lines.append(f"read-only ({which}): {spans} (exception {device.read_only_exception:02d})")
+        if device.allow is not None:
+            lines.append(f"allow ({which}): {', '.join(device.allow)}")
     return lines

@@ -10,7 +10,7 @@ Layouts (MBAsyncServer's data tables, MBLogic's Modbus Basics):
   into bytes; 65536 bits fill the first 4096 registers.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 
 from modbusd.model.diagnostics import Diagnostics
@@ -140,6 +140,10 @@ class Device:
         self.running = True
         self.exception_status = 0
         self.diagnostics = Diagnostics()
+        self.guard: Callable[[bytes], None] | None = None
+        """Called with every client request PDU before it is carried out; raising a ModbusError refuses it (with
+        that error's code) and nothing is done. None by default, and then a request costs one None check more.
+        The read-only ranges are one (`modbusd.authorize.ReadOnly`); the owner's writes never meet it."""
         self.address_register: int | None = None
         """The address change, off (None) by default: the holding register that holds the device's
         unit id on serial lines. A write to it (FC06, or FC16 covering it), also accepted at unit id 0xFF, is

@@ -124,6 +124,12 @@ class TcpConnection(asyncio.BufferedProtocol):
         self._session = session = self._open_session(self)
         session.warnings = self._owner.peer_warnings
 
+    def peer_certificate(self) -> bytes | None:
+        """The TLS client's certificate (DER), once its handshake is done; None over plain TCP."""
+        transport = self._transport
+        ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+        return None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+
     @property
     def requests(self) -> int:
         """Complete requests received so far."""

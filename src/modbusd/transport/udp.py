@@ -20,10 +20,13 @@ NewSession = Callable[[str], Session]
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, new_session: NewSession, warnings: RateLimitedLog | None = None) -> None:
+    def __init__(self, new_session: NewSession, warnings: RateLimitedLog | None = None, *,
+                 refuse: Callable[[str], bool] | None = None) -> None:  # fmt: skip
         """`warnings`: where repeated warnings go, one line per peer and kind a minute (each datagram is a new
-        session, so a session's own once-only warnings would say it for every datagram)."""
+        session, so a session's own once-only warnings would say it for every datagram). `refuse(host)`: True
+        drops the datagram unanswered (an allow-list, which logs it)."""
         self._new_session = new_session
+        self._refuse = refuse
         self._transport: asyncio.DatagramTransport | None = None
         self._warnings = RateLimitedLog() if warnings is None else warnings
         self._tasks: set[asyncio.Future[bytes | None]] = set()
@@ -32,6 +35,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._transport = transport  # type: ignore[assignment]  # a datagram endpoint's transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        if self._refuse is not None and self._refuse(str(addr[0])):
+            return
         peer = f"{addr[0]}:{addr[1]}"
         session = self._new_session(peer)
         session.warnings = self._warnings
