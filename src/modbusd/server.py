@@ -36,6 +36,7 @@ from modbusd.admission import FRAME_TIMEOUT, WRITE_TIMEOUT, Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
+from modbusd.durable import Durable
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
@@ -103,6 +104,9 @@ class Server:
         events_log_max_bytes: int = EVENTS_LOG_MAX_BYTES,
         events_log_files: int = EVENTS_LOG_FILES,
         listen_only: bool = True,
+        state: str | Path | None = None,
+        reset_state: bool = False,
+        state_sync: str = "full",
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -130,7 +134,11 @@ class Server:
 
         `listen_only`: False refuses FC08/04 Force Listen Only Mode on every device with exception 01, so that no
         client (nor one spoofed UDP datagram) can silence the devices for all the others (§6.8.1 requires it,
-        and only FC08/01 from a client, or a restart, ends it)."""
+        and only FC08/01 from a client, or a restart, ends it).
+
+        `state`: a state file (docs/state.md): written values are restored from it now, and every write is stored
+        before it is answered; `reset_state` empties it first; `state_sync` "full" or "normal" (SQLite's
+        synchronous). Raises StateError (a ValueError) for a file that cannot be used."""
         self._single, self.devices = split_devices(devices)
         if not listen_only:
             for device in [self._single] if self._single is not None else self.devices.values():
@@ -159,11 +167,14 @@ class Server:
         self._routes = Routes(forward, local=self.devices, served=self.serial_lines, timeout=forward_timeout,
                               queue=forward_queue)  # fmt: skip
         self.downstreams = self._routes.downstreams
+        self.state = None if state is None else Durable(state, self._single, self.devices, reset=reset_state,
+                                                        sync=state_sync)  # fmt: skip
         self._answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
+            durable=self.state,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,6 +206,7 @@ class Server:
             "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "hook_forwarded": s.hook_forwarded,
             "events_log": s.eventslog, "events_log_max_bytes": s.eventslog_max_bytes,
             "events_log_files": s.eventslog_files, "listen_only": s.listen_only,
+            "state": s.state, "state_sync": s.state_sync,
         }  # fmt: skip
         server = cls(devices, **(options | transports))
         for item in config.subscriptions:  # the file's, and those the command line added
@@ -278,6 +290,8 @@ class Server:
         for clients, not for the program that owns the server (as in HSYCO's).
         """
         self._points.write(point, value, vtype)
+        if self.state is not None:
+            self.state.commit_now()  # stored before this returns, or undone and ServerDeviceFailure
 
     def counters(self) -> dict[str, object]:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
@@ -404,6 +418,8 @@ class Server:
         self._loop = loop
         self._stopped = asyncio.Event()
         self._hub.start(loop, self._stopped)
+        if self.state is not None:
+            self.state.start(loop)
         self._admission.start(loop)
         try:
             for downstream in self.downstreams.values():  # before any request can come for them
@@ -448,6 +464,8 @@ class Server:
             await downstream.stop()
         await self._transports.wait_closed()
         await self._hub.stop()  # the last writes' events are delivered, or dropped after a grace
+        if self.state is not None:
+            self.state.stop()
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -217,6 +217,8 @@ class ServerConfig:
     eventslog_max_bytes: int = EVENTS_LOG_MAX_BYTES
     eventslog_files: int = EVENTS_LOG_FILES
     listen_only: bool = True  # false: FC08/04 Force Listen Only Mode refused with exception 01 (--no-listen-only)
+    state: str | None = None  # the state file's path (resolved against the file's folder), docs/state.md
+    state_sync: str = "full"  # SQLite's synchronous for it: "full" or "normal" (--state-sync)
 
     @property
     def serves_serial(self) -> bool:
