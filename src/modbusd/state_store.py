@@ -155,8 +155,8 @@ class StateStore:
                              f"{_RESET_HINT}")  # fmt: skip
         for key, fp in wanted.items():
             if stored[key] != fp:
-                raise StateError(f"{self.path} was made for {_describe(key, stored[key])}, not "
-                                 f"{_describe(key, fp)}: {_RESET_HINT}")  # fmt: skip
+                raise StateError(f"{self.path} was made for another memory map: {_differences(key, stored[key], fp)}: "
+                                 f"{_RESET_HINT}")  # fmt: skip
 
     def _restore(self, devices: Mapping[str, Device]) -> None:
         query = "SELECT address, value FROM written WHERE device = ? AND memory = ? ORDER BY address"
@@ -209,11 +209,12 @@ def _units(keys: Mapping[str, object]) -> str:
     return ", ".join("*" if k == "*" else f"unit {k}" for k in sorted(keys, key=lambda k: (len(k), k))) or "none"
 
 
-def _describe(key: str, fp: Sequence[object]) -> str:
-    layout, coils, discrete, inputs, holding = fp
-    who = "the device answering every unit id" if key == "*" else f"unit {key}"
-    return (f"{who} in the {layout} layout with {coils} coils, {discrete} discrete inputs, {inputs} input "
-            f"registers, {holding} holding registers")  # fmt: skip
+def _differences(key: str, stored: Sequence[object], wanted: Sequence[object]) -> str:
+    """`unit 3's layout is separate there, packed here`: only what differs."""
+    names = ("layout", "coils", "discrete inputs", "input registers", "holding registers")
+    who = "the device's" if key == "*" else f"unit {key}'s"
+    return "; ".join(f"{who} {name} {a} there, {b} here" for name, a, b in zip(names, stored, wanted, strict=True)
+                     if a != b)  # fmt: skip
 
 
 def _in_use(path: Path, exc: sqlite3.Error) -> str:
