@@ -5,6 +5,8 @@ record what was acknowledged and what was in flight when the server died. After 
 hold its last acknowledged value, or the value of the one request that was in flight (committed, its response
 lost with the process); an FC16 in flight is all there or not at all (one transaction). Both durability modes
 survive a killed process, so the kills alternate between them.
+
+Also from the command line: a state file that cannot be used is one line and exit code 2, and --reset-state.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import Modbusd
+from tests.test_cli import Modbusd, assert_one_line_error
 
 HOST = "127.0.0.1"
 WRITERS = 16  # connections, each writing its own 10 registers
@@ -182,4 +184,24 @@ def test_a_clean_sigterm_under_load_keeps_every_acknowledged_write(launch: Launc
     allowed = allowed_after(values, writers)
     child, port = started(launch, state)
     check(read_all(port), allowed, writers, "after SIGTERM")
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_a_state_file_that_cannot_be_used_is_one_line_and_exit_2(launch: Launch, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    line = assert_one_line_error(launch("-p", "0", "--state", str(notes)))
+    assert line == (f"modbusd: {notes} is not a modbusd state file (not a SQLite file): name another file with "
+                    "--state (modbusd never overwrites a file it did not make)")  # fmt: skip
+    state = tmp_path / "plant.state"
+    child, port = started(launch, state)
+    with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
+        assert exchange(sock, 1, bytes.fromhex("06 0005 0007")) == bytes.fromhex("06 0005 0007")
+    assert child.stop(signal.SIGTERM) == 0
+    line = assert_one_line_error(launch("-p", "0", "--state", str(state), "-d", "packed"))
+    assert line.startswith(f"modbusd: {state} was made for another memory map: the device's layout separate there, "
+                           "packed here: start with --reset-state")  # fmt: skip
+    assert assert_one_line_error(launch("-p", "0", "--reset-state")).startswith("modbusd: --reset-state empties")
+    child, port = started(launch, state, "-d", "packed", "--reset-state")
+    assert read_all(port)[5] == 0  # forgotten
     assert child.stop(signal.SIGTERM) == 0
