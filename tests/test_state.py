@@ -16,7 +16,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from modbusd import Device, Server
-from modbusd.config import loads
+from modbusd.config import ConfigError, loads, summary
 from modbusd.protocol.errors import ServerDeviceFailure
 from modbusd.state import Journal, restore, rollback, rows
 from modbusd.state_store import StateError, StateStore
@@ -254,6 +254,13 @@ value = %d
     assert third.read("40001") == 15
     assert third.state is not None
     third.state.stop()
+
+
+def test_check_names_the_state_file_and_its_mode(tmp_path: Path) -> None:
+    config = loads('[server]\nstate = "s.state"\nstate_sync = "normal"\n[[device]]\n', base=tmp_path)
+    assert f"server: state file {tmp_path / 's.state'} (synchronous=normal)" in summary(config)
+    with pytest.raises(ConfigError, match="state_sync"):
+        loads('[server]\nstate_sync = "off"\n[[device]]\n')
 
 
 def fc16(raw: RawClient, address: int, values: list[int], transaction_id: int) -> bytes:
