@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.test_cli import Modbusd, assert_one_line_error
+from tests.test_cli_config import modbusd_cli
 
 HOST = "127.0.0.1"
 WRITERS = 16  # connections, each writing its own 10 registers
@@ -204,4 +206,19 @@ def test_a_state_file_that_cannot_be_used_is_one_line_and_exit_2(launch: Launch,
     assert assert_one_line_error(launch("-p", "0", "--reset-state")).startswith("modbusd: --reset-state empties")
     child, port = started(launch, state, "-d", "packed", "--reset-state")
     assert read_all(port)[5] == 0  # forgotten
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_modbusd_set_through_the_control_api_is_stored_and_survives_kill_9(launch: Launch, tmp_path: Path) -> None:
+    state = tmp_path / "plant.state"
+    api = free_port()
+    child, port = started(launch, state, "--http", str(api))
+    child.wait_for("Control API on")
+    done = modbusd_cli("set", "--http", str(api), "30002", "4321")  # an input register: the owner's to set
+    assert done.returncode == 0, done.stderr
+    child.proc.kill()
+    assert child.finish() == -signal.SIGKILL
+    child, port = started(launch, state)
+    with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
+        assert exchange(sock, 1, bytes.fromhex("04 0001 0001")) == bytes.fromhex("04 02 10e1")
     assert child.stop(signal.SIGTERM) == 0
