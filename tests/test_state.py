@@ -18,6 +18,7 @@ from pymodbus.client import ModbusTcpClient
 from modbusd import Device, Server
 from modbusd.config import ConfigError, loads, summary
 from modbusd.protocol.errors import ServerDeviceFailure
+from modbusd.protocol.rtu import with_crc
 from modbusd.state import Journal, restore, rollback, rows
 from modbusd.state_store import StateError, StateStore
 from tests.conftest import RawClient
@@ -300,6 +301,27 @@ def test_a_full_disk_refuses_the_writes_with_exception_04_and_undoes_them(
     assert fc16(raw, 120 * refused, [7] * 120, 502) == struct.pack(">BHH", 16, 120 * refused, 120)
     assert any("is written again" in r.getMessage() for r in caplog.records)
     assert server.state.failed >= 2
+
+
+def test_serial_frames_are_held_too_and_the_address_change_is_stored_at_once(
+    start_server: StartServer, open_raw: Callable[..., RawClient], tmp_path: Path
+) -> None:
+    """RTU over TCP: a write is answered once stored; the address change, answered from the old unit id (which a
+    held answer cannot do), is stored before it is answered."""
+    path = tmp_path / "s.state"
+    server = start_server(Device(address_register=0x07D0), rtu_over_tcp=0, state=path)
+    assert server.rtu_over_tcp_port is not None
+    line = open_raw(server.rtu_over_tcp_port)
+    line.send(with_crc(bytes.fromhex("01 06 0005 0007")))
+    assert line.recv_exact(8) == with_crc(bytes.fromhex("01 06 0005 0007"))
+    line.send(bytes.fromhex("FF 06 07 D0 00 02 1D 58"))
+    assert line.recv_exact(8) == bytes.fromhex("01 06 07 D0 00 02 08 86")  # from the old address
+    assert server.state is not None and server.state.commits == 2
+    server.stop_thread()
+    again = Server(Device(address_register=0x07D0), state=path)
+    assert again.device.holding_registers[5] == 7 and again.device.holding_registers[0x07D0] == 2
+    assert again.state is not None
+    again.state.stop()
 
 
 def test_without_state_no_table_is_journaled(server: Server) -> None:
