@@ -324,6 +324,25 @@ def test_serial_frames_are_held_too_and_the_address_change_is_stored_at_once(
     again.state.stop()
 
 
+async def passing_hook(_server: str, _peer: str, _unit_id: int, _pdu: bytes) -> bytes | None:
+    return None  # a coroutine hook that lets the tables answer, after it has been awaited
+
+
+def test_a_write_behind_a_coroutine_hook_is_held_too(
+    start_server: StartServer, open_raw: Callable[..., RawClient], tmp_path: Path
+) -> None:
+    """The tables are written only when the hook's coroutine has been awaited: its answer waits for the commit too,
+    here one that fails (a read-only file), so the write is refused and undone, over Modbus/TCP and RTU over TCP."""
+    server = start_server(Device(), rtu_over_tcp=0, state=tmp_path / "s.state", hook=passing_hook)
+    assert server.state is not None and server.rtu_over_tcp_port is not None
+    server.state.store.connection.execute("PRAGMA query_only = ON")
+    assert open_raw(server).request(bytes.fromhex("06 0009 0001")) == bytes.fromhex("86 04")
+    line = open_raw(server.rtu_over_tcp_port)
+    line.send(with_crc(bytes.fromhex("01 06 000A 0001")))
+    assert line.recv_exact(5) == with_crc(bytes.fromhex("01 86 04"))
+    assert server.device.holding_registers.values(9, 2) == [0, 0]
+
+
 def test_without_state_no_table_is_journaled(server: Server) -> None:
     d = server.device
     assert server.state is None

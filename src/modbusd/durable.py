@@ -167,8 +167,10 @@ class Durable:
         def durable(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
             before = journal.writes
             reply = answer(unit_id, pdu)
-            if reply is None or reply.__class__ is bytes:
-                return reply if journal.writes == before or reply is None else self.hold(reply)  # type: ignore[arg-type]  # bytes
+            if reply is None:
+                return None
+            if reply.__class__ is bytes or isinstance(reply, (bytearray, memoryview)):
+                return reply if journal.writes == before else self.hold(bytes(reply))  # type: ignore[arg-type]  # bytes-like
             return self._after(reply)  # type: ignore[arg-type]  # an awaitable, as the Answer type allows
 
         return durable
@@ -180,10 +182,12 @@ class Durable:
         def durable(unit_id: int, pdu: bytes) -> tuple[int, bytes] | Awaitable[bytes | None] | None:
             before = journal.writes
             found = answer(unit_id, pdu)
-            if found is None or journal.writes == before:
-                return found
-            if found.__class__ is not tuple:
+            if found is None:
+                return None
+            if found.__class__ is not tuple:  # a coroutine hook: the tables may be written when it is awaited
                 return self._after(found)  # type: ignore[arg-type]  # an awaitable
+            if journal.writes == before:
+                return found
             from_unit, reply = found  # type: ignore[misc]  # a tuple, as checked
             if from_unit == unit_id:
                 return self.hold(reply)  # answered from the request's unit id, as a held answer is
