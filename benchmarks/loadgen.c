@@ -54,7 +54,7 @@
 static struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    int port, conns, depth, fc, unit, address, qty, timeout_ms, max_connecting;
+    int port, conns, depth, fc, unit, address, stride, qty, timeout_ms, max_connecting;
     long max_errors;
     double seconds, warmup, connect_s;
     bool idle, verbose;
@@ -129,6 +129,8 @@ static void usage(FILE *out)
           "  -f FC     3 read holding registers | 6 write single register |\n"
           "            16 write multiple registers (default 3)\n"
           "  -a ADDR   first register, 0-based (default 0)\n"
+          "  -s N      connection i starts at ADDR + i*N: writers of their own\n"
+          "            registers (default 0: every connection at ADDR)\n"
           "  -n Q      registers per request for -f 3 and 16 (default 10)\n"
           "  -u UNIT   unit id (default 1)\n"
           "  -w S      warm-up seconds, not measured (default 1)\n"
@@ -158,7 +160,7 @@ static void parse_options(int argc, char **argv)
     opt.warmup = 1;
     opt.connect_s = 15;
     int c;
-    while ((c = getopt(argc, argv, "H:p:c:d:f:a:n:u:w:T:o:C:P:E:Ivh")) != -1) {
+    while ((c = getopt(argc, argv, "H:p:c:d:f:a:s:n:u:w:T:o:C:P:E:Ivh")) != -1) {
         switch (c) {
         case 'H': host = optarg; break;
         case 'p': opt.port = (int)int_arg(c, optarg, 1, 65535); break;
@@ -166,6 +168,7 @@ static void parse_options(int argc, char **argv)
         case 'd': opt.depth = (int)int_arg(c, optarg, 1, 4096); break;
         case 'f': opt.fc = (int)int_arg(c, optarg, 3, 16); break;
         case 'a': opt.address = (int)int_arg(c, optarg, 0, 65535); break;
+        case 's': opt.stride = (int)int_arg(c, optarg, 0, 65535); break;
         case 'n': opt.qty = (int)int_arg(c, optarg, 1, 125); break;
         case 'u': opt.unit = (int)int_arg(c, optarg, 0, 255); break;
         case 'w': opt.warmup = seconds_arg(c, optarg, 0, 600); break;
@@ -187,8 +190,9 @@ static void parse_options(int argc, char **argv)
     if (opt.fc == 16 && opt.qty > 123) /* §6.12: 1..123 registers */
         fail(1, "-n %d: FC16 writes 1 to 123 registers", opt.qty);
     int span = opt.fc == 6 ? 1 : opt.qty;
-    if (opt.address + span > 65536)
-        fail(1, "-a %d -n %d: the registers run past address 65535", opt.address, span);
+    if (opt.address + (long)opt.stride * (opt.conns - 1) + span > 65536)
+        fail(1, "-a %d -s %d -n %d: the registers of -c %d connections run past address 65535", opt.address,
+             opt.stride, span, opt.conns);
     set_host(host);
 }
 
@@ -316,6 +320,7 @@ struct conn {
     int in_flight;
     struct slot *slots;
     int *free_slots, nfree;
+    int address; /* its first register: -a plus its index times -s */
     uint8_t *rbuf, *wbuf;
     size_t rlen, wlen, woff;
 };
@@ -407,7 +412,7 @@ static void push_request(struct conn *c, uint64_t now)
     put16(p + 4, pdu_len + 1); /* length: unit id + PDU */
     p[6] = (uint8_t)opt.unit;
     p[7] = (uint8_t)opt.fc;
-    put16(p + 8, (unsigned)opt.address);
+    put16(p + 8, (unsigned)c->address);
     if (opt.fc == 6) {
         put16(p + 10, s->value);
     } else {
@@ -501,7 +506,7 @@ static void check_answer(struct conn *c, const uint8_t *f, unsigned len, uint64_
     if (opt.fc == 3) /* §6.3: byte count, then 2 x quantity bytes */
         good = pdu_len == 2u + 2u * (unsigned)opt.qty && pdu[1] == 2 * opt.qty;
     else /* §6.6, §6.12: address, then the value (FC06) or the quantity (FC16) */
-        good = pdu_len == 5 && get16(pdu + 1) == (unsigned)opt.address &&
+        good = pdu_len == 5 && get16(pdu + 1) == (unsigned)c->address &&
                get16(pdu + 3) == (opt.fc == 6 ? s->value : (unsigned)opt.qty);
     if (!good) {
         st.bad_len++;
@@ -712,6 +717,7 @@ static void setup(void)
         if (!c->slots || !c->free_slots || !c->rbuf || !c->wbuf)
             fail(1, "out of memory");
         c->fd = -1;
+        c->address = opt.address + i * opt.stride;
         conn_close(c, 0); /* every slot free; connect at the first tick */
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);

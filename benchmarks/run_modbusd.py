@@ -37,9 +37,9 @@ def build_device() -> Device:
     return device
 
 
-async def serve(port: int) -> None:
-    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully."""
-    server = Server(build_device(), host="127.0.0.1", port=port)
+async def serve(port: int, state: str | None = None, state_sync: str = "full") -> None:
+    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py)."""
+    server = Server(build_device(), host="127.0.0.1", port=port, state=state, state_sync=state_sync)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -65,10 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-p", "--port", type=int, required=True)
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+    parser.add_argument("--state", metavar="FILE", help="keep written values in FILE (bench_state.py)")
+    parser.add_argument("--state-sync", choices=["full", "normal"], default="full")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_fd_limit()
-    run(serve(args.port), args.uvloop)
+    run(serve(args.port, args.state, args.state_sync), args.uvloop)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
     # typed access to points, the events hub, connection admission
     "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security"),
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security", "modbusd.durable"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
+    # durable state (--state): what a write changed and how to undo it, sans-I/O; the SQLite file; the group
+    # commit that holds responses to writes until they are stored (answers wraps its answer functions in it)
+    "modbusd.state": ("modbusd.model",),
+    "modbusd.state_store": ("modbusd.model", "modbusd.state"),
+    "modbusd.durable": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.state", "modbusd.state_store"),
     "modbusd.access": ("modbusd.model",),
     "modbusd.hub": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events",
                     "modbusd.events_log", "modbusd.traffic"),
@@ -54,7 +59,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
-                       "modbusd.traffic", "modbusd.authorize", "modbusd.security"),
+                       "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop); the cli
     # package's modules (parser, options, serve, files, client, errors) import each other
     # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a

@@ -66,6 +66,26 @@ def test_every_answer_of_modbusd_counts_and_none_is_an_error(
     assert server.device.diagnostics.bus_message == int(out["ok_total"])
 
 
+@pytest.mark.parametrize(("fc", "quantity"), [("6", 1), ("16", 10)])
+def test_stride_gives_each_connection_registers_of_its_own(
+    loadgen: Path, start_server: StartServer, fc: str, quantity: int
+) -> None:
+    """-s: connection i writes from -a + i*-s on (the state benchmark's writers, each storing rows of its own)."""
+    server = start_server(Device())
+    code, out = run(loadgen, server.port, "-c", "3", "-f", fc, "-n", str(quantity), "-a", "5", "-s", "100", "-w",
+                    "0.1", "-T", "0.3", "-o", "2000")  # fmt: skip
+    assert code == 0 and out["errors"] == "0", out
+    registers = server.device.holding_registers.values(0, 400)
+    written = {address for address, value in enumerate(registers) if value}
+    assert written == {first + k for first in (5, 105, 205) for k in range(quantity)}
+
+
+def test_a_stride_past_the_last_register_is_refused(loadgen: Path) -> None:
+    proc = subprocess.run([str(loadgen), "-c", "3", "-f", "6", "-a", "65000", "-s", "300"], capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT, check=False)  # fmt: skip
+    assert proc.returncode == 1 and "run past address 65535" in proc.stderr, proc.stderr
+
+
 def test_idle_mode_holds_connections_and_sends_nothing(
     loadgen: Path, start_server: StartServer, eventually: Callable[..., bool]
 ) -> None:

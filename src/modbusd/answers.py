@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from modbusd import handler
 from modbusd.bus import Bus, LineErrors
+from modbusd.durable import Durable
 from modbusd.forward import Downstream
 from modbusd.hooks import HookFailure, RequestHook, check_response
 from modbusd.hub import EventsHub
@@ -171,8 +172,10 @@ class Answers:
         on_quit: Callable[[], None],
         warnings: RateLimitedLog,
         security: Security | None = None,
+        durable: Durable | None = None,
     ) -> None:
-        """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions."""
+        """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions.
+        `durable`: the state file (--state), which holds the responses to writes until they are stored."""
         self._single = single
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
@@ -184,6 +187,7 @@ class Answers:
         self._on_quit = on_quit
         self._warnings = warnings  # the server's: one line per kind and client a minute
         self._security = security
+        self._durable = durable
         self.answer = self._make_answer()
         self.udp_drops = UdpDrops()
 
@@ -231,14 +235,15 @@ class Answers:
 
     def tcp_session(self, peer: str, *, tls: bool = False, role: str | None = None) -> Session:
         """A Modbus/TCP connection's session; `tls`: Modbus/TCP Security's, whose client has `role`."""
-        answer = self._guarded(peer, "tls" if tls else "tcp", role)
+        answer = self._held(self._guarded(peer, "tls" if tls else "tcp", role))
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word,
                        on_quit=self._on_quit)  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        return Session(self._guarded(peer, "udp", None), framer=framer, peer=peer, discard=self._discarded)
+        answer = self._held(self._guarded(peer, "udp", None))
+        return Session(answer, framer=framer, peer=peer, discard=self._discarded)
 
     def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:
         """The session's answer behind the access rules (`security.py`), when there are any."""
@@ -271,7 +276,9 @@ class Answers:
         assert self._bus is not None
         bus = self._bus
         errors = LineErrors(f"RTU over TCP from {peer}", bus)
-        answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
+        answer = self._held_addressed(
+            self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
+        )
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
                        peer=peer, quit_word=self._quit_word, on_quit=self._on_quit)  # fmt: skip
 
@@ -280,7 +287,9 @@ class Answers:
         bus, peer = self._bus, line.device
         errors = LineErrors(line.device, bus)
         if line.framing is Framing.RTU:
-            answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
+            answer = self._held_addressed(
+                self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
+            )
             return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
         framer = AsciiFramer(on_discard=errors)
 
@@ -292,7 +301,15 @@ class Answers:
             framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
             return from_unit, reply
 
-        return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer)
+        return Session(self._held_addressed(self._hook_addressed(peer, ascii_answer, "ascii")), framer=framer,
+                       addressed=True, peer=peer)  # fmt: skip
+
+    def _held(self, answer: Answer) -> Answer:
+        """With a state file, responses to writes wait until the writes are stored; without, `answer` itself."""
+        return answer if self._durable is None else self._durable.wrap(answer)
+
+    def _held_addressed(self, answer: AddressedAnswer) -> AddressedAnswer:
+        return answer if self._durable is None else self._durable.wrap_addressed(answer)
 
     # ------------------------------------------------------------------------------------- answer functions
 

@@ -10,12 +10,13 @@ It is the one module that knows all the others, and it reads as their table of c
 - `admission.py`: the open connections, the connection limit and the idle time-out;
 - `transports.py`: the listeners (Modbus/TCP, RTU over TCP, UDP, serial lines), opened and closed together;
 - `runner.py`: serving from a thread of its own, for programs without an event loop.
+- `durable.py`: the state file (`state.py`, `state_store.py`): written values kept, responses held until stored.
 
 Names that lived here before those modules (`ANY_UNIT_ID`, `UnknownUnit`, `TcpTarget`, `Target`, `FORWARD_TIMEOUT`,
 `FORWARD_QUEUE`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`, `StartError`,
 `ASCII_TIMEOUT`) stay importable from here.
 
-Longer than the ~400 lines a module should be (about 465) for the reason the Server class gives: the class is
+Longer than the ~400 lines a module should be (about 490) for the reason the Server class gives: the class is
 nearly all of it, and what else is here is the imports and re-exports above. Splitting the public API over
 mixins or a second module to shorten it would spread one class's methods over several files; every piece of work
 has already moved out (the list above), and `from_config`'s mapping of the file onto the constructor's arguments
@@ -40,6 +41,7 @@ from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
 from modbusd.config.schema import DEFAULT_TLS_PORT
 from modbusd.config.tls import server_tls_context
+from modbusd.durable import Durable
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
@@ -113,6 +115,9 @@ class Server:
         roles: Roles | None = None,
         allow: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
         allow_units: Mapping[int, Iterable[str]] | None = None,
+        state: str | Path | None = None,
+        reset_state: bool = False,
+        state_sync: str = "full",
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -146,7 +151,11 @@ class Server:
         Modbus/TCP Security on `tls_port`; `roles` (`modbusd.authorize.Roles`) are its roles-to-rights rules
         (None: a client with a certificate may do everything). `allow`: the client networks every network endpoint
         accepts, or endpoint ("tcp", "tls", "udp", "rtu-over-tcp", "*") → networks; `allow_units`: unit id →
-        networks. A device's read-only ranges are its `guard` (`modbusd.authorize.ReadOnly`)."""
+        networks. A device's read-only ranges are its `guard` (`modbusd.authorize.ReadOnly`).
+
+        `state`: a state file (docs/state.md): written values are restored from it now, and every write is stored
+        before it is answered; `reset_state` empties it first; `state_sync` "full" or "normal" (SQLite's
+        synchronous). Raises StateError (a ValueError) for a file that cannot be used."""
         self._single, self.devices = split_devices(devices)
         if not listen_only:
             for device in [self._single] if self._single is not None else self.devices.values():
@@ -178,12 +187,15 @@ class Server:
         self._routes = Routes(forward, local=self.devices, served=self.serial_lines, timeout=forward_timeout,
                               queue=forward_queue)  # fmt: skip
         self.downstreams = self._routes.downstreams
+        self.state = None if state is None else Durable(state, self._single, self.devices, reset=reset_state,
+                                                        sync=state_sync)  # fmt: skip
         self._answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
             security=self._security,
+            durable=self.state,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,6 +229,7 @@ class Server:
             "events_log_files": s.eventslog_files, "listen_only": s.listen_only, "roles": config.roles,
             "tls": None if s.tls is None else server_tls_context(s.tls), "tls_port": s.tls.port if s.tls else 0,
             "allow": s.allow or None, "allow_units": config.allow_units or None,
+            "state": s.state, "state_sync": s.state_sync,
         }  # fmt: skip
         server = cls(devices, **(options | transports))
         for item in config.subscriptions:  # the file's, and those the command line added
@@ -308,6 +321,8 @@ class Server:
         for clients, not for the program that owns the server (as in HSYCO's).
         """
         self._points.write(point, value, vtype, order)
+        if self.state is not None:
+            self.state.commit_now()  # stored before this returns, or undone and ServerDeviceFailure
 
     def counters(self) -> dict[str, object]:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
@@ -446,6 +461,8 @@ class Server:
         self._loop = loop
         self._stopped = asyncio.Event()
         self._hub.start(loop, self._stopped)
+        if self.state is not None:
+            self.state.start(loop)
         self._admission.start(loop)
         try:
             for downstream in self.downstreams.values():  # before any request can come for them
@@ -492,6 +509,8 @@ class Server:
             await downstream.stop()
         await self._transports.wait_closed()
         await self._hub.stop()  # the last writes' events are delivered, or dropped after a grace
+        if self.state is not None:
+            self.state.stop()
 
     async def __aenter__(self) -> Server:
         await self.start()

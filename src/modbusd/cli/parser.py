@@ -125,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-listen-only", action="store_true", help="refuse FC08/04 Force Listen Only Mode with exception 01: "
         "otherwise one request from any client silences the device for every client until FC08/01",
     )  # fmt: skip
+    # durable state (docs/state.md): written values kept in a SQLite file across restarts and crashes
+    data.add_argument(
+        "--state", metavar="FILE", help="keep written values in FILE (SQLite): restored at start, and each client "
+        "write stored before it is answered (docs/state.md)",
+    )  # fmt: skip
+    data.add_argument(
+        "--reset-state", action="store_true", help="with --state: forget the values stored there and start from "
+        "the device file's",
+    )  # fmt: skip
+    data.add_argument(
+        "--state-sync", choices=["full", "normal"], help="full (default): a write is synced to disk before it is "
+        "answered, so it survives a power cut; normal: faster, survives the process's crash, not the machine's",
+    )  # fmt: skip
     serial = parser.add_argument_group("serial lines", "RTU and ASCII on serial ports (pip install 'modbusd[serial]')")
     serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")
     serial.add_argument("--ascii", action="append", default=[], metavar="DEVICE", help="serve ASCII on a serial port")

@@ -172,7 +172,9 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
              "max_connections_per_client": args.max_connections_per_client,
              "quit_command": args.quit_command, "listen_only": False if args.no_listen_only else None,
              "eventslog": str(Path(args.events_log).absolute()) if args.events_log else None,
-             "hook": args.hook, "hook_forwarded": True if args.hook_forwarded else None}  # fmt: skip
+             "hook": args.hook, "hook_forwarded": True if args.hook_forwarded else None,
+             "state": str(Path(args.state).absolute()) if args.state else None,
+             "state_sync": args.state_sync}  # fmt: skip
     if args.hook is not None:
         try:
             device_file.import_hook(args.hook)
@@ -180,6 +182,8 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             raise ValueError(f"--hook {args.hook}: {exc}") from None
     given["tls"], given["allow"] = _tls(args, config.server.tls), _allow(args, config.server.allow)
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
+    if args.reset_state and server.state is None:
+        raise ValueError("--reset-state empties a state file: name it with --state FILE (or state in the device file)")
     http = config.http
     if args.http is not None or args.http_host or args.http_token or args.http_allow_host:
         allow = (*(http.allow_hosts if http else ()), *(args.http_allow_host or ()))

@@ -235,6 +235,8 @@ class ServerConfig:
     tls: TlsConfig | None = None  # [server.tls]: Modbus/TCP Security
     # client allow-lists by endpoint (tcp, tls, udp, rtu-over-tcp; "*": [server] allow, for those without their own)
     allow: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    state: str | None = None  # the state file's path (resolved against the file's folder), docs/state.md
+    state_sync: str = "full"  # SQLite's synchronous for it: "full" or "normal" (--state-sync)
 
     @property
     def serves_serial(self) -> bool:

@@ -37,7 +37,8 @@ class ServiceTables(AccessTables):
                                       "max_connections_per_client",
                                       "unknown_unit", "udp", "rtu_over_tcp", "serial", "name", "hook",
                                       "hook_timeout", "hook_forwarded", "eventslog", "eventslog_max_bytes",
-                                      "eventslog_files", "listen_only", "tls", "allow"))  # fmt: skip
+                                      "eventslog_files", "listen_only", "tls", "allow", "state",
+                                      "state_sync"))  # fmt: skip
         options: dict[str, Any] = self.hooks(raw, path)
         allow: dict[str, tuple[str, ...]] = {}
         if "allow" in raw:
@@ -84,6 +85,13 @@ class ServiceTables(AccessTables):
                                                 "Force Listen Only Mode is refused with exception 01)")  # fmt: skip
         if "unknown_unit" in raw:
             options["unknown_unit"] = self.choice(raw, path, "unknown_unit", UNKNOWN_UNIT_POLICIES)
+        if "state" in raw:  # docs/state.md
+            text = self.typed(raw, path, "state", str, 'a file such as "modbusd.state"')
+            if not text.strip():
+                raise self.error((*path, "state"), "the file name cannot be empty: leave state out to keep no state")
+            options["state"] = str(self.base / text)
+        if "state_sync" in raw:
+            options["state_sync"] = self.choice(raw, path, "state_sync", ["full", "normal"])
         config = ServerConfig(**options)
         if config.port is None and not config.serves_serial and config.udp is None and config.tls is None:
             raise self.error((*path, "port"), "Modbus/TCP is off and no other transport is given "

@@ -27,6 +27,8 @@ def summary(config: Config) -> list[str]:
     if s.eventslog is not None:
         lines.append(f"server: events log {s.eventslog} (rotated at {s.eventslog_max_bytes} bytes, "
                      f"{s.eventslog_files} files)")  # fmt: skip
+    if s.state is not None:
+        lines.append(f"server: state file {s.state} (synchronous={s.state_sync})")
     if config.http is not None:
         lines.append(f"http control API: {config.http.host} port {config.http.port}"
                      + (" (token required)" if config.http.token else ""))  # fmt: skip

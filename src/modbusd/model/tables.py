@@ -13,10 +13,22 @@ path (`handler.read_registers_fast` relies on this).
 """
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from modbusd.protocol.bits import byte_count, pack_bits, unpack_bits
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.protocol.errors import IllegalDataAddress, IllegalDataValue
+
+
+class Journal(Protocol):
+    """Who carries out a table's writes when its memory is kept somewhere else too (`modbusd.state`).
+
+    None on a table (the default) costs its writes one comparison: nothing is journaled unless asked for.
+    """
+
+    def replace(self, buffer: bytearray, start: int, data: bytes | bytearray, address: int, quantity: int) -> None:
+        """Store `data` at `buffer[start:]` (the bytes of `quantity` items from `address`), and note it."""
+        ...
 
 
 def _check_size(size: int) -> int:
@@ -53,12 +65,13 @@ def _swap_pairs(data: bytes | bytearray) -> bytearray:
 class _Addresses:
     """What both kinds of table share: a size, an optional sparse mask, and the range check on them."""
 
-    __slots__ = ("_mask", "size")
+    __slots__ = ("_mask", "journal", "size")
     _item = "item"  # "register" or "bit", for the messages
 
     def __init__(self, size: int, addresses: Iterable[int] | None) -> None:
         self.size = _check_size(size)
         self._mask = _mask(size, addresses)
+        self.journal: Journal | None = None  # set while the table's writes are kept (--state)
 
     @property
     def sparse(self) -> bool:
@@ -111,7 +124,10 @@ class WordTable(_Addresses):
     def write(self, address: int, data: bytes) -> None:
         """Store big-endian register bytes from `address` on; the whole write or nothing."""
         self.check(address, len(data) // 2)
-        self._words[2 * address : 2 * address + len(data)] = data
+        if self.journal is None:
+            self._words[2 * address : 2 * address + len(data)] = data
+        else:
+            self.journal.replace(self._words, 2 * address, data, address, len(data) // 2)
 
     def mask_write(self, address: int, and_mask: int, or_mask: int) -> int:
         """FC22 (§6.16): keep the bits where and_mask is 1, take or_mask's bits where it is 0.
@@ -132,7 +148,10 @@ class WordTable(_Addresses):
         self.check(address, 1)
         if not 0 <= value <= 0xFFFF:
             raise IllegalDataValue(f"register value {value} outside 0..65535")
-        self._words[2 * address : 2 * address + 2] = value.to_bytes(2, "big")
+        if self.journal is None:
+            self._words[2 * address : 2 * address + 2] = value.to_bytes(2, "big")
+        else:
+            self.journal.replace(self._words, 2 * address, value.to_bytes(2, "big"), address, 1)
 
     def values(self, address: int, quantity: int) -> list[int]:
         data = self.read(address, quantity)
@@ -167,6 +186,11 @@ class BitTable(_Addresses):
         else:
             self._buf = bytearray(byte_count(size))
 
+    @property
+    def buffer(self) -> bytearray:
+        """The storage itself: bits packed LSB first, or the registers' bytes for bits kept in registers."""
+        return self._buf
+
     def _span(self, address: int, quantity: int) -> tuple[int, int, int]:
         """Byte range holding the bits, and the bit offset of `address` within it."""
         end = address + quantity
@@ -192,7 +216,11 @@ class BitTable(_Addresses):
         mask = ((1 << quantity) - 1) << shift
         new = (int.from_bytes(packed, "little") << shift) & mask
         chunk = ((self._load(start, end) & ~mask) | new).to_bytes(end - start, "little")
-        self._buf[start:end] = _swap_pairs(chunk) if self._in_registers else chunk
+        data = _swap_pairs(chunk) if self._in_registers else chunk
+        if self.journal is None:
+            self._buf[start:end] = data
+        else:
+            self.journal.replace(self._buf, start, data, address, quantity)
 
     def read(self, address: int, quantity: int) -> list[bool]:
         return [b == 1 for b in unpack_bits(self.read_packed(address, quantity), quantity)]

@@ -1,0 +1,197 @@
+"""Writes that survive a crash: a write's response waits until the write is in the state file.
+
+Group commit. The writes of one turn of the event loop — every request that turn's reads brought in, over all
+connections — are one transaction: the first write of a turn schedules the commit (`call_soon`), which runs
+after that turn's reads, and every response to a write is held (a future the session keeps in its line,
+`session.Pending`) until the commit is done. So a client never sees the response to a write that a crash could
+still take back, and the cost of the sync is shared by all the writes that came together. Reads are not held:
+a read in the same turn may see a value whose commit is under way.
+
+A commit that fails (the disk is full, the file went read-only) is logged once, its writes are undone in memory
+(`state.rollback`) and their responses become exception 04 (Server Device Failure, MODBUS Application Protocol
+§7): refused, never acknowledged and then lost. The next turn tries again; the log says when it works again.
+
+The owner's writes (`Server.write`, the control API's set) are committed before `Server.write` returns; a
+program's own writes to a device's tables are committed with the next turn's group.
+
+Nothing here runs unless the server keeps state: without `--state` the answer functions are not wrapped and the
+tables' journal is None, so the request path pays one comparison per write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+
+from modbusd.model.device import Device
+from modbusd.protocol.codes import ExceptionCode
+from modbusd.protocol.errors import ServerDeviceFailure
+from modbusd.session import AddressedAnswer, Answer
+from modbusd.state import Journal, device_keys, rollback, rows
+from modbusd.state_store import StateStore, SyncMode
+
+log = logging.getLogger(__name__)
+
+_Held = tuple["asyncio.Future[bytes | None]", bytes]
+
+
+def _refused(reply: bytes) -> bytes:
+    """The exception 04 answer to the request that `reply` answered (its function code, without the 0x80 bit)."""
+    return bytes((reply[0] & 0x7F | 0x80, ExceptionCode.SERVER_DEVICE_FAILURE))
+
+
+def _answer(held: list[_Held], ok: bool) -> None:
+    for future, reply in held:
+        if not future.done():  # a future whose connection closed is cancelled: nobody to answer
+            future.set_result(reply if ok else _refused(reply))
+
+
+class Durable:
+    """The state file of one server, its journal, and the responses held until their writes are committed."""
+
+    def __init__(self, path: str | Path, single: Device | None, devices: Mapping[int, Device], *,
+                 reset: bool = False, sync: SyncMode | str = SyncMode.FULL) -> None:  # fmt: skip
+        """Open (or make) the state file and put its values into the devices; StateError if it cannot be used."""
+        keyed = device_keys(single, devices)
+        self.store = StateStore(path, keyed, reset=reset, sync=sync)
+        self.journal = Journal(self._wake)
+        for key, device in keyed.items():
+            self.journal.attach(key, device)
+        self._held: list[_Held] = []
+        self._lock = threading.Lock()  # one commit at a time: the loop's, or an owner's from its own thread
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._failing = False
+        self._closed = False  # after stop(): writes wait in the journal for the next start
+        self.commits = 0
+        self.failed = 0
+        log.info("state file %s (synchronous=%s): %d stored values restored", self.store.path, self.store.sync,
+                 self.store.stored())  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ timing
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serving from `loop`; the file opened again if a `stop` closed it (and what was written since, stored)."""
+        if self._closed:
+            self.store.reopen()
+            self._closed = False
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        if self.journal.waiting:
+            self.flush()
+
+    def stop(self) -> None:
+        """Commit what is left (the responses still held are answered if their connections are open), then close
+        the file, for another server (or this one, started again) to open."""
+        self.flush()
+        self._loop = None
+        self.store.close()
+        self._closed = True
+
+    def _wake(self) -> None:
+        """The first write since the last commit: commit after this turn's reads; at once when not serving."""
+        loop = self._loop
+        if loop is None:
+            self.flush()
+        elif threading.get_ident() == self._loop_thread:
+            loop.call_soon(self.flush)
+        else:
+            loop.call_soon_threadsafe(self.flush)
+
+    def flush(self) -> bool:
+        """Commit every write noted so far, then answer the responses held for them; False if the commit failed."""
+        with self._lock:
+            if self._closed:
+                return True  # stopped: the writes wait in the journal for the next start
+            entries = self.journal.take()
+            held, self._held = self._held, []
+            ok = True
+            if entries:
+                try:
+                    self.store.commit(rows(entries))
+                except sqlite3.Error as exc:
+                    ok = False
+                    rollback(entries)
+                    self._failed(exc, len(held))
+                else:
+                    self.commits += 1
+                    if self._failing:
+                        self._failing = False
+                        log.warning("state file %s is written again: writes are accepted", self.store.path)
+        if held:
+            loop = self._loop
+            if loop is None or threading.get_ident() == self._loop_thread:
+                _answer(held, ok)
+            else:  # an owner's commit from its own thread: futures are the loop's to complete
+                loop.call_soon_threadsafe(_answer, held, ok)
+        return ok
+
+    def _failed(self, exc: sqlite3.Error, refused: int) -> None:
+        self.failed += 1
+        if not self._failing:
+            self._failing = True
+            log.error("state file %s cannot be written (%s): writes are undone and refused with exception 04 "
+                      "until it can", self.store.path, exc)  # fmt: skip
+        else:
+            log.debug("state file %s still cannot be written (%s): %d writes refused", self.store.path, exc, refused)
+
+    def commit_now(self) -> None:
+        """The owner's write, stored before it returns: ServerDeviceFailure (and the write undone) if it cannot be."""
+        if not self.flush():
+            raise ServerDeviceFailure(f"the state file {self.store.path} cannot be written: the value is not kept")
+
+    # ------------------------------------------------------------------------------- answer functions
+
+    def hold(self, reply: bytes) -> asyncio.Future[bytes | None]:
+        """`reply`, once the writes before it are committed (exception 04 if the commit fails)."""
+        assert self._loop is not None
+        future: asyncio.Future[bytes | None] = self._loop.create_future()
+        self._held.append((future, reply))
+        return future
+
+    async def _after(self, awaitable: Awaitable[bytes | None]) -> bytes | None:
+        """An answer that took time (a hook, the gateway): held too if writes are still uncommitted by then."""
+        reply = await awaitable
+        if reply is not None and self.journal.waiting:
+            return await self.hold(reply)
+        return reply
+
+    def wrap(self, answer: Answer) -> Answer:
+        """`answer`, its responses to writes held until they are committed."""
+        journal = self.journal
+
+        def durable(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
+            before = journal.writes
+            reply = answer(unit_id, pdu)
+            if reply is None:
+                return None
+            if reply.__class__ is bytes or isinstance(reply, (bytearray, memoryview)):
+                return reply if journal.writes == before else self.hold(bytes(reply))  # type: ignore[arg-type]  # bytes-like
+            return self._after(reply)  # type: ignore[arg-type]  # an awaitable, as the Answer type allows
+
+        return durable
+
+    def wrap_addressed(self, answer: AddressedAnswer) -> AddressedAnswer:
+        """The same for a serial line's answer, whose responses name the unit id they come from."""
+        journal = self.journal
+
+        def durable(unit_id: int, pdu: bytes) -> tuple[int, bytes] | Awaitable[bytes | None] | None:
+            before = journal.writes
+            found = answer(unit_id, pdu)
+            if found is None:
+                return None
+            if found.__class__ is not tuple:  # a coroutine hook: the tables may be written when it is awaited
+                return self._after(found)  # type: ignore[arg-type]  # an awaitable
+            if journal.writes == before:
+                return found
+            from_unit, reply = found  # type: ignore[misc]  # a tuple, as checked
+            if from_unit == unit_id:
+                return self.hold(reply)  # answered from the request's unit id, as a held answer is
+            # the address change: answered from the old unit id, which a held answer cannot do; commit now
+            return found if self.flush() else (from_unit, _refused(reply))
+
+        return durable
