@@ -26,7 +26,8 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
-  ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
+  ``[device.identification]`` (FC43), ``[device.server_id]`` (FC17: id, running, additional_data) and
+  ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
 """
 
 from importlib.resources import files

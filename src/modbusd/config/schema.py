@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from modbusd.model.device import Device, Layout
+from modbusd.model.device import Device, Layout, default_identification
+from modbusd.model.identification import BASIC_LAST
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, write_at
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.serial_line import SerialLine
+from modbusd.version import __version__
 
 DEFAULT_HTTP_PORT = 8020
 DEFAULT_MQTT_PORT = 1883
@@ -29,6 +31,7 @@ SERIAL_KEYS = ("device", "framing", "baudrate", "bytesize", "parity", "stopbits"
 HOOK_TIMEOUT = 1.0  # seconds a coroutine request hook may take before exception 04
 EVENTS_LOG_MAX_BYTES = 10 * 1024 * 1024  # the events log is rotated when it would grow past this
 EVENTS_LOG_FILES = 5  # the events log and its rotated copies, .1 … .4
+DEFAULT_SERVER_ID = b"\x01"  # FC17's server id when [device.server_id] does not give one (Device's default)
 
 
 def import_hook(spec: str, folder: str | None = None) -> Callable[..., object]:
@@ -239,6 +242,9 @@ class DeviceConfig:
     serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
     address_register: int | None = None  # the address change: the holding register with the serial unit id
     subscribe: tuple[Subscribe, ...] = ()  # its points marked subscribe = true
+    server_id: bytes = DEFAULT_SERVER_ID  # FC17 Report Server ID: [device.server_id] id, running, additional_data
+    running: bool = True
+    additional_data: bytes = b""
 
     def addresses(self) -> dict[str, list[int]]:
         """The implemented addresses of each sparse table: what its data points cover."""
@@ -249,11 +255,20 @@ class DeviceConfig:
                 found[table].update(point.span)
         return {name: sorted(addresses) for name, addresses in found.items()}
 
+    def objects(self) -> dict[int, str | bytes] | None:
+        """The FC43 objects: exactly the file's, with modbusd's own for the mandatory basic ones it leaves out
+        (§6.21), so that a copy of a device made by reading it answers with its objects and no others."""
+        if not self.identification:
+            return None
+        defaults = default_identification(__version__)
+        return {**{i: defaults[i] for i in range(BASIC_LAST + 1)}, **self.identification}
+
     def build(self) -> Device:
         """A fresh Device with its tables sized, sparse tables declared and every initial value written."""
-        device = Device(self.layout, **self.sizes, addresses=self.addresses() or None)
-        for object_id, text in self.identification.items():
-            device.identification[object_id] = text
+        device = Device(self.layout, **self.sizes, addresses=self.addresses() or None,
+                        identification=self.objects(), server_id=self.server_id,
+                        additional_data=self.additional_data)  # fmt: skip
+        device.running = self.running
         for point in self.points:
             device.points[point.name] = point
             if point.name in self.values:
