@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modbusd.config.points import Found, PointTables
+from modbusd.config.ranges import RangeTables
 from modbusd.config.reader import Path_
 from modbusd.config.schema import DEFAULT_SERVER_ID, DeviceConfig, Subscribe, shared_table
 from modbusd.model.device import MAX_SERVER_ID, TABLES, Layout
@@ -19,7 +20,7 @@ from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 _OBJECT_ID = re.compile(r"0[xX][0-9a-fA-F]{2}")  # an identification object by id: 0x80
 
 
-class DeviceTables(PointTables):
+class DeviceTables(PointTables, RangeTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
@@ -51,6 +52,7 @@ class DeviceTables(PointTables):
         sizes = self.sizes(raw.get("size", {}), (*path, "size"), layout)
         sparse = self.sparse(raw, path, layout)
         identification = self.identification(raw.get("identification", {}), (*path, "identification"))
+        ranges = self.value_ranges(raw.get("values", {}), (*path, "values"), sizes, layout)
         report = self.server_id(raw["server_id"], (*path, "server_id")) if "server_id" in raw else {}
         points: list[Found] = []
         raw_points = raw.get("point", [])
@@ -69,7 +71,7 @@ class DeviceTables(PointTables):
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),
             values=MappingProxyType({p.name: v for p, v, _ in points if v is not None}),
-            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe), **report,
+            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe), ranges=ranges, **report,
         )  # fmt: skip
         if "address_register" in raw:
             config = replace(config, address_register=self.address_register(raw, path, config))
@@ -118,22 +120,25 @@ class DeviceTables(PointTables):
             names = {shared_table(layout, n) for n in names}
         return frozenset(names)
 
-    def identification(self, data: object, path: Path_) -> dict[int, str]:
+    def identification(self, data: object, path: Path_) -> dict[int, str | bytes]:
         """FC43 objects by name, or by object id (``0x80 = "serial 0042"``: the private objects 0x80..0xFF)."""
         if not isinstance(data, dict):
             raise self.error(path, f"expected a table ([device.identification]), got {type(data).__name__}")
         named = {k: v for k, v in data.items() if not _OBJECT_ID.fullmatch(k)}
         self.table(named, path, (*OBJECT_NAMES, "0x80"))
-        objects: dict[int, str] = {}
+        objects: dict[int, str | bytes] = {}
         for key in data:
             object_id = int(key, 16) if _OBJECT_ID.fullmatch(key) else OBJECT_NAMES[key]
             if object_id in objects:
                 name = next(n for n, i in OBJECT_NAMES.items() if i == object_id)
                 raise self.error((*path, key), f"object 0x{object_id:02X} is {name}: give it once")
-            text = self.typed(data, path, key, str, "a text")
-            if len(text.encode()) > MAX_OBJECT_LENGTH:
+            if isinstance(data[key], list):  # what is not UTF-8 text (a copy of a device made by reading it)
+                value: str | bytes = self.byte_list(data, path, key, "a text, or a list of bytes")
+            else:
+                value = self.typed(data, path, key, str, "a text, or a list of bytes")
+            if len(value.encode() if isinstance(value, str) else value) > MAX_OBJECT_LENGTH:
                 raise self.error((*path, key), f"at most {MAX_OBJECT_LENGTH} bytes fit one FC43 response")
-            objects[object_id] = text
+            objects[object_id] = value
         return objects
 
     def server_id(self, data: object, path: Path_) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from modbusd.model.device import Device, Layout, default_identification
 from modbusd.model.identification import BASIC_LAST
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, write_at
+from modbusd.model.tables import WordTable
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.serial_line import SerialLine
 from modbusd.version import __version__
@@ -228,6 +229,19 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueRange:
+    """Initial values from `address` on in `table` (a `Device` attribute name): registers 0..65535, bits 0/1."""
+
+    table: str
+    address: int
+    values: tuple[int, ...]
+
+    @property
+    def end(self) -> int:
+        return self.address + len(self.values)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceConfig:
     """One device. `unit_ids` empty: it answers every unit id (the only device of the file)."""
 
@@ -236,7 +250,7 @@ class DeviceConfig:
     order: Order = Order.ABCD
     sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     sparse: frozenset[str] = frozenset()
-    identification: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    identification: Mapping[int, str | bytes] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Point, ...] = ()
     values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))  # point name → initial value
     serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
@@ -245,6 +259,7 @@ class DeviceConfig:
     server_id: bytes = DEFAULT_SERVER_ID  # FC17 Report Server ID: [device.server_id] id, running, additional_data
     running: bool = True
     additional_data: bytes = b""
+    ranges: tuple[ValueRange, ...] = ()  # [device.values]: initial values of address ranges
 
     def addresses(self) -> dict[str, list[int]]:
         """The implemented addresses of each sparse table: what its data points cover."""
@@ -253,6 +268,9 @@ class DeviceConfig:
             table = point.location.table.value
             if table in found:
                 found[table].update(point.span)
+        for value_range in self.ranges:
+            if value_range.table in found:
+                found[value_range.table].update(range(value_range.address, value_range.end))
         return {name: sorted(addresses) for name, addresses in found.items()}
 
     def objects(self) -> dict[int, str | bytes] | None:
@@ -269,6 +287,12 @@ class DeviceConfig:
                         identification=self.objects(), server_id=self.server_id,
                         additional_data=self.additional_data)  # fmt: skip
         device.running = self.running
+        for value_range in self.ranges:
+            table = getattr(device, value_range.table)
+            if isinstance(table, WordTable):
+                table.set_values(value_range.address, value_range.values)
+            else:
+                table.write(value_range.address, map(bool, value_range.values))
         for point in self.points:
             device.points[point.name] = point
             if point.name in self.values:
