@@ -27,6 +27,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
+    # modbusd clone: what to read next (sans I/O), and reading a device through the gateway's downstream side
+    "modbusd.clone.probe": ("modbusd.protocol",),
+    "modbusd.clone": ("modbusd.clone", "modbusd.protocol", "modbusd.model", "modbusd.forward", "modbusd.routing"),
     "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model"),
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
@@ -55,7 +58,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a
     # TYPE from a POINT)
     "modbusd.cli": ("modbusd.cli", "modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web",
-                    "modbusd.mqtt", "modbusd.protocol.serial_line", "modbusd.model.values"),
+                    "modbusd.mqtt", "modbusd.protocol.serial_line", "modbusd.model.values", "modbusd.clone"),
     "modbusd.__main__": ("modbusd.cli",),
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only
