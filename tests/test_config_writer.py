@@ -93,7 +93,7 @@ def test_device_file_serial_unit_id_of_the_device_answering_every_unit_id() -> N
         pytest.param("holding_registers = [{ values = [1] }]", 3, "device[0].values.holding_registers[0]",
                      "first address", id="no address"),
         pytest.param("holding_registers = [{ address = 65535, values = [1, 2] }]", 3,
-                     "device[0].values.holding_registers[0]", "run past", id="past the end"),
+                     "device[0].values.holding_registers[0]", "runs past", id="past the end"),
         pytest.param("holding_registers = [{ address = 0, count = 5 }, { address = 4, values = [1] }]", 3,
                      "device[0].values.holding_registers[1]", "overlap", id="overlap"),
         pytest.param("holding_register = []", 3, "device[0].values.holding_register", "did you mean",

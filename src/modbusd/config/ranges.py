@@ -47,15 +47,15 @@ class RangeTables(Reader):
             size = _size(sizes, value_range.table, layout)
             if value_range.end > size:
                 table = value_range.table.replace("_", " ")
-                raise self.error(where, f"addresses {value_range.address}..{value_range.end - 1} run past the "
-                                        f"{table} table, addresses 0..{size - 1}")  # fmt: skip
+                raise self.error(where, f"this range ({_span(value_range)}) runs past the {table} table, "
+                                        f"addresses 0..{size - 1}")  # fmt: skip
             by_table.setdefault(value_range.table, []).append((value_range, where))
         for ranges in by_table.values():
             ranges.sort(key=lambda found: found[0].address)
             for (before, _), (after, where) in itertools.pairwise(ranges):
                 if after.address < before.end:
-                    raise self.error(where, f"addresses {after.address}..{after.end - 1} overlap another range "
-                                            f"of the table ({before.address}..{before.end - 1})")  # fmt: skip
+                    raise self.error(where, f"this range ({_span(after)}) overlaps another of the "
+                                            f"table ({_span(before)})")  # fmt: skip
         return tuple(value_range for value_range, _ in found)
 
     def value_range(self, data: object, path: Path_, table: str, bits: bool) -> ValueRange:
@@ -92,6 +92,11 @@ class RangeTables(Reader):
         if not values or not ok:
             raise self.error((*path, "values"), f"expected {what}, got {_short(values)}")
         return tuple(int(v) for v in values)
+
+
+def _span(value_range: ValueRange) -> str:
+    first, last = value_range.address, value_range.end - 1
+    return f"address {first}" if first == last else f"addresses {first}..{last}"
 
 
 def _size(sizes: Mapping[str, int], table: str, layout: Layout) -> int:

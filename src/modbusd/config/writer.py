@@ -79,7 +79,7 @@ def _device(device: Device, unit_ids: Sequence[int], serial_unit_id: int | None)
     if (device.server_id, device.running, device.additional_data) != (DEFAULT_SERVER_ID, True, b""):
         lines += ["", "[device.server_id]"]
         server_id = device.server_id
-        lines.append(f"id = {server_id[0]}" if len(server_id) == 1 else f"id = {_byte_list(server_id)}")
+        lines.append(f"id = 0x{server_id[0]:02X}" if len(server_id) == 1 else f"id = {_byte_list(server_id)}")
         lines.append(f"running = {toml_value(device.running)}")
         if device.additional_data:
             lines.append(f"additional_data = {toml_text_or_bytes(device.additional_data)}")
