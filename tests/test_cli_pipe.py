@@ -80,3 +80,11 @@ def test_log_whose_reader_left_ends_quietly_not_as_a_lost_api(launch: Launch) ->
 def test_api_clients_whose_reader_left_end_quietly(launch: Launch, words: list[str]) -> None:
     _, api = serve(launch)
     ended_quietly(into_closed_pipe(*words, "--http", str(api)))
+
+
+def test_clone_to_standard_output_whose_reader_left_ends_quietly(launch: Launch) -> None:
+    port, _ = serve(launch)
+    proc = into_closed_pipe("clone", f"tcp:127.0.0.1:{port}", "--ranges", "hr:0-9", "--rate", "0")
+    _, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0, stderr
+    assert all(line.startswith("modbusd clone: ") for line in stderr.splitlines()), stderr  # progress only
