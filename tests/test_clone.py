@@ -160,3 +160,23 @@ def test_clone_of_a_silent_device_says_so_in_one_line(launch: Launch, tmp_path: 
     assert child.finish(CLONE_TIMEOUT) == 2
     errors = [line for line in child.stderr if line.startswith("modbusd: ")]
     assert len(errors) == 1 and "no answer from unit 1" in errors[0] and "after 3 tries" in errors[0], child.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(["--ranges", "hr:9-0"], "the first no greater than the last", id="ranges"),
+        pytest.param(["--rate", "-1"], "0 (no limit) or more", id="rate"),
+        pytest.param(["--unit", "0"], "on a serial line a device has a unit id 1..247", id="serial unit"),
+        pytest.param(["-o", "{existing}"], "already exists", id="existing file"),
+    ],
+)
+def test_clone_mistakes_of_the_person_are_one_line_and_exit_2(
+    launch: Launch, tmp_path: Path, args: list[str], words: str
+) -> None:
+    existing = tmp_path / "copy.toml"
+    existing.write_text("# mine\n")
+    child = launch("clone", "rtu:/dev/ttyS99", *(a.format(existing=existing) for a in args))
+    assert child.finish(CLONE_TIMEOUT) == 2
+    assert len(child.stderr) == 1 and words in child.stderr[0], child.stderr
+    assert existing.read_text() == "# mine\n"
