@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 from modbusd import Device, Layout
-from modbusd.config import ConfigError, loads
+from modbusd.config import ConfigError, loads, summary
 from modbusd.config.writer import device_file
 from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
@@ -64,6 +64,7 @@ def test_device_file_is_compact_runs_are_counts_and_dense_zeros_are_left_out() -
                                            {"address": 150, "values": [1, 2, 3]}]  # fmt: skip
     assert values["input_registers"] == [{"address": 10, "count": 20}]  # sparse: its zeros say it exists
     assert "coils" not in values and len(text.splitlines()) < 30
+    assert summary(loads(text, "copy.toml"))[-1].endswith("; 0 data points; 3 value ranges")  # modbusd check
 
 
 def test_device_file_writes_one_device_per_group_of_unit_ids() -> None:
