@@ -122,3 +122,23 @@ value = 20
     device = loads(text).build_devices()
     assert isinstance(device, Device) and device.holding_registers.values(0, 3) == [1, 20, 3]
     assert len(device.coils) == ADDRESS_SPACE and isinstance(device.coils, BitTable)
+
+
+def test_a_bit_text_over_several_lines_keeps_the_line_numbers_of_later_keys() -> None:
+    text = """[[device]]
+[device.values]
+coils = [
+    { address = 64, values = \"\"\"
+10110000 11110000
+11111111\"\"\" },
+]
+holding_registers = [{ address = 0, values = [
+   1, 2,
+   3] }]
+
+[device.server_id]
+id = 300
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, "copy.toml")
+    assert (caught.value.line, caught.value.key) == (13, "device[0].server_id.id")
