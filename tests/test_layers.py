@@ -27,12 +27,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
-    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize"),
-    # who may do what, from a PDU's bytes: roles' rights, read-only ranges, allow-lists (sans-I/O)
+        # who may do what, from a PDU's bytes: roles' rights, read-only ranges, allow-lists (sans-I/O)
     "modbusd.authorize": ("modbusd.protocol", "modbusd.model"),
     # the access rules at run time: allow-lists, TLS roles, their counters, log lines and events log records
     "modbusd.security": ("modbusd.protocol", "modbusd.authorize", "modbusd.hub", "modbusd.session",
                          "modbusd.transport"),  # the TcpConnection type
+    # modbusd clone: what to read next (sans I/O), and reading a device through the gateway's downstream side
+    "modbusd.clone.probe": ("modbusd.protocol",),
+    "modbusd.clone": ("modbusd.clone", "modbusd.protocol", "modbusd.model", "modbusd.forward", "modbusd.routing"),
+    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize"),
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
@@ -65,7 +68,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a
     # TYPE from a POINT)
     "modbusd.cli": ("modbusd.cli", "modbusd.config", "modbusd.server", "modbusd.model.device", "modbusd.web",
-                    "modbusd.mqtt", "modbusd.protocol.serial_line", "modbusd.model.values"),
+                    "modbusd.mqtt", "modbusd.protocol.serial_line", "modbusd.model.values", "modbusd.clone"),
     "modbusd.__main__": ("modbusd.cli",),
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only

@@ -1,7 +1,8 @@
 """The `modbusd` command: options in the spirit of MBAsyncServer's command line, one-line errors, exit codes.
 
 ``modbusd [options]`` serves; the first argument picks a subcommand instead: ``check FILE``, ``init [PATH]``,
-``get POINT[:COUNT] [TYPE]``, ``set POINT [TYPE:]VALUE``, ``watch POINT[:COUNT] [TYPE]…``, ``log [--follow]``.
+``get POINT[:COUNT] [TYPE]``, ``set POINT [TYPE:]VALUE``, ``watch POINT[:COUNT] [TYPE]…``, ``log [--follow]``,
+``clone TARGET`` (read a real device into a device file).
 With ``--config FILE``, an option given on the command line overrides the file's value; one not given keeps the
 file's, then the built-in default.
 
@@ -11,7 +12,7 @@ control API refused). Nothing imports this package.
 
 Where things are: `parser.py` the server's options, `options.py` their value types, `serve.py` the settings and
 the running server, `files.py` check and init, `client.py` get and set, `watch.py` watch, `log.py` log,
-`errors.py` exit codes and one-line errors.
+`clone.py` clone, `errors.py` exit codes and one-line errors.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 from modbusd import config as device_file
 from modbusd.cli.client import TOKEN_VARIABLE, _call, _client_parser, _get, _set
+from modbusd.cli.clone import _clone
 from modbusd.cli.errors import EXIT_OK, EXIT_USAGE, _bind_error, _fail, _Parser, _start_error, quiet_stdout
 from modbusd.cli.files import _check, _init
 from modbusd.cli.log import _log
@@ -32,7 +34,7 @@ from modbusd.cli.serve import _listeners, _serial_lines, _serve, _settings, _sta
 from modbusd.cli.watch import _watch
 from modbusd.server import Server
 
-SUBCOMMANDS = ("check", "init", "get", "set", "watch", "log")
+SUBCOMMANDS = ("check", "init", "get", "set", "watch", "log", "clone")
 
 # what `modbusd.cli` held as one module, importable from it as before
 __all__ = [
@@ -74,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        return {"check": _check, "init": _init, "get": _get, "set": _set, "watch": _watch, "log": _log}[argv[0]](
-            argv[1:])  # fmt: skip
+        return {"check": _check, "init": _init, "get": _get, "set": _set, "watch": _watch, "log": _log,
+                "clone": _clone}[argv[0]](argv[1:])  # fmt: skip
     args = build_parser().parse_args(argv)
     try:
         configure_logging(args)

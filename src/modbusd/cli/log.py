@@ -51,6 +51,8 @@ def _log(argv: list[str]) -> int:
                     print(line(json.loads(raw)), flush=True)
     except ApiError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:  # our own standard output's reader left (`modbusd log | head`): main() ends quietly
+        raise
     except (OSError, ValueError) as exc:  # the stream broke off (the server stopped), or a line is no JSON
         return _fail(f"lost the control API on 127.0.0.1 port {args.http} ({exc})")
     except KeyboardInterrupt:

@@ -89,9 +89,7 @@ _SETTINGS = re.compile(r"([78])([EON])([12])?", re.IGNORECASE)  # 8E1, 8N2, 7E1 
 def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
     """`1-10=rtu:/dev/ttyUSB0,9600,8N1`, `3=ascii:/dev/ttyS1`, `20,21=tcp:10.0.0.5:502` → (unit ids, target)."""
     units_text, equals, target_text = text.partition("=")
-    kind, colon, where = target_text.partition(":")
-    kind = kind.lower()
-    if not equals or not colon or not where or kind not in ("rtu", "ascii", "tcp"):
+    if not equals or _split_target(target_text) is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not UNITS=rtu:DEVICE[,BAUD[,8E1]], UNITS=ascii:… or UNITS=tcp:HOST[:PORT]"
         )
@@ -105,6 +103,24 @@ def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
     if not units or not all(0 <= u <= 255 for u in units):
         raise argparse.ArgumentTypeError(f"forwarded unit ids must be within 0..255, got {units_text!r}")
     try:
+        return units, _target(target_text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"--forward {text!r}: {exc}") from None
+
+
+def _split_target(text: str) -> tuple[str, str] | None:
+    kind, colon, where = text.partition(":")
+    return (kind.lower(), where) if colon and where and kind.lower() in ("rtu", "ascii", "tcp") else None
+
+
+def _target(text: str) -> SerialLine | TcpTarget:
+    """A device to talk to as its client: `rtu:/dev/ttyUSB0,9600,8N1`, `ascii:/dev/ttyS1`, `tcp:10.0.0.5[:502]`
+    (the gateway's --forward, and modbusd clone)."""
+    found = _split_target(text)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not rtu:DEVICE[,BAUD[,8E1]], ascii:… or tcp:HOST[:PORT]")
+    kind, where = found
+    try:
         if kind == "tcp":
             if where.startswith("["):  # [::1]:502
                 host, _, rest = where[1:].partition("]")
@@ -113,7 +129,7 @@ def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
                 host, _, port = where.partition(":")
             else:  # a name, an IPv4 address, or an IPv6 address without a port
                 host, port = where, ""
-            return units, TcpTarget(host, _port(port) if port else 502)
+            return TcpTarget(host, _port(port) if port else 502)
         device, *options = where.split(",")
         if len(options) > 2:
             raise ValueError(f"{where!r}: DEVICE[,BAUD[,SETTINGS]] at most")
@@ -124,9 +140,9 @@ def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
         if len(options) > 1 and settings is None:
             raise ValueError(f"{options[1]!r} is not serial settings such as 8E1, 8N2 or 7E1")
         bytesize, parity, stopbits = settings.groups() if settings else ("8", "E", None)
-        return units, SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
+        return SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        raise argparse.ArgumentTypeError(f"--forward {text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parity(text: str) -> str:

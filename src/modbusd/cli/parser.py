@@ -37,7 +37,7 @@ examples:
       write the commented example device file, then serve it (port 5020)
 
 also: modbusd check FILE | init [PATH] | get POINT[:COUNT] [TYPE] | set POINT VALUE
-      | watch POINT[:COUNT] [TYPE]... | log [--follow]   (each has --help)
+      | watch POINT[:COUNT] [TYPE]... | log [--follow] | clone TARGET   (each has --help)
 """
 
 

@@ -2,8 +2,9 @@
 
 Imports the protocol and the model only; `Server.from_config` and the command line put it to use. The rooms:
 `reader.py` (reading tables, errors as ``FILE:LINE: key: message``), `schema.py` (the settings and their defaults,
-and building devices from them), `services.py`, `devices.py`, `points.py` (each table's reader), `loader.py`
-(`load`, `loads`), `summary.py` (what `modbusd check` prints), and `example.toml` (`EXAMPLE`).
+and building devices from them), `services.py`, `devices.py`, `points.py`, `ranges.py` (each table's reader),
+`loader.py` (`load`, `loads`), `writer.py` (devices → the text of a device file), `summary.py` (what `modbusd check`
+prints), and `example.toml` (`EXAMPLE`).
 
 The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 
@@ -29,8 +30,9 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
-  read_only, read_only_exception and allow (access rules), ``[device.identification]`` and ``[[device.point]]``
-  (name, address, type, order, value, unit, comment, subscribe).
+  read_only, read_only_exception and allow (access rules), ``[device.identification]`` (FC43),
+  ``[device.server_id]`` (FC17: id, running, additional_data), ``[device.values]`` (initial values of address
+  ranges, `ranges.py`) and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
 """
 
 from importlib.resources import files

@@ -1,5 +1,6 @@
 """The device file's ``[[device]]`` tables: unit ids, layout, sizes, sparse tables, identification, points."""
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
@@ -7,23 +8,26 @@ from typing import Any
 
 from modbusd.config.access import AccessTables
 from modbusd.config.points import Found, PointTables
+from modbusd.config.ranges import RangeTables
 from modbusd.config.reader import Path_
-from modbusd.config.schema import DeviceConfig, Subscribe, shared_table
-from modbusd.model.device import TABLES, Layout
+from modbusd.config.schema import DEFAULT_SERVER_ID, DeviceConfig, Subscribe, shared_table
+from modbusd.model.device import MAX_SERVER_ID, TABLES, Layout
 from modbusd.model.identification import MAX_OBJECT_LENGTH, OBJECT_NAMES
 from modbusd.model.names import MAX_UNIT_ID
 from modbusd.model.values import Order
 from modbusd.protocol.codes import ADDRESS_SPACE, MIN_UNIT_ID
 from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 
+_OBJECT_ID = re.compile(r"0[xX][0-9a-fA-F]{2}")  # an identification object by id: 0x80
 
-class DeviceTables(PointTables, AccessTables):
+
+class DeviceTables(PointTables, RangeTables, AccessTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
         raw = self.table(data, path, ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout",
-                                      "order", "sparse", "size", "identification", "points_csv", "point",
-                                      "read_only", "read_only_exception", "allow"))  # fmt: skip
+                                      "order", "sparse", "size", "identification", "server_id", "values", "points_csv",
+                                      "point", "read_only", "read_only_exception", "allow"))  # fmt: skip
         if "unit_id" in raw and "unit_ids" in raw:
             raise self.error((*path, "unit_ids"), "give unit_id or unit_ids, not both")
         unit_ids: tuple[int, ...] = ()
@@ -49,6 +53,8 @@ class DeviceTables(PointTables, AccessTables):
         sizes = self.sizes(raw.get("size", {}), (*path, "size"), layout)
         sparse = self.sparse(raw, path, layout)
         identification = self.identification(raw.get("identification", {}), (*path, "identification"))
+        ranges = self.value_ranges(raw.get("values", {}), (*path, "values"), sizes, layout)
+        report = self.server_id(raw["server_id"], (*path, "server_id")) if "server_id" in raw else {}
         points: list[Found] = []
         raw_points = raw.get("point", [])
         if not isinstance(raw_points, list):
@@ -66,7 +72,8 @@ class DeviceTables(PointTables, AccessTables):
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),
             values=MappingProxyType({p.name: v for p, v, _ in points if v is not None}),
-            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe), **self.device_access(raw, path, unit_ids),
+            serial_unit_id=serial_unit_id, subscribe=tuple(subscribe), ranges=ranges, **report,
+            **self.device_access(raw, path, unit_ids),
         )  # fmt: skip
         if "address_register" in raw:
             config = replace(config, address_register=self.address_register(raw, path, config))
@@ -115,15 +122,63 @@ class DeviceTables(PointTables, AccessTables):
             names = {shared_table(layout, n) for n in names}
         return frozenset(names)
 
-    def identification(self, data: object, path: Path_) -> dict[int, str]:
-        raw = self.table(data, path, tuple(OBJECT_NAMES))
-        objects: dict[int, str] = {}
-        for key in raw:
-            text = self.typed(raw, path, key, str, "a text")
-            if len(text.encode()) > MAX_OBJECT_LENGTH:
+    def identification(self, data: object, path: Path_) -> dict[int, str | bytes]:
+        """FC43 objects by name, or by object id (``0x80 = "serial 0042"``: the private objects 0x80..0xFF)."""
+        if not isinstance(data, dict):
+            raise self.error(path, f"expected a table ([device.identification]), got {type(data).__name__}")
+        named = {k: v for k, v in data.items() if not _OBJECT_ID.fullmatch(k)}
+        self.table(named, path, (*OBJECT_NAMES, "0x80"))
+        objects: dict[int, str | bytes] = {}
+        for key in data:
+            object_id = int(key, 16) if _OBJECT_ID.fullmatch(key) else OBJECT_NAMES[key]
+            if object_id in objects:
+                name = next(n for n, i in OBJECT_NAMES.items() if i == object_id)
+                raise self.error((*path, key), f"object 0x{object_id:02X} is {name}: give it once")
+            if isinstance(data[key], list):  # what is not UTF-8 text (a copy of a device made by reading it)
+                value: str | bytes = self.byte_list(data, path, key, "a text, or a list of bytes")
+            else:
+                value = self.typed(data, path, key, str, "a text, or a list of bytes")
+            if len(value.encode() if isinstance(value, str) else value) > MAX_OBJECT_LENGTH:
                 raise self.error((*path, key), f"at most {MAX_OBJECT_LENGTH} bytes fit one FC43 response")
-            objects[OBJECT_NAMES[key]] = text
+            objects[object_id] = value
         return objects
+
+    def server_id(self, data: object, path: Path_) -> dict[str, Any]:
+        """``[device.server_id]``: FC17 Report Server ID's answer (§6.13), DeviceConfig's keyword arguments.
+
+        The server id's length is the device's choice, so it is one byte (``id = 17``) or a list of them; the
+        additional data is text (UTF-8) or a list of bytes, as a device's documentation gives it.
+        """
+        raw = self.table(data, path, ("id", "running", "additional_data"))
+        found: dict[str, Any] = {}
+        if "id" in raw:
+            if isinstance(raw["id"], int) and not isinstance(raw["id"], bool):
+                found["server_id"] = bytes((self.integer(raw, path, "id", 0, 255),))
+            else:
+                found["server_id"] = self.byte_list(raw, path, "id", "a byte 0..255 or a list of them, such as "
+                                                    "[0x11, 0x22]")  # fmt: skip
+                if not found["server_id"]:
+                    raise self.error((*path, "id"), "the server id needs a byte at least")
+        if "running" in raw:
+            found["running"] = self.typed(raw, path, "running", bool, "true (run indicator ON) or false (OFF)")
+        if "additional_data" in raw:
+            if isinstance(raw["additional_data"], str):
+                found["additional_data"] = raw["additional_data"].encode()
+            else:
+                found["additional_data"] = self.byte_list(raw, path, "additional_data", "a text or a list of "
+                                                          "bytes such as [0x01, 0xFF]")  # fmt: skip
+        length = len(found.get("server_id", DEFAULT_SERVER_ID)) + len(found.get("additional_data", b""))
+        if length > MAX_SERVER_ID:
+            key = "additional_data" if "additional_data" in raw else "id"
+            raise self.error((*path, key), f"server id and additional data are {length} bytes: at most "
+                                           f"{MAX_SERVER_ID} fit an FC17 response")  # fmt: skip
+        return found
+
+    def byte_list(self, raw: Mapping[str, Any], path: Path_, key: str, what: str) -> bytes:
+        values = self.typed(raw, path, key, list, what)
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255 for v in values):
+            raise self.error((*path, key), f"expected {what}, got {values!r}")
+        return bytes(values)
 
     def check_devices(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
         if len(devices) > 1:

@@ -135,8 +135,11 @@ class KeyLines:
         depth, in_string = 0, ""
         for number, line in enumerate(text.splitlines(), 1):
             if in_string:
-                if line.count(in_string) % 2:
+                if line.count(in_string) % 2:  # the string ends here: what follows may close an array or table
+                    rest = line[line.rindex(in_string) + len(in_string) :]
                     in_string = ""
+                    if depth > 0:
+                        depth = max(0, depth + _depth(rest))
                 continue
             for quotes in ('"""', "'''"):
                 if line.count(quotes) % 2:

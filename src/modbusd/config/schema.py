@@ -14,12 +14,15 @@ from types import MappingProxyType
 from typing import Any
 
 from modbusd.authorize import ReadOnly, Roles, Span
-from modbusd.model.device import Device, Layout
+from modbusd.model.device import Device, Layout, default_identification
+from modbusd.model.identification import BASIC_LAST
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, write_at
+from modbusd.model.tables import WordTable
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.serial_line import SerialLine
+from modbusd.version import __version__
 
 DEFAULT_HTTP_PORT = 8020
 DEFAULT_MQTT_PORT = 1883
@@ -33,6 +36,7 @@ SERIAL_KEYS = ("device", "framing", "baudrate", "bytesize", "parity", "stopbits"
 HOOK_TIMEOUT = 1.0  # seconds a coroutine request hook may take before exception 04
 EVENTS_LOG_MAX_BYTES = 10 * 1024 * 1024  # the events log is rotated when it would grow past this
 EVENTS_LOG_FILES = 5  # the events log and its rotated copies, .1 … .4
+DEFAULT_SERVER_ID = b"\x01"  # FC17's server id when [device.server_id] does not give one (Device's default)
 
 
 def import_hook(spec: str, folder: str | None = None) -> Callable[..., object]:
@@ -245,6 +249,19 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueRange:
+    """Initial values from `address` on in `table` (a `Device` attribute name): registers 0..65535, bits 0/1."""
+
+    table: str
+    address: int
+    values: tuple[int, ...]
+
+    @property
+    def end(self) -> int:
+        return self.address + len(self.values)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceConfig:
     """One device. `unit_ids` empty: it answers every unit id (the only device of the file)."""
 
@@ -253,7 +270,7 @@ class DeviceConfig:
     order: Order = Order.ABCD
     sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     sparse: frozenset[str] = frozenset()
-    identification: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    identification: Mapping[int, str | bytes] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Point, ...] = ()
     values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))  # point name → initial value
     serial_unit_id: int | None = None  # answering every unit id: its unit id on serial lines, RTU over TCP (None: 1)
@@ -262,6 +279,10 @@ class DeviceConfig:
     read_only: tuple[Span, ...] = ()  # coils and holding registers clients may not write
     read_only_exception: int = int(ExceptionCode.ILLEGAL_DATA_ADDRESS)  # their answer to a client's write: 2, 1 or 4
     allow: tuple[str, ...] | None = None  # the client networks its unit ids answer (None: every client)
+    server_id: bytes = DEFAULT_SERVER_ID  # FC17 Report Server ID: [device.server_id] id, running, additional_data
+    running: bool = True
+    additional_data: bytes = b""
+    ranges: tuple[ValueRange, ...] = ()  # [device.values]: initial values of address ranges
 
     def addresses(self) -> dict[str, list[int]]:
         """The implemented addresses of each sparse table: what its data points cover."""
@@ -270,13 +291,31 @@ class DeviceConfig:
             table = point.location.table.value
             if table in found:
                 found[table].update(point.span)
+        for value_range in self.ranges:
+            if value_range.table in found:
+                found[value_range.table].update(range(value_range.address, value_range.end))
         return {name: sorted(addresses) for name, addresses in found.items()}
+
+    def objects(self) -> dict[int, str | bytes] | None:
+        """The FC43 objects: exactly the file's, with modbusd's own for the mandatory basic ones it leaves out
+        (§6.21), so that a copy of a device made by reading it answers with its objects and no others."""
+        if not self.identification:
+            return None
+        defaults = default_identification(__version__)
+        return {**{i: defaults[i] for i in range(BASIC_LAST + 1)}, **self.identification}
 
     def build(self) -> Device:
         """A fresh Device with its tables sized, sparse tables declared and every initial value written."""
-        device = Device(self.layout, **self.sizes, addresses=self.addresses() or None)
-        for object_id, text in self.identification.items():
-            device.identification[object_id] = text
+        device = Device(self.layout, **self.sizes, addresses=self.addresses() or None,
+                        identification=self.objects(), server_id=self.server_id,
+                        additional_data=self.additional_data)  # fmt: skip
+        device.running = self.running
+        for value_range in self.ranges:
+            table = getattr(device, value_range.table)
+            if isinstance(table, WordTable):
+                table.set_values(value_range.address, value_range.values)
+            else:
+                table.write(value_range.address, map(bool, value_range.values))
         for point in self.points:
             device.points[point.name] = point
             if point.name in self.values:

@@ -50,8 +50,9 @@ def summary(config: Config) -> list[str]:
                 continue
             size = device.sizes.get(table, ADDRESS_SPACE)
             tables.append(f"{table} {size}{' sparse' if table in device.sparse else ''}")
+        ranges = f"; {len(device.ranges)} value ranges" if device.ranges else ""
         lines.append(f"device ({units}): layout {device.layout}, {', '.join(tables)}; "
-                     f"{len(device.points)} data points")  # fmt: skip
+                     f"{len(device.points)} data points{ranges}")  # fmt: skip
         for point in device.points:
             value = device.values.get(point.name)
             shown = "" if value is None else f" = {value}"
