@@ -127,6 +127,7 @@ class WriteEvent:
     bit: int | None
     type: ValueType
     function: int
+    endpoint: str | None = None  # the endpoint whose device was written (`modbusd.endpoints`); None: the default one
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -144,6 +145,7 @@ class Subscription:
     type: ValueType
     order: Order = Order.ABCD
     unit_id: int | None = None
+    endpoint: str | None = None  # the endpoint the device is served by; None: the server's default one
 
     def touches(self, address: int, quantity: int) -> bool:
         return address < self.address + self.count and self.address < address + quantity
@@ -162,12 +164,12 @@ class Subscription:
         unit_id: int, client: str, time: float, request_id: int, function: int,
     ) -> list[WriteEvent]:  # fmt: skip
         unit = self.unit_id if self.unit_id is not None else unit_id
-        prefix = f"{server}.{unit}."
+        prefix = f"{server}.{unit}." if self.endpoint is None else f"{server}.{self.endpoint}/{unit}."
 
         def event(address: int, bit: int | None, value: Value, previous: Value) -> WriteEvent:
             name = f"{prefix}{address}.{self.table.suffix}" + ("" if bit is None else f".{bit}")
             return WriteEvent(name, value, previous, client, time, request_id, unit, self.table, address, bit,
-                              self.type, function)  # fmt: skip
+                              self.type, function, self.endpoint)  # fmt: skip
 
         if self.table is Table.COILS:
             start, quantity = written
@@ -183,7 +185,7 @@ class Subscription:
 
 def make_subscription(
     device: Device, location: Location, vtype: ValueType | str | None = None, *, count: int = 1,
-    order: Order | str = Order.ABCD,
+    order: Order | str = Order.ABCD, endpoint: str | None = None,
 ) -> Subscription:  # fmt: skip
     """A checked Subscription at `location` (coils or holding registers): ValueError saying what is wrong.
 
@@ -209,7 +211,7 @@ def make_subscription(
     else:
         raise ValueError(f"{location}: only coils and holding registers are written by clients")
     subscription = Subscription(device, location.table, location.address, span, chosen, Order(order),
-                                location.unit_id)  # fmt: skip
+                                location.unit_id, endpoint)  # fmt: skip
     subscription.capture()  # IllegalDataAddress now rather than at the first write
     return subscription
 
@@ -234,7 +236,7 @@ class Subscriptions:
 
     @staticmethod
     def _key(s: Subscription) -> tuple[object, ...]:
-        return id(s.device), s.table, s.address, s.count, str(s.type), s.order, s.unit_id
+        return id(s.device), s.table, s.address, s.count, str(s.type), s.order, s.unit_id, s.endpoint
 
     # A new list each time, never changed in place: another thread may subscribe while the loop looks for touched
     # subscriptions, and list.sort empties a list while it sorts.
@@ -371,14 +373,17 @@ def outcome(response: bytes | None) -> dict[str, object]:
 
 def write_record(
     pdu: bytes, response: bytes | None, *, time: float, client: str, unit_id: int, request_id: int,
-    broadcast: bool = False, by: str = "tables",
+    broadcast: bool = False, by: str = "tables", endpoint: str | None = None,
 ) -> dict[str, object]:  # fmt: skip
-    """One client write as one JSON-able record of the events log. `by`: "tables" or "hook" (it answered)."""
+    """One client write as one JSON-able record of the events log. `by`: "tables" or "hook" (it answered);
+    `endpoint`: the endpoint it reached (a key only when not the default one)."""
     address, quantity, values = _written_values(pdu)
     record: dict[str, object] = {
         "time": time, "kind": "write", "request_id": request_id, "client": client, "unit": unit_id,
         "function": pdu[0], "address": address, "quantity": quantity, "values": values,
     }  # fmt: skip
+    if endpoint is not None:
+        record["endpoint"] = endpoint
     if broadcast:
         record["broadcast"] = True
     if by != "tables":
@@ -389,7 +394,10 @@ def write_record(
 
 def event_record(event: WriteEvent) -> dict[str, object]:
     """One event as one JSON-able record of the events log (its time as seconds since the epoch)."""
-    return {
+    record = {
         "time": event.time, "kind": "event", "request_id": event.request_id, "client": event.client, "name": event.name,
         "type": str(event.type), "value": _json_value(event.value), "previous": _json_value(event.previous),
     }  # fmt: skip
+    if event.endpoint is not None:
+        record["endpoint"] = event.endpoint
+    return record

@@ -9,6 +9,7 @@ It is the one module that knows all the others, and it reads as their table of c
 - `hub.py`: write subscriptions, listeners (`events.py`) and the events log (`events_log.py`);
 - `admission.py`: the open connections, the connection limit and the idle time-out;
 - `transports.py`: the listeners (Modbus/TCP, RTU over TCP, UDP, serial lines), opened and closed together;
+- `endpoints.py`: more listeners, each with devices of its own (``ENDPOINT/POINT`` names their points);
 - `runner.py`: serving from a thread of its own, for programs without an event loop.
 
 Names that lived here before those modules (`ANY_UNIT_ID`, `UnknownUnit`, `TcpTarget`, `Target`, `FORWARD_TIMEOUT`,
@@ -36,6 +37,7 @@ from modbusd.admission import FRAME_TIMEOUT, WRITE_TIMEOUT, Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
+from modbusd.endpoints import Endpoint, Endpoints, Served, Wiring, endpoints_from_config
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
@@ -56,7 +58,7 @@ from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
 
 __all__ = [  # what the rest of modbusd and embedding programs import from here
     "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "FRAME_TIMEOUT",
-    "WRITE_TIMEOUT", "EventsLog", "Listener", "SerialLine", "Server", "StartError", "Target", "TcpTarget",
+    "WRITE_TIMEOUT", "Endpoint", "EventsLog", "Listener", "SerialLine", "Server", "StartError", "Target", "TcpTarget",
     "UnknownUnit", "unit_ranges",
 ]  # fmt: skip
 
@@ -103,6 +105,7 @@ class Server:
         events_log_max_bytes: int = EVENTS_LOG_MAX_BYTES,
         events_log_files: int = EVENTS_LOG_FILES,
         listen_only: bool = True,
+        endpoints: Sequence[Endpoint] = (),
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -130,7 +133,12 @@ class Server:
 
         `listen_only`: False refuses FC08/04 Force Listen Only Mode on every device with exception 01, so that no
         client (nor one spoofed UDP datagram) can silence the devices for all the others (§6.8.1 requires it,
-        and only FC08/01 from a client, or a restart, ends it)."""
+        and only FC08/01 from a client, or a restart, ends it).
+
+        `endpoints`: more listeners, each with its own devices (`modbusd.endpoints`); with endpoints and no
+        `devices`, the server serves only them (no Modbus/TCP of its own, and every point is ``ENDPOINT/POINT``)."""
+        plant_only = devices is None and bool(endpoints)
+        port = None if plant_only else port
         self._single, self.devices = split_devices(devices)
         if not listen_only:
             for device in [self._single] if self._single is not None else self.devices.values():
@@ -165,7 +173,11 @@ class Server:
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
         )  # fmt: skip
-        self._points = PointAccess(self._single, self.devices, self.device_for)
+        wiring = Wiring(name, self._hub, self._admission, self.unknown_unit, hook, hook_timeout, self.quit_word,
+                        self._remote_quit, self._serving, listen_only)  # fmt: skip
+        self._endpoints = Endpoints(None if plant_only else PointAccess(self._single, self.devices, self.device_for),
+                                    endpoints, wiring)  # fmt: skip
+        self._points = self._endpoints  # the owner's access to points: ENDPOINT/POINT, or the default endpoint's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._runner = ServingThread()
@@ -191,12 +203,13 @@ class Server:
             "idle_timeout": s.idle_timeout, "max_connections_per_client": s.max_connections_per_client,
             "quit_word": s.quit_command, "serial": s.serial,
             "rtu_over_tcp": s.rtu_over_tcp, "udp": s.udp,
-            "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
+            "unit_id": (config.devices[0].serial_unit_id if config.devices else None) or MIN_UNIT_ID,
+            "endpoints": endpoints_from_config(config),
             "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "hook_forwarded": s.hook_forwarded,
             "events_log": s.eventslog, "events_log_max_bytes": s.eventslog_max_bytes,
             "events_log_files": s.eventslog_files, "listen_only": s.listen_only,
         }  # fmt: skip
-        server = cls(devices, **(options | transports))
+        server = cls(devices if config.devices else None, **(options | transports))
         for item in config.subscriptions:  # the file's, and those the command line added
             try:
                 server.subscribe(item.point, item.type)
@@ -227,6 +240,11 @@ class Server:
     @property
     def serial_lines(self) -> tuple[SerialLine, ...]:
         return self._transports.serial_lines
+
+    @property
+    def endpoints(self) -> dict[str, Served]:
+        """The endpoints by name, each with its `host`, `port` (bound, once started), `devices` and `device`."""
+        return self._endpoints.served
 
     @property
     def device(self) -> Device:
@@ -283,7 +301,8 @@ class Server:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
         counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()}  # fmt: skip
+                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()
+                } | self._endpoints.counters()  # fmt: skip
 
     @property
     def requests(self) -> RequestLog:
@@ -309,7 +328,7 @@ class Server:
         id) sees every unit id's, and its events carry the unit id of the request.
         """
         device, found = self.locate(point)
-        return self._hub.subscribe(device, found, vtype, count, order)
+        return self._hub.subscribe(device, found, vtype, count, order, self._endpoints.endpoint_of(point))
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._hub.unsubscribe(subscription)
@@ -414,6 +433,7 @@ class Server:
                                          udp_session=self._answers.udp_session,
                                          serial_session=self._answers.serial_session, gate=self._admission,
                                          warnings=self._admission.peer_warnings)  # fmt: skip
+            await self._endpoints.start(loop)
         except BaseException:
             await self.stop()
             raise
@@ -423,7 +443,7 @@ class Server:
         """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for
         Modbus/TCP, then `RTU on /dev/ttyUSB0 (19200 8E1, unit 1)`, `UDP on 0.0.0.0 port 5021` …"""
         units = None if self._bus is None else self._bus.units
-        return self._transports.describe(units) + self._routes.describe()
+        return self._transports.describe(units) + self._routes.describe() + self._endpoints.describe()
 
     async def serve_forever(self) -> None:
         """Start (if not started) and serve until `stop()` or the quit command."""
@@ -439,6 +459,7 @@ class Server:
             self._stopped.set()
         self._admission.stop_reaping()
         self._transports.close()
+        self._endpoints.close()
         self._admission.close_all()
         deadline = time.monotonic() + _CLOSE_GRACE
         while (self._admission.connections or not self._transports.serial_closed()) and time.monotonic() < deadline:
@@ -447,6 +468,7 @@ class Server:
         for downstream in self.downstreams.values():  # its clients' connections are closed: nobody waits
             await downstream.stop()
         await self._transports.wait_closed()
+        await self._endpoints.wait_closed()
         await self._hub.stop()  # the last writes' events are delivered, or dropped after a grace
 
     async def __aenter__(self) -> Server:

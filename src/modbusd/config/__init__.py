@@ -45,11 +45,13 @@ from modbusd.config.schema import (
     UNKNOWN_UNIT_POLICIES,
     Config,
     DeviceConfig,
+    EndpointConfig,
     HttpAccessError,
     HttpConfig,
     MqttConfig,
     ServerConfig,
     Subscribe,
+    build_devices,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
@@ -66,7 +68,7 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "check_host_name",
+    "EndpointConfig", "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "build_devices", "check_host_name",
     "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url",
     "parse_subscribe", "summary",
 ]  # fmt: skip
