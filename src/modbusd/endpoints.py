@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -28,7 +27,7 @@ from modbusd.access import PointAccess, Span, split_devices
 from modbusd.admission import Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import Bus, make_bus
-from modbusd.config import Config, build_devices
+from modbusd.config import ENDPOINT_NAME, TRANSPORTS, Config, build_devices
 from modbusd.hooks import RequestHook
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
@@ -40,8 +39,6 @@ from modbusd.transport.tcp import TcpConnection
 from modbusd.transports import StartError, Transports
 
 SEPARATOR: Final = "/"  # ENDPOINT/POINT: no point name or address notation holds a slash
-ENDPOINT_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # no dots nor slashes: it is part of event names
-TRANSPORTS: Final = ("tcp", "udp", "rtu-over-tcp")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -66,7 +63,9 @@ class Endpoint:
             raise ValueError(f"endpoint name {self.name!r}: start with a letter, then letters, digits, _ or - "
                              "(no dots or slashes: it is part of point and event names)")  # fmt: skip
         if self.transport not in TRANSPORTS:
-            raise ValueError(f"endpoint {self.name}: transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
+            raise ValueError(
+                f"endpoint {self.name}: transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"endpoint {self.name}: port {self.port} outside 0..65535")
 
@@ -112,8 +111,10 @@ class Served:
         if endpoint.transport == "rtu-over-tcp":
             write = functools.partial(hub.observe, endpoint=self.name)
             self._bus = make_bus(self.single, self.devices, endpoint.unit_id, hub.observed, write)
-        hook = None if wiring.hook is None else Hook(
-            wiring.hook, wiring.hook_timeout, f"{wiring.server_name}{SEPARATOR}{self.name}", hub, endpoint=self.name)  # fmt: skip
+        hook = None
+        if wiring.hook is not None:  # called with "<server>/<endpoint>" for the server's name
+            named = f"{wiring.server_name}{SEPARATOR}{self.name}"
+            hook = Hook(wiring.hook, wiring.hook_timeout, named, hub, endpoint=self.name)
         self._admission = wiring.admission
         self.answers = Answers(
             self.single, self.devices, unknown_unit=wiring.unknown_unit, routes={}, hub=hub, hook=hook, bus=self._bus,
@@ -195,7 +196,8 @@ class Served:
     def info(self) -> dict[str, object]:
         """``GET /endpoints``'s entry: where it listens, and its devices (unit ids, number of data points)."""
         return {"name": self.name, "transport": self.transport, "host": self.host, "port": self.port,
-                "listening": self.describe().partition(": ")[2], "devices": devices_info(self.single, self.devices)}  # fmt: skip
+                "listening": self.describe().partition(": ")[2],
+                "devices": devices_info(self.single, self.devices)}  # fmt: skip
 
 
 def devices_info(single: Device | None, devices: Mapping[int, Device]) -> list[dict[str, object]]:
@@ -240,8 +242,8 @@ class Endpoints:
         served = self.served.get(name.strip())
         if served is None:
             known = ", ".join(list(self.served)[:5]) + (", …" if len(self.served) > 5 else "")
-            raise UnknownPoint(f"{point!r}: no endpoint named {name.strip()!r}"
-                               + (f" (endpoints: {known})" if known else " (this server has no endpoints)"))  # fmt: skip
+            more = f" (endpoints: {known})" if known else " (this server has no endpoints)"
+            raise UnknownPoint(f"{point!r}: no endpoint named {name.strip()!r}{more}")
         return served.name, served.points, rest
 
     def _example(self) -> str:
@@ -274,7 +276,9 @@ class Endpoints:
         """The default endpoint's named points, then each endpoint's, named ``ENDPOINT/NAME``."""
         points = [] if self.default is None else self.default.data_points()
         for name, served in self.served.items():
-            points.extend(dataclasses.replace(p, name=f"{name}{SEPARATOR}{p.name}") for p in served.points.data_points())
+            points.extend(
+                dataclasses.replace(p, name=f"{name}{SEPARATOR}{p.name}") for p in served.points.data_points()
+            )
         return points
 
     def device_counters(self) -> dict[str, dict[str, object]]:
@@ -302,6 +306,15 @@ class Endpoints:
 
     def describe(self) -> list[str]:
         return [served.describe() for served in self.served.values()]
+
+    def info(
+        self, listening: list[str], single: Device | None, devices: Mapping[int, Device]
+    ) -> list[dict[str, object]]:
+        """``GET /endpoints``: the default endpoint first (name null; absent when it serves nothing), then each one.
+        `listening`: the default endpoint's banner items; `single`, `devices`: its devices."""
+        default = {"name": None, "transport": None, "host": None, "port": None, "listening": ", ".join(listening),
+                   "devices": devices_info(single, devices)}  # fmt: skip
+        return ([default] if self.default is not None and listening else []) + [s.info() for s in self.served.values()]
 
 
 def endpoints_from_config(config: Config) -> list[Endpoint]:

@@ -65,7 +65,7 @@ class EventsHub:
     # ------------------------------------------------------------------------------------- subscriptions
 
     def subscribe(self, device: Device, found: Point, vtype: ValueType | str | None, count: int,
-                  order: Order | str | None, endpoint: str | None = None) -> Subscription:  # fmt: skip
+                  order: Order | str | None, *, endpoint: str | None = None) -> Subscription:  # fmt: skip
         """`found`, located on `device` (served by `endpoint`, None: the default one): a named point gives its own
         type and order unless told otherwise."""
         location = found.location
@@ -148,10 +148,10 @@ class EventsHub:
         the endpoint it came to (None: the default one)."""
         requests = self.requests
         if not requests.followers:  # only writes are observed: for their events and the events log
-            return self.write(device, unit_id, pdu, peer, broadcast, endpoint)
+            return self.write(device, unit_id, pdu, peer, broadcast, endpoint=endpoint)
         started = time.perf_counter()
         if pdu[0] in WRITE_FUNCTIONS:
-            reply = self.write(device, unit_id, pdu, peer, broadcast, endpoint)
+            reply = self.write(device, unit_id, pdu, peer, broadcast, endpoint=endpoint)
         else:
             reply = handler.respond(device, pdu, broadcast=broadcast)
         requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, started=started)
@@ -183,7 +183,7 @@ class EventsHub:
 
         return recorded()
 
-    def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool,
+    def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool, *,
               endpoint: str | None = None) -> bytes | None:  # fmt: skip
         """Carry out a write request on `device`, with its events and its line in the events log.
 

@@ -246,6 +246,11 @@ class Server:
         """The endpoints by name, each with its `host`, `port` (bound, once started), `devices` and `device`."""
         return self._endpoints.served
 
+    def endpoints_info(self) -> list[dict[str, object]]:
+        """Where each endpoint listens and its devices (``GET /endpoints``), the default one first, name None."""
+        own = self.listening()[: len(self.listening()) - len(self.endpoints)]
+        return self._endpoints.info(own, self._single, self.devices)
+
     @property
     def device(self) -> Device:
         """The device in single-device mode."""
@@ -328,7 +333,7 @@ class Server:
         id) sees every unit id's, and its events carry the unit id of the request.
         """
         device, found = self.locate(point)
-        return self._hub.subscribe(device, found, vtype, count, order, self._endpoints.endpoint_of(point))
+        return self._hub.subscribe(device, found, vtype, count, order, endpoint=self._endpoints.endpoint_of(point))
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._hub.unsubscribe(subscription)

@@ -37,11 +37,13 @@ from modbusd.config.schema import (
     CSV_COLUMNS,
     DEFAULT_HTTP_PORT,
     DEFAULT_MQTT_PORT,
+    ENDPOINT_NAME,
     EVENTS_LOG_FILES,
     EVENTS_LOG_MAX_BYTES,
     HOOK_TIMEOUT,
     LOOPBACK,
     SERIAL_KEYS,
+    TRANSPORTS,
     UNKNOWN_UNIT_POLICIES,
     Config,
     DeviceConfig,
@@ -66,9 +68,10 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 """The commented device file `modbusd init` writes (and the README shows): a data file of this package."""
 
 __all__ = [
-    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
-    "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "EndpointConfig", "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "build_devices", "check_host_name",
+    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
+    "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "TRANSPORTS",
+    "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "HttpAccessError",
+    "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "build_devices", "check_host_name",
     "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url",
     "parse_subscribe", "summary",
 ]  # fmt: skip

@@ -15,13 +15,15 @@ from modbusd.model.values import Order
 from modbusd.protocol.codes import ADDRESS_SPACE, MIN_UNIT_ID
 from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 
+DEVICE_KEYS = ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout", "order", "sparse", "size",
+               "identification", "points_csv", "point")  # fmt: skip
+
 
 class DeviceTables(PointTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
-        raw = self.table(data, path, ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout",
-                                      "order", "sparse", "size", "identification", "points_csv", "point"))  # fmt: skip
+        raw = self.table(data, path, DEVICE_KEYS)
         if "unit_id" in raw and "unit_ids" in raw:
             raise self.error((*path, "unit_ids"), "give unit_id or unit_ids, not both")
         unit_ids: tuple[int, ...] = ()
@@ -123,12 +125,13 @@ class DeviceTables(PointTables):
             objects[OBJECT_NAMES[key]] = text
         return objects
 
-    def check_devices(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
+    def check_devices(self, devices: Sequence[DeviceConfig], raw: Sequence[Any], where: Path_ = ("device",)) -> None:
+        """Unit ids and point names unique among `devices`, the tables at `where` (the file's, or an endpoint's)."""
         if len(devices) > 1:
             for i, device in enumerate(devices):
                 if not device.unit_ids:
                     raise self.error(
-                        ("device", i),
+                        (*where, i),
                         "with several devices each needs unit_id or unit_ids "
                         "(leave them out only for one device answering every unit id)",
                     )
@@ -138,24 +141,25 @@ class DeviceTables(PointTables):
             for unit_id in device.unit_ids:
                 if unit_id in seen:
                     key = "unit_id" if "unit_id" in raw[i] else "unit_ids"
-                    raise self.error(("device", i, key), f"unit id {unit_id} already belongs to device "
+                    raise self.error((*where, i, key), f"unit id {unit_id} already belongs to device "
                                                          f"{seen[unit_id] + 1} of the file")  # fmt: skip
                 seen[unit_id] = i
             for point in device.points:
                 if point.name in names:
                     raise self.error(
-                        ("device", i),
+                        (*where, i),
                         f"data point name {point.name!r} is used by device "
                         f"{names[point.name] + 1} too: names must be unique in the file",
                     )
                 names[point.name] = i
 
-    def check_serial_unit_ids(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
+    def check_serial_unit_ids(self, devices: Sequence[DeviceConfig], raw: Sequence[Any],
+                              where: Path_ = ("device",)) -> None:  # fmt: skip
         """With serial lines or RTU over TCP every device's unit ids are serial unit ids too: 1..247."""
         for i, device in enumerate(devices):
             bad = [u for u in device.unit_ids if not MIN_UNIT_ID <= u <= MAX_SERIAL_UNIT_ID]
             if bad:
                 key = "unit_id" if "unit_id" in raw[i] else "unit_ids"
-                raise self.error(("device", i, key), f"unit id {bad[0]} is outside {MIN_UNIT_ID}.."
+                raise self.error((*where, i, key), f"unit id {bad[0]} is outside {MIN_UNIT_ID}.."
                                                      f"{MAX_SERIAL_UNIT_ID}, the unit ids of serial lines and RTU "
                                                      "over TCP, which this file serves")  # fmt: skip

@@ -274,6 +274,10 @@ def build_devices(configs: Sequence[DeviceConfig]) -> Device | dict[int, Device]
     return devices
 
 
+ENDPOINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # no dots nor slashes: part of point and event names
+TRANSPORTS = ("tcp", "udp", "rtu-over-tcp")  # an endpoint's listener
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """One ``[[endpoint]]`` instance (`modbusd.endpoints.Endpoint`): a listener with devices of its own."""

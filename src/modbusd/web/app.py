@@ -169,8 +169,15 @@ def make_app(
             raise Refused(400, str(exc)) from None
         return web.json_response(await listing.page(offset, limit))
 
+    def point_text(request: Any) -> str:
+        """The point of ``/points/{point}``, or ``ENDPOINT/POINT`` of ``/points/{endpoint}/{point}`` (the same
+        name with its slash unescaped, as curl users type it)."""
+        endpoint = request.match_info.get("endpoint")
+        point = request.match_info["point"]
+        return point if endpoint is None else f"{endpoint}/{point}"
+
     async def read_point(request: Any) -> Any:
-        text = request.match_info["point"]
+        text = point_text(request)
         point, vtype = lookup(text, request.query.get("type"))
         count = request.query.get("count")
         if count is None:
@@ -183,7 +190,7 @@ def make_app(
         return web.json_response(describe_range(text, point, vtype, span))  # type: ignore[arg-type]  # values
 
     async def write_point(request: Any) -> Any:
-        text = request.match_info["point"]
+        text = point_text(request)
         value, type_text = typed_value(await read_json(request, limits))
         point, vtype = lookup(text, type_text)
         if isinstance(value, bool) and vtype.kind.value != "bit":
@@ -195,6 +202,9 @@ def make_app(
 
     async def counters(_request: Any) -> Any:
         return web.json_response(server.counters())
+
+    async def endpoints(_request: Any) -> Any:
+        return web.json_response({"endpoints": server.endpoints_info()})
 
     async def request_log(request: Any) -> Any:
         follow = request.query.get("follow", "0")
@@ -208,7 +218,8 @@ def make_app(
         return web.json_response({"modbusd": modbusd.__version__,
                                   "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T&count=N",
                                                 "PUT /points/{point}", "GET /counters",
-                                                "GET /log?follow=1"]})  # fmt: skip
+                                                "GET /log?follow=1", "GET /endpoints"],
+                                  "served": server.endpoints_info()})  # fmt: skip
 
     streams = LogStreams(server)
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
@@ -217,6 +228,9 @@ def make_app(
     app.router.add_get("/points", list_points)
     app.router.add_get("/points/{point}", read_point)
     app.router.add_put("/points/{point}", write_point)
+    app.router.add_get("/points/{endpoint}/{point}", read_point)  # ENDPOINT/POINT, its slash as typed
+    app.router.add_put("/points/{endpoint}/{point}", write_point)
+    app.router.add_get("/endpoints", endpoints)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
     return app
