@@ -113,7 +113,8 @@ class EndpointTables(DeviceTables):
             names.add(instance)
             kind = "udp" if transport == "udp" else "tcp"
             key = (kind, hosts[n - 1], ports[n - 1])
-            holder = taken.get(key) or taken.get((kind, "0.0.0.0", key[2])) if key[2] else None
+            holder = taken.get(key) if key[2] else None  # the same address and port: overlapping ones (0.0.0.0
+            # and 127.0.0.1) are the bind's to refuse, with the message for a port in use
             if holder is not None:
                 raise self.error((*path, "port"), f"port {key[2]} ({kind}) on {key[1]} is {holder} already: give "
                                                   f"{instance} another port or address"
