@@ -18,6 +18,7 @@ from pymodbus.client import AsyncModbusTcpClient, AsyncModbusUdpClient
 
 from modbusd import Device, Server, UnknownPoint, config
 from modbusd.server import Endpoint
+from tests.conftest import Mosquitto
 from tests.test_cli import HOST, Modbusd, free_port
 from tests.test_cli_config import http, modbusd_cli
 
@@ -362,3 +363,39 @@ def test_two_endpoints_on_one_port_give_the_port_in_use_line(tmp_path: Path, lau
     assert line.startswith(f"modbusd: port {port} on 0.0.0.0 is already in use by another program: stop it, or "
                            "choose another port: port = ")  # fmt: skip
     assert line.endswith(" in the device file's [[endpoint]] b is free.")
+
+
+# ------------------------------------------------------------------------------------------------ MQTT
+
+
+def test_mqtt_topics_put_the_endpoint_before_the_unit(broker: Mosquitto) -> None:
+    aiomqtt = pytest.importorskip("aiomqtt")
+    from modbusd.mqtt import MqttBridge
+    from tests.test_mqtt import Watcher, until
+
+    server = plant(METER + endpoint("meter", 0, HOST, "count = 2\n"))
+
+    async def main() -> None:
+        async with server:
+            bridge = await MqttBridge.start(server, HOST, broker.port, named_points=True, min_backoff=0.1)
+            try:
+                await until(lambda: bridge.connected, what="the bridge's connection")
+                async with Watcher(broker.port, "modbusd/#") as watcher, \
+                        aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                    await until(lambda: watcher.on("modbusd/meter2/1/hr/0"), what="meter2's state")
+                    client = await connected(server.endpoints["meter2"].port)
+                    try:
+                        await client.write_register(0, 31, device_id=1)
+                    finally:
+                        client.close()
+                    await until(lambda: watcher.written("modbusd/meter2/1/hr/0"), what="meter2's event")
+                    event = watcher.written("modbusd/meter2/1/hr/0")[0]
+                    assert (event["name"], event["value"]) == ("plant.meter2/1.0.hr", 31)
+                    await publisher.publish("modbusd/meter1/1/hr/0/set", "64", qos=1)
+                    await until(lambda: watcher.written("modbusd/meter1/1/hr/0"), what="meter1's set")
+                    assert watcher.written("modbusd/meter1/1/hr/0")[0]["name"] == "plant.meter1/1.0.hr"
+                assert (server.read("meter1/setpoint"), server.read("meter2/setpoint")) == (64, 31)
+            finally:
+                await bridge.stop()
+
+    run(main)
