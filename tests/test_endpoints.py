@@ -16,8 +16,7 @@ import pytest
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusUdpClient
 
-from modbusd import Device, Server, UnknownPoint, config
-from modbusd.server import Endpoint
+from modbusd import Device, Endpoint, Server, UnknownPoint, config
 from tests.conftest import Mosquitto
 from tests.test_cli import HOST, Modbusd, free_port
 from tests.test_cli_config import http, modbusd_cli
