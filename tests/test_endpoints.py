@@ -121,6 +121,41 @@ def test_endpoints_from_python_each_with_its_own_device_and_port() -> None:
     run(main)
 
 
+def test_endpoints_from_python_are_checked_when_the_server_is_made() -> None:
+    with pytest.raises(ValueError, match="two endpoints are named a"):
+        Server(endpoints=[Endpoint("a", port=0), Endpoint("a", port=0)])
+    with pytest.raises(ValueError, match=r"endpoints a and b both listen on 127\.0\.0\.1 port 5020"):
+        Server(endpoints=[Endpoint("a", host=HOST, port=5020), Endpoint("b", host=HOST, port=5020)])
+    with pytest.raises(ValueError, match="start with a letter"):
+        Endpoint("meter.7")
+    with pytest.raises(ValueError, match="transport 'rtu'"):
+        Endpoint("m", transport="rtu")
+    with pytest.raises(ValueError, match="UDP, RTU over TCP and serial lines of the server's own"):
+        Server(endpoints=[Endpoint("a", port=0)], udp=0)  # no devices of its own for its UDP to serve
+
+
+def test_the_hook_is_told_the_endpoint_and_counters_list_each_endpoint() -> None:
+    names: list[str] = []
+
+    def hook(server: str, client: str, unit_id: int, pdu: bytes) -> None:
+        names.append(server)
+
+    server = Server(endpoints=[Endpoint("m1", Device(), host=HOST, port=0)], name="plant", hook=hook)
+
+    async def main() -> None:
+        async with server:
+            client = await connected(server.endpoints["m1"].port)
+            try:
+                assert (await client.read_holding_registers(0, count=1)).registers == [0]
+            finally:
+                client.close()
+
+    run(main)
+    assert names == ["plant/m1"]
+    counters = server.counters()
+    assert counters["devices"] == {} and counters["endpoints"]["m1"]["*"]["bus_message"] == 1  # type: ignore[index]
+
+
 def test_the_default_endpoint_keeps_its_unqualified_names_beside_endpoints() -> None:
     server = Server(Device(), host=HOST, port=0, endpoints=[Endpoint("side", Device(), host=HOST, port=0)])
 
@@ -298,6 +333,17 @@ def test_modbusd_get_and_set_address_a_point_on_an_endpoint(tmp_path: Path, laun
     assert modbusd_cli("get", "--http", str(api), "a/setpoint").stdout.strip() == "7"
     wrong = modbusd_cli("get", "--http", str(api), "setpoint")
     assert wrong.returncode == 2 and "which endpoint?" in wrong.stderr
+
+
+def test_a_port_of_its_own_for_a_file_of_endpoints_only_is_one_line(
+    tmp_path: Path, launch: Callable[..., Modbusd]
+) -> None:
+    file = tmp_path / "plant.toml"
+    file.write_text(METER + endpoint("a", 0))
+    child = launch("--config", str(file), "-p", "5020")
+    assert child.finish() == 2 and child.stdout == []
+    assert child.stderr == [f"modbusd: -p 5020: {file} serves only its [[endpoint]] tables (it has no top-level "
+                            "[[device]] for the port to serve): give the port to an endpoint in the file"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- bad declarations

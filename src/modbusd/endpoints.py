@@ -101,7 +101,7 @@ class Served:
             for device in self._distinct():
                 device.diagnostics.refuse_listen_only = True
         port = endpoint.port
-        self._transports = Transports(
+        self.transports = Transports(
             endpoint.host, port if endpoint.transport == "tcp" else None, serial_lines=(), serving=wiring.serving,
             rtu_over_tcp=port if endpoint.transport == "rtu-over-tcp" else None,
             udp=port if endpoint.transport == "udp" else None,
@@ -128,12 +128,12 @@ class Served:
 
     @property
     def host(self) -> str | None:
-        return self._transports.host
+        return self.transports.host
 
     @property
     def port(self) -> int:
         """The port (the one bound, once started, when 0 was asked for)."""
-        t = self._transports
+        t = self.transports
         return t.port if t.port is not None else t.udp_port if t.udp_port is not None else t.rtu_over_tcp_port  # type: ignore[return-value]  # one is set
 
     @property
@@ -171,7 +171,7 @@ class Served:
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the listener; StartError naming this endpoint (and its host) when it cannot."""
         try:
-            await self._transports.start(loop, self, rtu_session=self._open_rtu_session,
+            await self.transports.start(loop, self, rtu_session=self._open_rtu_session,
                                          udp_session=self.answers.udp_session, serial_session=self._no_serial,
                                          gate=self._admission, warnings=self._admission.peer_warnings)  # fmt: skip
         except StartError as exc:
@@ -185,7 +185,7 @@ class Served:
     def describe(self) -> str:
         """The banner's line: ``meter7: 127.0.0.1 port 5026 (unit 1)``, ``meter7: UDP on …``."""
         units = None if self._bus is None else self._bus.units
-        return f"{self.name}: {', '.join(self._transports.describe(units))}{self._devices_text()}"
+        return f"{self.name}: {', '.join(self.transports.describe(units))}{self._devices_text()}"
 
     def _devices_text(self) -> str:
         if self.single is not None:
@@ -208,6 +208,17 @@ def devices_info(single: Device | None, devices: Mapping[int, Device]) -> list[d
     for unit, device in sorted(devices.items()):
         units.setdefault(id(device), (device, []))[1].append(unit)
     return [{"unit_ids": ids, "points": len(device.points)} for device, ids in units.values()]
+
+
+def own_port(devices: object, endpoints: Sequence[Endpoint], port: int | None, *others: object) -> int | None:
+    """The server's own Modbus/TCP port: none when it serves only endpoints (no `devices`). ValueError then for
+    its other transports (`others`: udp, rtu_over_tcp, serial), which would serve a blank device."""
+    if devices is not None or not endpoints:
+        return port
+    if any(other not in (None, ()) for other in others):
+        raise ValueError("UDP, RTU over TCP and serial lines of the server's own serve its devices, and it has none "
+                         "besides its endpoints: give them devices, or make them endpoints")  # fmt: skip
+    return None
 
 
 class Endpoints:
@@ -298,11 +309,11 @@ class Endpoints:
 
     def close(self) -> None:
         for served in self.served.values():
-            served._transports.close()
+            served.transports.close()
 
     async def wait_closed(self) -> None:
         for served in self.served.values():
-            await served._transports.wait_closed()
+            await served.transports.wait_closed()
 
     def describe(self) -> list[str]:
         return [served.describe() for served in self.served.values()]
@@ -318,6 +329,12 @@ class Endpoints:
 
 
 def endpoints_from_config(config: Config) -> list[Endpoint]:
-    """The device file's ``[[endpoint]]`` instances, each with freshly built devices (its own memory)."""
+    """The device file's ``[[endpoint]]`` instances, each with freshly built devices (its own memory).
+
+    ValueError for ``-p`` laid over a file without top-level devices: that port would serve a blank device."""
+    if not config.devices and config.server.port is not None:
+        raise ValueError(f"-p {config.server.port}: {config.path} serves only its [[endpoint]] tables (it has "
+                         "no top-level [[device]] for the port to serve): give the port to an endpoint in the "
+                         "file")  # fmt: skip
     return [Endpoint(e.name, build_devices(e.devices), host=e.host, port=e.port, transport=e.transport,
                      unit_id=e.unit_id) for e in config.endpoints]  # fmt: skip
