@@ -114,8 +114,10 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             return _fail(f"MQTT bridge: {exc}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
-    endpoints = [f"  endpoint {served.describe()}" for served in server.endpoints.values()]
-    served = ", ".join(server.listening()[: len(server.listening()) - len(endpoints)])
+    listening = server.endpoints_info()  # the default endpoint (name None) first, if it serves anything
+    served = ", ".join(server.listening()) if not server.endpoints else listening[0]["listening"] if (
+        listening[0]["name"] is None) else ""  # fmt: skip
+    endpoints = [f"  endpoint {e['name']}: {e['listening']}" for e in listening if e["name"] is not None]
     if endpoints:  # one line each: a plant of a hundred would not fit one
         served = f"{served + ' and ' if served else ''}{len(endpoints)} endpoint{'s' if len(endpoints) > 1 else ''}"
     banner = [f"modbusd version {__version__}",
