@@ -58,11 +58,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the listeners a server starts and stops, and the thread it may serve from
     "modbusd.transports": ("modbusd.protocol", "modbusd.session", "modbusd.transport"),
     "modbusd.runner": (),
+    # more listeners, each with its own devices: one endpoint wires what server.py wires for its default devices
+    "modbusd.endpoints": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.transport",
+                          "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
+                          "modbusd.hooks", "modbusd.hub", "modbusd.transports"),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
-                       "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable"),
+                       "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable",
+                       "modbusd.endpoints"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop); the cli
     # package's modules (parser, options, serve, files, client, errors) import each other
     # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a

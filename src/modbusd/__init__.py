@@ -12,11 +12,12 @@ from modbusd.protocol.errors import (
     ModbusError,
     ServerDeviceFailure,
 )
-from modbusd.server import Server
+from modbusd.server import Endpoint, Server
 from modbusd.version import __version__
 
 __all__ = [
     "Device",
+    "Endpoint",
     "FrameError",
     "IllegalDataAddress",
     "IllegalDataValue",

@@ -65,7 +65,8 @@ class Hook:
     """
 
     def __init__(self, hook: RequestHook, timeout: float, name: str, hub: EventsHub, *,
-                 forwarded: bool = False) -> None:  # fmt: skip
+                 forwarded: bool = False, endpoint: str | None = None) -> None:  # fmt: skip
+        self.endpoint = endpoint  # the endpoint whose requests it sees (None: the default one), for the events log
         self.hook = hook
         self.timeout = timeout
         self.name = name  # the server's, passed to the hook
@@ -96,7 +97,8 @@ class Hook:
             if result.__class__ is not bytes and inspect.isawaitable(result):
                 return self._await(result, peer, unit_id, pdu, tables, transport, role)
             reply = self._checked(peer, pdu, result)
-        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport, role=role)  # tables untouched
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport, role=role,
+                           endpoint=self.endpoint)  # tables untouched: logged  # fmt: skip
         return reply
 
     async def _await(  # noqa: PLR0917  (the request's parts, as __call__ got them)
@@ -118,7 +120,7 @@ class Hook:
                     answered = await answered
                 return answered  # type: ignore[return-value]  # a response PDU or None
             reply = self._checked(peer, pdu, result)
-        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport, role=role)
+        self.hub.log_write(pdu, reply, peer, unit_id, by="hook", transport=transport, role=role, endpoint=self.endpoint)
         return reply
 
     def _checked(self, peer: str, pdu: bytes, result: object) -> bytes:
@@ -173,9 +175,13 @@ class Answers:
         warnings: RateLimitedLog,
         security: Security | None = None,
         durable: Durable | None = None,
+        endpoint: str | None = None,
     ) -> None:
         """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions.
-        `durable`: the state file (--state), which holds the responses to writes until they are stored."""
+        `durable`: the state file (--state), which holds the responses to writes until they are stored.
+        `endpoint`: the name of the endpoint these devices are served by (`endpoints.py`), for the events
+        log; None for the server's default one."""
+        self._endpoint = endpoint
         self._single = single
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
@@ -408,6 +414,8 @@ class Answers:
         device = self.device_for(unit_id)
         if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
             reply = self.answer(unit_id, pdu)
-            self._hub.log_write(pdu, reply, peer, unit_id, transport=transport, role=role)  # type: ignore[arg-type]  # at once
+            self._hub.log_write(pdu, reply, peer, unit_id, transport=transport,  # type: ignore[arg-type]  # at once
+                                role=role, endpoint=self._endpoint)  # fmt: skip
             return reply
-        return self._hub.observe(device, unit_id, pdu, peer, False, transport=transport, role=role)
+        return self._hub.observe(device, unit_id, pdu, peer, False, transport=transport, role=role,
+                                 endpoint=self._endpoint)  # fmt: skip

@@ -128,6 +128,7 @@ class WriteEvent:
     type: ValueType
     function: int
     role: str | None = None  # the client certificate's role over Modbus/TCP Security; None elsewhere
+    endpoint: str | None = None  # the endpoint whose device was written (`modbusd.endpoints`); None: the default one
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -145,6 +146,7 @@ class Subscription:
     type: ValueType
     order: Order = Order.ABCD
     unit_id: int | None = None
+    endpoint: str | None = None  # the endpoint the device is served by; None: the server's default one
 
     def touches(self, address: int, quantity: int) -> bool:
         return address < self.address + self.count and self.address < address + quantity
@@ -163,12 +165,12 @@ class Subscription:
         unit_id: int, client: str, time: float, request_id: int, function: int, role: str | None = None,
     ) -> list[WriteEvent]:  # fmt: skip
         unit = self.unit_id if self.unit_id is not None else unit_id
-        prefix = f"{server}.{unit}."
+        prefix = f"{server}.{unit}." if self.endpoint is None else f"{server}.{self.endpoint}/{unit}."
 
         def event(address: int, bit: int | None, value: Value, previous: Value) -> WriteEvent:
             name = f"{prefix}{address}.{self.table.suffix}" + ("" if bit is None else f".{bit}")
             return WriteEvent(name, value, previous, client, time, request_id, unit, self.table, address, bit,
-                              self.type, function, role)  # fmt: skip
+                              self.type, function, role, self.endpoint)  # fmt: skip
 
         if self.table is Table.COILS:
             start, quantity = written
@@ -184,7 +186,7 @@ class Subscription:
 
 def make_subscription(
     device: Device, location: Location, vtype: ValueType | str | None = None, *, count: int = 1,
-    order: Order | str = Order.ABCD,
+    order: Order | str = Order.ABCD, endpoint: str | None = None,
 ) -> Subscription:  # fmt: skip
     """A checked Subscription at `location` (coils or holding registers): ValueError saying what is wrong.
 
@@ -210,7 +212,7 @@ def make_subscription(
     else:
         raise ValueError(f"{location}: only coils and holding registers are written by clients")
     subscription = Subscription(device, location.table, location.address, span, chosen, Order(order),
-                                location.unit_id)  # fmt: skip
+                                location.unit_id, endpoint)  # fmt: skip
     subscription.capture()  # IllegalDataAddress now rather than at the first write
     return subscription
 
@@ -235,7 +237,7 @@ class Subscriptions:
 
     @staticmethod
     def _key(s: Subscription) -> tuple[object, ...]:
-        return id(s.device), s.table, s.address, s.count, str(s.type), s.order, s.unit_id
+        return id(s.device), s.table, s.address, s.count, str(s.type), s.order, s.unit_id, s.endpoint
 
     # A new list each time, never changed in place: another thread may subscribe while the loop looks for touched
     # subscriptions, and list.sort empties a list while it sorts.
@@ -372,15 +374,18 @@ def outcome(response: bytes | None) -> dict[str, object]:
 
 def write_record(
     pdu: bytes, response: bytes | None, *, time: float, client: str, unit_id: int, request_id: int,
-    broadcast: bool = False, by: str = "tables", role: str | None = None,
+    broadcast: bool = False, by: str = "tables", role: str | None = None, endpoint: str | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """One client write as one JSON-able record of the events log. `by`: "tables" or "hook" (it answered);
-    `role`: the client certificate's role (Modbus/TCP Security), left out when there is none."""
+    `role`: the client certificate's role (Modbus/TCP Security), left out when there is none; `endpoint`: the
+    endpoint it reached (a key only when not the default one)."""
     address, quantity, values = _written_values(pdu)
     record: dict[str, object] = {
         "time": time, "kind": "write", "request_id": request_id, "client": client, "unit": unit_id,
         "function": pdu[0], "address": address, "quantity": quantity, "values": values,
     }  # fmt: skip
+    if endpoint is not None:
+        record["endpoint"] = endpoint
     if broadcast:
         record["broadcast"] = True
     if role is not None:
@@ -399,4 +404,6 @@ def event_record(event: WriteEvent) -> dict[str, object]:
     }  # fmt: skip
     if event.role is not None:
         record["role"] = event.role
+    if event.endpoint is not None:
+        record["endpoint"] = event.endpoint
     return record

@@ -65,15 +65,17 @@ class EventsHub:
     # ------------------------------------------------------------------------------------- subscriptions
 
     def subscribe(self, device: Device, found: Point, vtype: ValueType | str | None, count: int,
-                  order: Order | str | None) -> Subscription:  # fmt: skip
-        """`found`, located on `device`: a named point gives its own type and order unless told otherwise."""
+                  order: Order | str | None, *, endpoint: str | None = None) -> Subscription:  # fmt: skip
+        """`found`, located on `device` (served by `endpoint`, None: the default one): a named point gives its own
+        type and order unless told otherwise."""
         location = found.location
         chosen: ValueType | str | None = vtype
         if chosen is None and found.name and not location.table.is_bits:
             chosen = found.type
         if order is None:
             order = found.order if found.name else Order.ABCD
-        subscription = self._subscriptions.add(make_subscription(device, location, chosen, count=count, order=order))
+        subscription = self._subscriptions.add(make_subscription(device, location, chosen, count=count, order=order,
+                                                                endpoint=endpoint))  # fmt: skip
         self._update_observed()
         return subscription
 
@@ -140,15 +142,17 @@ class EventsHub:
     # ----------------------------------------------------------------------------- observed requests
 
     def observe(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool, *,
-                transport: str | None = None, role: str | None = None) -> bytes | None:  # fmt: skip
+                transport: str | None = None, role: str | None = None,
+                endpoint: str | None = None) -> bytes | None:  # fmt: skip
         """An observed request for `device`: a write with its events and log line, and its request-log record
-        while someone follows. `transport` None: the serial bus's (a line's framing, or RTU over TCP)."""
+        while someone follows. `transport` None: the serial bus's (a line's framing, or RTU over TCP); `endpoint`:
+        the endpoint it came to (None: the default one)."""
         requests = self.requests
         if not requests.followers:  # only writes are observed: for their events and the events log
-            return self.write(device, unit_id, pdu, peer, broadcast, role=role)
+            return self.write(device, unit_id, pdu, peer, broadcast, role=role, endpoint=endpoint)
         started = time.perf_counter()
         if pdu[0] in WRITE_FUNCTIONS:
-            reply = self.write(device, unit_id, pdu, peer, broadcast, role=role)
+            reply = self.write(device, unit_id, pdu, peer, broadcast, role=role, endpoint=endpoint)
         else:
             reply = handler.respond(device, pdu, broadcast=broadcast)
         requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, started=started)
@@ -181,7 +185,7 @@ class EventsHub:
         return recorded()
 
     def write(self, device: Device, unit_id: int, pdu: bytes, peer: str, broadcast: bool, *,
-              role: str | None = None) -> bytes | None:  # fmt: skip
+              role: str | None = None, endpoint: str | None = None) -> bytes | None:  # fmt: skip
         """Carry out a write request on `device`, with its events and its line in the events log. `role`: the
         client certificate's (Modbus/TCP Security), carried by the log line and the events.
 
@@ -196,7 +200,8 @@ class EventsHub:
         now = time.time()
         if self.events_log is not None:
             self.events_log.put(write_record(pdu, reply, time=now, client=peer, unit_id=unit_id,
-                                             request_id=request_id, broadcast=broadcast, role=role))  # fmt: skip
+                                             request_id=request_id, broadcast=broadcast, role=role,
+                                             endpoint=endpoint))  # fmt: skip
         if touched and reply is not None and not reply[0] & 0x80:
             events: list[WriteEvent] = []
             for (subscription, written), old in zip(touched, before, strict=True):
@@ -207,13 +212,15 @@ class EventsHub:
         return None if broadcast else reply
 
     def log_write(self, pdu: bytes, reply: bytes | None, peer: str, unit_id: int, *, by: str = "tables",
-                  transport: str | None = None, role: str | None = None) -> None:  # fmt: skip
+                  transport: str | None = None, role: str | None = None,
+                  endpoint: str | None = None) -> None:  # fmt: skip
         """The events log's line for a write no device carried out: none has the unit id (`by="tables"`: the
         answer is exception 0x0B or silence), or the request hook answered it (`by="hook"`); and the request
         log's record of any such request while someone follows."""
         if self.events_log is not None and pdu[0] in WRITE_FUNCTIONS:
             self.events_log.put(write_record(pdu, reply, time=time.time(), client=peer, unit_id=unit_id,
-                                             request_id=next(self._request_ids), by=by, role=role))  # fmt: skip
+                                             request_id=next(self._request_ids), by=by, role=role,
+                                             endpoint=endpoint))  # fmt: skip
         if self.requests.followers:
             self.requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply)
 

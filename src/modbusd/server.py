@@ -9,6 +9,7 @@ It is the one module that knows all the others, and it reads as their table of c
 - `hub.py`: write subscriptions, listeners (`events.py`) and the events log (`events_log.py`);
 - `admission.py`: the open connections, the connection limit and the idle time-out;
 - `transports.py`: the listeners (Modbus/TCP, RTU over TCP, UDP, serial lines), opened and closed together;
+- `endpoints.py`: more listeners, each with devices of its own (``ENDPOINT/POINT`` names their points);
 - `runner.py`: serving from a thread of its own, for programs without an event loop.
 - `durable.py`: the state file (`state.py`, `state_store.py`): written values kept, responses held until stored.
 
@@ -16,7 +17,7 @@ Names that lived here before those modules (`ANY_UNIT_ID`, `UnknownUnit`, `TcpTa
 `FORWARD_QUEUE`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`, `StartError`,
 `ASCII_TIMEOUT`) stay importable from here.
 
-Longer than the ~400 lines a module should be (about 490) for the reason the Server class gives: the class is
+Longer than the ~400 lines a module should be (about 520) for the reason the Server class gives: the class is
 nearly all of it, and what else is here is the imports and re-exports above. Splitting the public API over
 mixins or a second module to shorten it would spread one class's methods over several files; every piece of work
 has already moved out (the list above), and `from_config`'s mapping of the file onto the constructor's arguments
@@ -42,6 +43,7 @@ from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT,
 from modbusd.config.schema import DEFAULT_TLS_PORT
 from modbusd.config.tls import server_tls_context
 from modbusd.durable import Durable
+from modbusd.endpoints import Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
@@ -63,7 +65,7 @@ from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
 
 __all__ = [  # what the rest of modbusd and embedding programs import from here
     "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "FRAME_TIMEOUT",
-    "WRITE_TIMEOUT", "EventsLog", "Listener", "SerialLine", "Server", "StartError", "Target", "TcpTarget",
+    "WRITE_TIMEOUT", "Endpoint", "EventsLog", "Listener", "SerialLine", "Server", "StartError", "Target", "TcpTarget",
     "UnknownUnit", "unit_ranges",
 ]  # fmt: skip
 
@@ -118,6 +120,7 @@ class Server:
         state: str | Path | None = None,
         reset_state: bool = False,
         state_sync: str = "full",
+        endpoints: Sequence[Endpoint] = (),
     ) -> None:
         """`port`: Modbus/TCP's port, None for no Modbus/TCP. `serial`: serial ports to serve;
         `rtu_over_tcp`, `udp`: ports for those (0: any free one). `unit_id`: a single device's slave id on
@@ -155,7 +158,13 @@ class Server:
 
         `state`: a state file (docs/state.md): written values are restored from it now, and every write is stored
         before it is answered; `reset_state` empties it first; `state_sync` "full" or "normal" (SQLite's
-        synchronous). Raises StateError (a ValueError) for a file that cannot be used."""
+        synchronous). Raises StateError (a ValueError) for a file that cannot be used.
+
+
+        `endpoints`: more listeners, each with its own devices (`modbusd.endpoints`); with endpoints and no
+        `devices`, the server serves only them (no Modbus/TCP of its own, and every point is ``ENDPOINT/POINT``)."""
+        plant_only = devices is None and bool(endpoints)
+        port = own_port(devices, endpoints, port, udp, rtu_over_tcp, serial)
         self._single, self.devices = split_devices(devices)
         if not listen_only:
             for device in [self._single] if self._single is not None else self.devices.values():
@@ -197,7 +206,11 @@ class Server:
             security=self._security,
             durable=self.state,
         )  # fmt: skip
-        self._points = PointAccess(self._single, self.devices, self.device_for)
+        wiring = Wiring(name, self._hub, self._admission, self.unknown_unit, hook, hook_timeout, self.quit_word,
+                        self._remote_quit, self._serving, listen_only)  # fmt: skip
+        self._endpoints = Endpoints(None if plant_only else PointAccess(self._single, self.devices, self.device_for),
+                                    endpoints, wiring)  # fmt: skip
+        self._points = self._endpoints  # the owner's access to points: ENDPOINT/POINT, or the default endpoint's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._runner = ServingThread()
@@ -223,7 +236,8 @@ class Server:
             "idle_timeout": s.idle_timeout, "max_connections_per_client": s.max_connections_per_client,
             "quit_word": s.quit_command, "serial": s.serial,
             "rtu_over_tcp": s.rtu_over_tcp, "udp": s.udp,
-            "unit_id": config.devices[0].serial_unit_id or MIN_UNIT_ID,
+            "unit_id": (config.devices[0].serial_unit_id if config.devices else None) or MIN_UNIT_ID,
+            "endpoints": endpoints_from_config(config),
             "name": s.name, "hook": s.hook, "hook_timeout": s.hook_timeout, "hook_forwarded": s.hook_forwarded,
             "events_log": s.eventslog, "events_log_max_bytes": s.eventslog_max_bytes,
             "events_log_files": s.eventslog_files, "listen_only": s.listen_only, "roles": config.roles,
@@ -231,7 +245,7 @@ class Server:
             "allow": s.allow or None, "allow_units": config.allow_units or None,
             "state": s.state, "state_sync": s.state_sync,
         }  # fmt: skip
-        server = cls(devices, **(options | transports))
+        server = cls(devices if config.devices else None, **(options | transports))
         for item in config.subscriptions:  # the file's, and those the command line added
             try:
                 server.subscribe(item.point, item.type)
@@ -267,6 +281,16 @@ class Server:
     @property
     def serial_lines(self) -> tuple[SerialLine, ...]:
         return self._transports.serial_lines
+
+    @property
+    def endpoints(self) -> dict[str, Served]:
+        """The endpoints by name, each with its `host`, `port` (bound, once started), `devices` and `device`."""
+        return self._endpoints.served
+
+    def endpoints_info(self) -> list[dict[str, object]]:
+        """Where each endpoint listens and its devices (``GET /endpoints``), the default one first, name None."""
+        own = self.listening()[: len(self.listening()) - len(self.endpoints)]
+        return self._endpoints.info(own, self._single, self.devices)
 
     @property
     def device(self) -> Device:
@@ -329,7 +353,8 @@ class Server:
         counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
                 "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
-                **({"security": self._security.counters()} if self._security is not None else {})}  # fmt: skip
+                **({"security": self._security.counters()} if self._security is not None else {})
+                } | self._endpoints.counters()  # fmt: skip
 
     @property
     def requests(self) -> RequestLog:
@@ -355,7 +380,7 @@ class Server:
         id) sees every unit id's, and its events carry the unit id of the request.
         """
         device, found = self.locate(point)
-        return self._hub.subscribe(device, found, vtype, count, order)
+        return self._hub.subscribe(device, found, vtype, count, order, endpoint=self._endpoints.endpoint_of(point))
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._hub.unsubscribe(subscription)
@@ -475,6 +500,7 @@ class Server:
                                          warnings=self._admission.peer_warnings, tls_session=self._open_tls_session,
                                          **({} if self._security is None else {"refuser": self._security.refuser,
                                             "handshake_failed": self._security.handshake_failed}))  # fmt: skip
+            await self._endpoints.start(loop)
         except BaseException:
             await self.stop()
             raise
@@ -484,7 +510,7 @@ class Server:
         """What this server serves, one item per transport, for the banner: `0.0.0.0 port 502` for
         Modbus/TCP, then `RTU on /dev/ttyUSB0 (19200 8E1, unit 1)`, `UDP on 0.0.0.0 port 5021` …"""
         units = None if self._bus is None else self._bus.units
-        return self._transports.describe(units) + self._routes.describe()
+        return self._transports.describe(units) + self._routes.describe() + self._endpoints.describe()
 
     async def serve_forever(self) -> None:
         """Start (if not started) and serve until `stop()` or the quit command."""
@@ -500,6 +526,7 @@ class Server:
             self._stopped.set()
         self._admission.stop_reaping()
         self._transports.close()
+        self._endpoints.close()
         self._admission.close_all()
         deadline = time.monotonic() + _CLOSE_GRACE
         while (self._admission.connections or not self._transports.serial_closed()) and time.monotonic() < deadline:
@@ -508,6 +535,7 @@ class Server:
         for downstream in self.downstreams.values():  # its clients' connections are closed: nobody waits
             await downstream.stop()
         await self._transports.wait_closed()
+        await self._endpoints.wait_closed()
         await self._hub.stop()  # the last writes' events are delivered, or dropped after a grace
         if self.state is not None:
             self.state.stop()

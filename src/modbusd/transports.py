@@ -29,7 +29,11 @@ ASCII_TIMEOUT = 1.0  # Serial Line §2.5.2.1: the inter-character time-out, 1 s 
 
 
 class StartError(OSError):
-    """A transport could not be started. `kind`: tcp, rtu-over-tcp, udp or serial; `target`: port or device."""
+    """A transport could not be started. `kind`: tcp, rtu-over-tcp, udp or serial; `target`: port or device;
+    `endpoint` and `host`: the endpoint's name and address when it is one of a server's endpoints (`endpoints.py`)."""
+
+    endpoint: str | None = None
+    host: str | None = None
 
     def __init__(self, kind: str, target: int | str, cause: OSError) -> None:
         super().__init__(cause.errno, cause.strerror or str(cause))

@@ -78,6 +78,11 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
     try:
         await server.start()
     except StartError as exc:
+        if exc.endpoint is not None:  # one of the file's [[endpoint]] instances: moved in the file, by its name
+            host = exc.host or host
+            listeners = {exc.kind: Listener(f"port = {{}} in the device file's [[endpoint]] {exc.endpoint}",
+                                            f"host in the device file's [[endpoint]] {exc.endpoint}",
+                                            exc.kind == "udp")}  # fmt: skip
         print(_start_error(exc, host, listeners), file=sys.stderr)
         return EXIT_USAGE
     except ImportError as exc:  # the serial extra is not installed
@@ -111,9 +116,15 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             return _fail(f"MQTT bridge: {exc}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
-    served = ", ".join(server.listening())
+    listening = server.endpoints_info()  # the default endpoint (name None) first, if it serves anything
+    served = ", ".join(server.listening()) if not server.endpoints else listening[0]["listening"] if (
+        listening[0]["name"] is None) else ""  # fmt: skip
+    endpoints = [f"  endpoint {e['name']}: {e['listening']}" for e in listening if e["name"] is not None]
+    if endpoints:  # one line each: a plant of a hundred would not fit one
+        served = f"{served + ' and ' if served else ''}{len(endpoints)} endpoint{'s' if len(endpoints) > 1 else ''}"
     banner = [f"modbusd version {__version__}",
-              f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}"]  # fmt: skip
+              f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}",
+              *endpoints]  # fmt: skip
     if api is not None:
         banner.append(f"Control API on http://{api.host}:{api.port}/")
     if bridge is not None:

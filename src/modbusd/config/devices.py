@@ -10,8 +10,8 @@ from modbusd.config.access import AccessTables
 from modbusd.config.points import Found, PointTables
 from modbusd.config.ranges import RangeTables
 from modbusd.config.reader import Path_
-from modbusd.config.schema import DEFAULT_SERVER_ID, DeviceConfig, Subscribe, shared_table
-from modbusd.model.device import MAX_SERVER_ID, TABLES, Layout
+from modbusd.config.schema import DeviceConfig, Subscribe, shared_table
+from modbusd.model.device import TABLES, Layout
 from modbusd.model.identification import MAX_OBJECT_LENGTH, OBJECT_NAMES
 from modbusd.model.names import MAX_UNIT_ID
 from modbusd.model.values import Order
@@ -19,15 +19,16 @@ from modbusd.protocol.codes import ADDRESS_SPACE, MIN_UNIT_ID
 from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 
 _OBJECT_ID = re.compile(r"0[xX][0-9a-fA-F]{2}")  # an identification object by id: 0x80
+DEVICE_KEYS = ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout", "order", "sparse", "size",
+               "identification", "server_id", "values", "points_csv", "point", "read_only", "read_only_exception",
+               "allow")  # fmt: skip
 
 
 class DeviceTables(PointTables, RangeTables, AccessTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
-        raw = self.table(data, path, ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout",
-                                      "order", "sparse", "size", "identification", "server_id", "values", "points_csv",
-                                      "point", "read_only", "read_only_exception", "allow"))  # fmt: skip
+        raw = self.table(data, path, DEVICE_KEYS)
         if "unit_id" in raw and "unit_ids" in raw:
             raise self.error((*path, "unit_ids"), "give unit_id or unit_ids, not both")
         unit_ids: tuple[int, ...] = ()
@@ -143,49 +144,13 @@ class DeviceTables(PointTables, RangeTables, AccessTables):
             objects[object_id] = value
         return objects
 
-    def server_id(self, data: object, path: Path_) -> dict[str, Any]:
-        """``[device.server_id]``: FC17 Report Server ID's answer (§6.13), DeviceConfig's keyword arguments.
-
-        The server id's length is the device's choice, so it is one byte (``id = 17``) or a list of them; the
-        additional data is text (UTF-8) or a list of bytes, as a device's documentation gives it.
-        """
-        raw = self.table(data, path, ("id", "running", "additional_data"))
-        found: dict[str, Any] = {}
-        if "id" in raw:
-            if isinstance(raw["id"], int) and not isinstance(raw["id"], bool):
-                found["server_id"] = bytes((self.integer(raw, path, "id", 0, 255),))
-            else:
-                found["server_id"] = self.byte_list(raw, path, "id", "a byte 0..255 or a list of them, such as "
-                                                    "[0x11, 0x22]")  # fmt: skip
-                if not found["server_id"]:
-                    raise self.error((*path, "id"), "the server id needs a byte at least")
-        if "running" in raw:
-            found["running"] = self.typed(raw, path, "running", bool, "true (run indicator ON) or false (OFF)")
-        if "additional_data" in raw:
-            if isinstance(raw["additional_data"], str):
-                found["additional_data"] = raw["additional_data"].encode()
-            else:
-                found["additional_data"] = self.byte_list(raw, path, "additional_data", "a text or a list of "
-                                                          "bytes such as [0x01, 0xFF]")  # fmt: skip
-        length = len(found.get("server_id", DEFAULT_SERVER_ID)) + len(found.get("additional_data", b""))
-        if length > MAX_SERVER_ID:
-            key = "additional_data" if "additional_data" in raw else "id"
-            raise self.error((*path, key), f"server id and additional data are {length} bytes: at most "
-                                           f"{MAX_SERVER_ID} fit an FC17 response")  # fmt: skip
-        return found
-
-    def byte_list(self, raw: Mapping[str, Any], path: Path_, key: str, what: str) -> bytes:
-        values = self.typed(raw, path, key, list, what)
-        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255 for v in values):
-            raise self.error((*path, key), f"expected {what}, got {values!r}")
-        return bytes(values)
-
-    def check_devices(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
+    def check_devices(self, devices: Sequence[DeviceConfig], raw: Sequence[Any], where: Path_ = ("device",)) -> None:
+        """Unit ids and point names unique among `devices`, the tables at `where` (the file's, or an endpoint's)."""
         if len(devices) > 1:
             for i, device in enumerate(devices):
                 if not device.unit_ids:
                     raise self.error(
-                        ("device", i),
+                        (*where, i),
                         "with several devices each needs unit_id or unit_ids "
                         "(leave them out only for one device answering every unit id)",
                     )
@@ -195,24 +160,25 @@ class DeviceTables(PointTables, RangeTables, AccessTables):
             for unit_id in device.unit_ids:
                 if unit_id in seen:
                     key = "unit_id" if "unit_id" in raw[i] else "unit_ids"
-                    raise self.error(("device", i, key), f"unit id {unit_id} already belongs to device "
+                    raise self.error((*where, i, key), f"unit id {unit_id} already belongs to device "
                                                          f"{seen[unit_id] + 1} of the file")  # fmt: skip
                 seen[unit_id] = i
             for point in device.points:
                 if point.name in names:
                     raise self.error(
-                        ("device", i),
+                        (*where, i),
                         f"data point name {point.name!r} is used by device "
                         f"{names[point.name] + 1} too: names must be unique in the file",
                     )
                 names[point.name] = i
 
-    def check_serial_unit_ids(self, devices: Sequence[DeviceConfig], raw: Sequence[Any]) -> None:
+    def check_serial_unit_ids(self, devices: Sequence[DeviceConfig], raw: Sequence[Any],
+                              where: Path_ = ("device",)) -> None:  # fmt: skip
         """With serial lines or RTU over TCP every device's unit ids are serial unit ids too: 1..247."""
         for i, device in enumerate(devices):
             bad = [u for u in device.unit_ids if not MIN_UNIT_ID <= u <= MAX_SERIAL_UNIT_ID]
             if bad:
                 key = "unit_id" if "unit_id" in raw[i] else "unit_ids"
-                raise self.error(("device", i, key), f"unit id {bad[0]} is outside {MIN_UNIT_ID}.."
+                raise self.error((*where, i, key), f"unit id {bad[0]} is outside {MIN_UNIT_ID}.."
                                                      f"{MAX_SERIAL_UNIT_ID}, the unit ids of serial lines and RTU "
                                                      "over TCP, which this file serves")  # fmt: skip

@@ -5,12 +5,13 @@ Every mistake is one `ConfigError` naming the file, the line, the key and what i
 
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from modbusd.config.devices import DeviceTables
+from modbusd.config.endpoints import EndpointTables, qualified
 from modbusd.config.reader import MAX_NESTING, ConfigError, UnreadableFile, nesting_line, read_text
-from modbusd.config.schema import Config
+from modbusd.config.schema import Config, ServerConfig
 from modbusd.config.services import ServiceTables
 
 
@@ -45,14 +46,17 @@ def loads(text: str, name: str = "<config>", *, base: Path | None = None) -> Con
     return Loader(name, text, base or Path.cwd()).load(data)
 
 
-class Loader(ServiceTables, DeviceTables):
+class Loader(ServiceTables, EndpointTables):
     """A whole device file: its tables in order, then the checks across them."""
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(data, (), ("server", "http", "mqtt", "events", "device", "roles"))
+        self.table(data, (), ("server", "http", "mqtt", "events", "device", "roles", "template", "endpoint"))
         server = self.server(data.get("server", {}))
+        plant_only = "endpoint" in data and "device" not in data
+        if plant_only:  # the [server]'s own transports serve the top-level [[device]] tables: there are none
+            server = self.plant_server(data.get("server", {}), server)
         http = self.http(data["http"]) if "http" in data else None
-        raw_devices = data.get("device", [{}])
+        raw_devices = data.get("device", [] if plant_only else [{}])
         if not isinstance(raw_devices, list):
             raise self.error(("device",), "devices are [[device]] tables (double brackets), one per device")
         devices = tuple(self.device(raw, ("device", i), server.layout) for i, raw in enumerate(raw_devices))
@@ -60,8 +64,20 @@ class Loader(ServiceTables, DeviceTables):
         if server.serves_serial:
             self.check_serial_unit_ids(devices, raw_devices)
         mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
-        subscribe = (*(s for d in devices for s in d.subscribe), *self.events(data.get("events", {})))
+        templates = self.templates(data.get("template", []), server.layout)
+        endpoints = self.endpoints(data["endpoint"], templates, server.layout, server) if "endpoint" in data else ()
+        subscribe = (*(s for d in devices for s in d.subscribe), *qualified(endpoints),
+                     *self.events(data.get("events", {})))  # fmt: skip
         roles = None
         if "roles" in data:
             roles = self.roles(data["roles"], server.tls.no_role if server.tls is not None else None)
-        return Config(self.name, server, http, devices, mqtt, subscribe, roles)
+        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints)
+
+    def plant_server(self, raw: dict[str, Any], server: ServerConfig) -> ServerConfig:
+        """A file of endpoints only: no Modbus/TCP of the [server]'s own, and none of its other transports."""
+        for key in ("port", "udp", "rtu_over_tcp", "serial"):
+            if key in raw:
+                raise self.error(("server", key), "the [server]'s own transports serve the top-level [[device]] "
+                                                  "tables, and this file has none: give the listener to an "
+                                                  "[[endpoint]], or add the [[device]]")  # fmt: skip
+        return replace(server, port=None)

@@ -327,15 +327,47 @@ class DeviceConfig:
         return device
 
 
+def build_devices(configs: Sequence[DeviceConfig]) -> Device | dict[int, Device]:
+    """One Device answering every unit id, or a unit id → Device mapping (a device may serve several ids)."""
+    if len(configs) == 1 and not configs[0].unit_ids:
+        return configs[0].build()
+    devices: dict[int, Device] = {}
+    for config in configs:
+        device = config.build()
+        devices.update(dict.fromkeys(config.unit_ids, device))
+    return devices
+
+
+ENDPOINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # no dots nor slashes: part of point and event names
+TRANSPORTS = ("tcp", "udp", "rtu-over-tcp")  # an endpoint's listener
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """One ``[[endpoint]]`` instance (`modbusd.endpoints.Endpoint`): a listener with devices of its own."""
+
+    name: str
+    devices: tuple[DeviceConfig, ...]
+    host: str = "0.0.0.0"
+    port: int = 502
+    transport: str = "tcp"  # tcp, udp or rtu-over-tcp
+
+    @property
+    def unit_id(self) -> int:
+        """A single device's slave id over RTU over TCP (its serial_unit_id, 1 if none)."""
+        return self.devices[0].serial_unit_id or 1
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
     server: ServerConfig = ServerConfig()
     http: HttpConfig | None = None
-    devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
+    devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)  # empty: only endpoints are served
     mqtt: MqttConfig | None = None
     subscribe: tuple[Subscribe, ...] = ()  # points with subscribe = true, then [events] subscribe, then --subscribe
     roles: Roles | None = None  # [roles.NAME]: Modbus/TCP Security's roles-to-rights rules
+    endpoints: tuple[EndpointConfig, ...] = ()  # [[endpoint]] tables, each instance of each
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:
@@ -348,17 +380,11 @@ class Config:
 
     def build_devices(self) -> Device | dict[int, Device]:
         """One Device answering every unit id, or a unit id → Device mapping (a device may serve several ids)."""
-        if len(self.devices) == 1 and not self.devices[0].unit_ids:
-            return self.devices[0].build()
-        devices: dict[int, Device] = {}
-        for config in self.devices:
-            device = config.build()
-            devices.update(dict.fromkeys(config.unit_ids, device))
-        return devices
+        return build_devices(self.devices)
 
     @property
     def points(self) -> tuple[Point, ...]:
-        return tuple(p for d in self.devices for p in d.points)
+        return tuple(p for d in self.devices for p in d.points)  # the default endpoint's
 
     @property
     def allow_units(self) -> dict[int, tuple[str, ...]]:

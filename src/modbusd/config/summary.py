@@ -38,6 +38,10 @@ def summary(config: Config) -> list[str]:
                      + (f"; also {', '.join(m.subscribe)}" if m.subscribe else "")
                      + (f"; CA {m.ca}" if m.ca else "")
                      + (f"; client certificate {m.cert}" if m.cert else ""))  # fmt: skip
+    for endpoint in config.endpoints:
+        units = ", ".join(unit_id_list(d.unit_ids) if d.unit_ids else "every unit id" for d in endpoint.devices)
+        lines.append(f"endpoint {endpoint.name}: {endpoint.transport} {endpoint.host} port {endpoint.port}; "
+                     f"unit ids {units}; {sum(len(d.points) for d in endpoint.devices)} data points")  # fmt: skip
     for device in config.devices:
         units = f"unit ids {unit_id_list(device.unit_ids)}" if device.unit_ids else "every unit id"
         if s.serves_serial and not device.unit_ids:

@@ -178,6 +178,8 @@ class MqttBridge:
                                           identifier=identifier, timeout=self.connect_timeout,
                                           tls_context=self.tls, logger=paho.logger) as client:  # fmt: skip
                     await client.subscribe(f"{self.prefix}/+/+/+/set", qos=self.qos)
+                    if self.server.endpoints:  # <prefix>/<endpoint>/<unit>/<table>/<address>/set
+                        await client.subscribe(f"{self.prefix}/+/+/+/+/set", qos=self.qos)
                     await self._publish_states(client)
                     self.connections += 1
                     log.info("MQTT: connected to %s%s, publishing under %s/", self.where,
@@ -221,16 +223,19 @@ class MqttBridge:
 
     # ------------------------------------------------------------------------------------------- events
 
-    def topic(self, unit: int | str, table: str, address: int, bit: int | None = None) -> str:
-        return f"{self.prefix}/{unit}/{table}/{address}" + ("" if bit is None else f".{bit}")
+    def topic(self, unit: int | str, table: str, address: int, bit: int | None = None,
+              endpoint: str | None = None) -> str:  # fmt: skip
+        """``<prefix>/<unit>/<table>/<address>``, with ``<endpoint>/`` before the unit for an endpoint's point."""
+        where = f"{unit}/{table}/{address}" + ("" if bit is None else f".{bit}")
+        return f"{self.prefix}/{where}" if endpoint is None else f"{self.prefix}/{endpoint}/{where}"
 
-    def unit_level(self, device: object, unit_id: int) -> str:
+    def unit_level(self, device: object, unit_id: int, endpoint: str | None = None) -> str:
         """The ``<unit>`` topic level of `device`, reached by a request for `unit_id`: one topic per register.
 
         A device answering every unit id is ``all``, the level its set topics always took; with one device per
         unit id, a device answering several (``unit_ids = [1, 2]``) is its lowest one. So a retained value
-        is never split over aliases that name the same register."""
-        devices = self.server.devices
+        is never split over aliases that name the same register. `endpoint`: the device's (None: the default)."""
+        devices = self.server.devices if endpoint is None else self.server.endpoints[endpoint].devices
         if not devices:
             return ALL_UNITS
         units = [u for u, d in devices.items() if d is device]
@@ -243,8 +248,11 @@ class MqttBridge:
                            "function": function})  # fmt: skip
 
     async def _publish_event(self, event: Any) -> None:
-        unit = self.unit_level(self.server.device_for(event.unit_id), event.unit_id)
-        topic = self.topic(unit, event.table.suffix, event.address, event.bit)
+        endpoint = event.endpoint
+        device = (self.server.device_for(event.unit_id) if endpoint is None
+                  else self.server.endpoints[endpoint].device_for(event.unit_id))  # fmt: skip
+        unit = self.unit_level(device, event.unit_id, endpoint)
+        topic = self.topic(unit, event.table.suffix, event.address, event.bit, endpoint)
         payload = self._payload(event.name, event.type, event.value, event.previous, client=event.client,
                                 when=event.time, request_id=event.request_id, function=event.function)  # fmt: skip
         await self._publish(topic, payload, retain=self.retain)
@@ -259,13 +267,15 @@ class MqttBridge:
         now = time.time()
         states: dict[str, str] = {}
         for subscription in self.server.subscriptions:
-            unit = self.unit_level(subscription.device, subscription.unit_id or 0)
+            endpoint = subscription.endpoint
+            unit = self.unit_level(subscription.device, subscription.unit_id or 0, endpoint)
+            qualifier = "" if endpoint is None else f"{endpoint}/"
             held = subscription.capture()
             for event in subscription.events(held, held, (subscription.address, subscription.count),
                                              server=self.server.name, unit_id=0, client="", time=now, request_id=0,
                                              function=0):  # fmt: skip
-                name = f"{self.server.name}.{_point(unit, event.table.suffix, event.address, event.bit)}"
-                topic = self.topic(unit, event.table.suffix, event.address, event.bit)
+                name = f"{self.server.name}.{qualifier}{_point(unit, event.table.suffix, event.address, event.bit)}"
+                topic = self.topic(unit, event.table.suffix, event.address, event.bit, endpoint)
                 states[topic] = self._payload(name, event.type, event.value, None, client=None, when=now)
         results = await asyncio.gather(*(client.publish(topic, payload, qos=self.qos, retain=self.retain,
                                                         timeout=PUBLISH_TIMEOUT)
@@ -290,6 +300,7 @@ class MqttBridge:
 
     async def _set(self, topic: str, raw: object) -> None:
         parts = topic[len(self.prefix) + 1:].split("/")  # fmt: skip
+        endpoint = parts.pop(0) if len(parts) == 5 else None  # <endpoint>/<unit>/<table>/<address>/set
         unit, table, address = parts[0], parts[1], parts[2]
         if table not in SET_TABLES:
             raise BadPayload(f"unknown table {table!r}: expected co, di, hr or ir")
@@ -299,7 +310,8 @@ class MqttBridge:
         if unit != ALL_UNITS and not unit.isdecimal():
             raise BadPayload(f"{unit!r} is not a unit id (0..255) nor all")
         where = (table, int(number), int(bit) if bit else None)
-        point = _point(unit, *where)
+        qualifier = "" if endpoint is None else f"{endpoint}/"
+        point = qualifier + _point(unit, *where)
         vtype, value = _parse_set(_text(raw))
         try:
             device, located = self.server.locate(point)
@@ -315,7 +327,7 @@ class MqttBridge:
                 TypeError) as exc:  # fmt: skip
             raise BadPayload(f"{type(exc).__name__}: {exc}") from None
         log.info("MQTT: %s set to %s", point, format_value(chosen, now))
-        level = self.unit_level(device, int(unit) if unit.isdecimal() else 0)  # the register's one topic
-        state = self._payload(f"{self.server.name}.{_point(level, *where)}", chosen, now, previous, client="mqtt",
-                              when=time.time())  # fmt: skip
-        await self._publish(self.topic(level, *where), state, retain=self.retain)
+        level = self.unit_level(device, int(unit) if unit.isdecimal() else 0, endpoint)  # the register's one topic
+        state = self._payload(f"{self.server.name}.{qualifier}{_point(level, *where)}", chosen, now, previous,
+                              client="mqtt", when=time.time())  # fmt: skip
+        await self._publish(self.topic(level, *where, endpoint), state, retain=self.retain)

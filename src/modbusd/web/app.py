@@ -194,8 +194,15 @@ def make_app(
             raise Refused(400, str(exc)) from None
         return web.json_response(await listing.page(offset, limit))
 
+    def point_text(request: Any) -> str:
+        """The point of ``/points/{point}``, or ``ENDPOINT/POINT`` of ``/points/{endpoint}/{point}`` (the same
+        name with its slash unescaped, as curl users type it)."""
+        endpoint = request.match_info.get("endpoint")
+        point = request.match_info["point"]
+        return point if endpoint is None else f"{endpoint}/{point}"
+
     async def read_point(request: Any) -> Any:
-        text = request.match_info["point"]
+        text = point_text(request)
         point, vtype = lookup(text, request.query.get("type"))
         order = order_of(request.query.get("order"))
         count = request.query.get("count")
@@ -209,7 +216,7 @@ def make_app(
         return web.json_response(describe_range(text, point, vtype, span, order))  # type: ignore[arg-type]  # values
 
     async def write_point(request: Any) -> Any:
-        text = request.match_info["point"]
+        text = point_text(request)
         body = await read_json(request, limits)
         value, type_text = typed_value(body)
         order = order_of(body.get("order"))  # type: ignore[union-attr]  # typed_value made sure it is a dict
@@ -223,6 +230,9 @@ def make_app(
 
     async def counters(_request: Any) -> Any:
         return web.json_response(server.counters())
+
+    async def endpoints(_request: Any) -> Any:
+        return web.json_response({"endpoints": server.endpoints_info()})
 
     async def request_log(request: Any) -> Any:
         follow = request.query.get("follow", "0")
@@ -259,8 +269,8 @@ def make_app(
                                                 "PUT /points/{point}", "GET /counters",
                                                 "GET /log?follow=1", "GET /devices",
                                                 "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
-                                                "GET /connections"],
-                                  "console": CONSOLE})  # fmt: skip
+                                                "GET /connections", "GET /endpoints"],
+                                  "console": CONSOLE, "served": server.endpoints_info()})  # fmt: skip
 
     files: dict[str, StaticFile] = load()
 
@@ -271,6 +281,9 @@ def make_app(
     app.router.add_get("/points", list_points)
     app.router.add_get("/points/{point}", read_point)
     app.router.add_put("/points/{point}", write_point)
+    app.router.add_get("/points/{endpoint}/{point}", read_point)  # ENDPOINT/POINT, its slash as typed
+    app.router.add_put("/points/{endpoint}/{point}", write_point)
+    app.router.add_get("/endpoints", endpoints)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
     app.router.add_get("/devices", device_list)

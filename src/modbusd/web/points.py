@@ -57,7 +57,13 @@ def spelling(text: str, point: Point) -> Callable[[Location], str]:
     ``1.400002``; a named point's own address keeps its name, the ones after it get ``unit.address.table``."""
     typed = text.strip()
     if point.name and typed == point.name:
-        return lambda location: point.name if location == point.location else str(location)
+        qualifier = typed.rpartition("/")[0]
+        return lambda location: point.name if location == point.location else (
+            f"{qualifier}/{location}" if qualifier else str(location))  # fmt: skip
+    endpoint, slash, typed = typed.rpartition("/")  # ENDPOINT/POINT: the addresses after it keep its endpoint
+    if slash:
+        spell = spelling(typed, point)
+        return lambda location: f"{endpoint}/{spell(location)}"
     if "." in typed and not typed.replace(".", "").isdigit():  # [unit.]address.table
         return str
     unit, _, digits = typed.rpartition(".")
