@@ -10,8 +10,8 @@ from modbusd.config.access import AccessTables
 from modbusd.config.points import Found, PointTables
 from modbusd.config.ranges import RangeTables
 from modbusd.config.reader import Path_
-from modbusd.config.schema import DeviceConfig, Subscribe, shared_table
-from modbusd.model.device import TABLES, Layout
+from modbusd.config.schema import DEFAULT_SERVER_ID, DeviceConfig, Subscribe, shared_table
+from modbusd.model.device import MAX_SERVER_ID, TABLES, Layout
 from modbusd.model.identification import MAX_OBJECT_LENGTH, OBJECT_NAMES
 from modbusd.model.names import MAX_UNIT_ID
 from modbusd.model.values import Order
@@ -143,6 +143,43 @@ class DeviceTables(PointTables, RangeTables, AccessTables):
                 raise self.error((*path, key), f"at most {MAX_OBJECT_LENGTH} bytes fit one FC43 response")
             objects[object_id] = value
         return objects
+
+    def server_id(self, data: object, path: Path_) -> dict[str, Any]:
+        """``[device.server_id]``: FC17 Report Server ID's answer (§6.13), DeviceConfig's keyword arguments.
+
+        The server id's length is the device's choice, so it is one byte (``id = 17``) or a list of them; the
+        additional data is text (UTF-8) or a list of bytes, as a device's documentation gives it.
+        """
+        raw = self.table(data, path, ("id", "running", "additional_data"))
+        found: dict[str, Any] = {}
+        if "id" in raw:
+            if isinstance(raw["id"], int) and not isinstance(raw["id"], bool):
+                found["server_id"] = bytes((self.integer(raw, path, "id", 0, 255),))
+            else:
+                found["server_id"] = self.byte_list(raw, path, "id", "a byte 0..255 or a list of them, such as "
+                                                    "[0x11, 0x22]")  # fmt: skip
+                if not found["server_id"]:
+                    raise self.error((*path, "id"), "the server id needs a byte at least")
+        if "running" in raw:
+            found["running"] = self.typed(raw, path, "running", bool, "true (run indicator ON) or false (OFF)")
+        if "additional_data" in raw:
+            if isinstance(raw["additional_data"], str):
+                found["additional_data"] = raw["additional_data"].encode()
+            else:
+                found["additional_data"] = self.byte_list(raw, path, "additional_data", "a text or a list of "
+                                                          "bytes such as [0x01, 0xFF]")  # fmt: skip
+        length = len(found.get("server_id", DEFAULT_SERVER_ID)) + len(found.get("additional_data", b""))
+        if length > MAX_SERVER_ID:
+            key = "additional_data" if "additional_data" in raw else "id"
+            raise self.error((*path, key), f"server id and additional data are {length} bytes: at most "
+                                           f"{MAX_SERVER_ID} fit an FC17 response")  # fmt: skip
+        return found
+
+    def byte_list(self, raw: Mapping[str, Any], path: Path_, key: str, what: str) -> bytes:
+        values = self.typed(raw, path, key, list, what)
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255 for v in values):
+            raise self.error((*path, key), f"expected {what}, got {values!r}")
+        return bytes(values)
 
     def check_devices(self, devices: Sequence[DeviceConfig], raw: Sequence[Any], where: Path_ = ("device",)) -> None:
         """Unit ids and point names unique among `devices`, the tables at `where` (the file's, or an endpoint's)."""
