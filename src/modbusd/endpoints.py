@@ -32,7 +32,7 @@ from modbusd.hooks import RequestHook
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
 from modbusd.model.points import Point, UnknownPoint
-from modbusd.model.values import Value, ValueType
+from modbusd.model.values import Order, Value, ValueType
 from modbusd.ratelimit import RateLimitedLog
 from modbusd.session import Session
 from modbusd.transport.tcp import TcpConnection
@@ -271,17 +271,19 @@ class Endpoints:
             found = dataclasses.replace(found, name=f"{name}{SEPARATOR}{found.name}")
         return device, found
 
-    def read(self, point: str, vtype: ValueType | str | None = None) -> Value:
+    def read(self, point: str, vtype: ValueType | str | None = None, order: Order | str | None = None) -> Value:
         _, access, rest = self.split(point)
-        return access.read(rest, vtype)
+        return access.read(rest, vtype, order)
 
-    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None) -> Span:
+    def read_range(self, point: str, count: int, vtype: ValueType | str | None = None,
+                   order: Order | str | None = None) -> Span:  # fmt: skip
         _, access, rest = self.split(point)
-        return access.read_range(rest, count, vtype)
+        return access.read_range(rest, count, vtype, order)
 
-    def write(self, point: str, value: Value, vtype: ValueType | str | None = None) -> None:
+    def write(self, point: str, value: Value, vtype: ValueType | str | None = None,
+              order: Order | str | None = None) -> None:  # fmt: skip
         _, access, rest = self.split(point)
-        access.write(rest, value, vtype)
+        access.write(rest, value, vtype, order)
 
     def data_points(self) -> list[Point]:
         """The default endpoint's named points, then each endpoint's, named ``ENDPOINT/NAME``."""
