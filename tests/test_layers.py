@@ -27,7 +27,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
-    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model"),
+    # fault injection: rules (which requests, when) and actions (what happens to the response); sans-I/O, the
+    # session applies them; hooks for the range a write request touches
+    "modbusd.faults": ("modbusd.faults", "modbusd.protocol", "modbusd.model", "modbusd.hooks"),
+    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.faults"),  # [[fault]]
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
@@ -35,7 +38,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
     # typed access to points, the events hub, connection admission
     "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                        "modbusd.bus", "modbusd.forward", "modbusd.hub"),
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.faults"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
     "modbusd.access": ("modbusd.model",),
     "modbusd.hub": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.events",
@@ -49,7 +52,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
-                       "modbusd.traffic"),
+                       "modbusd.traffic", "modbusd.faults"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop); the cli
     # package's modules (parser, options, serve, files, client, errors) import each other
     # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a

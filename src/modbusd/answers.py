@@ -20,6 +20,7 @@ from typing import Final
 
 from modbusd import handler
 from modbusd.bus import Bus, LineErrors
+from modbusd.faults import Faults
 from modbusd.forward import Downstream
 from modbusd.hooks import HookFailure, RequestHook, check_response
 from modbusd.hub import EventsHub
@@ -152,8 +153,11 @@ class Answers:
         quit_word: bytes | None,
         on_quit: Callable[[], None],
         warnings: RateLimitedLog,
+        faults: Faults | None = None,
     ) -> None:
+        """`faults`: the server's fault rules, which every session asks while there are any (`modbusd.faults`)."""
         self._single = single
+        self._faults = Faults() if faults is None else faults
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
         self._routes = routes
@@ -210,12 +214,13 @@ class Answers:
 
     def tcp_session(self, peer: str) -> Session:
         return Session(self._session_answer(peer, "tcp"), peer=peer, discard=self._discarded, quit_word=self._quit_word,
-                       on_quit=self._on_quit)  # fmt: skip
+                       on_quit=self._on_quit, faults=self._faults.point("tcp"))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        return Session(self._session_answer(peer, "udp"), framer=framer, peer=peer, discard=self._discarded)
+        return Session(self._session_answer(peer, "udp"), framer=framer, peer=peer, discard=self._discarded,
+                       faults=self._faults.point("udp"))  # fmt: skip
 
     def _udp_dropped(self, peer: str, requests: list[Adu], extra: int) -> None:
         """Counted in `counters()["udp"]`, and each whole request on its device as a frame that reached it and was
@@ -237,7 +242,8 @@ class Answers:
         errors = LineErrors(f"RTU over TCP from {peer}", bus)
         answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
-                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit)  # fmt: skip
+                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit,
+                       faults=self._faults.point("rtu-over-tcp", bus.units))  # fmt: skip
 
     def serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
@@ -245,7 +251,8 @@ class Answers:
         errors = LineErrors(line.device, bus)
         if line.framing is Framing.RTU:
             answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
-            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
+            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer,
+                           faults=self._faults.point("rtu", bus.units))  # fmt: skip
         framer = AsciiFramer(on_discard=errors)
 
         def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
@@ -256,7 +263,8 @@ class Answers:
             framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
             return from_unit, reply
 
-        return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer)
+        return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer,
+                       faults=self._faults.point("ascii", bus.units))  # fmt: skip
 
     # ------------------------------------------------------------------------------------- answer functions
 

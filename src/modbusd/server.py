@@ -38,6 +38,7 @@ from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
+from modbusd.faults import Faults
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
@@ -152,6 +153,7 @@ class Server:
         self.events_log = None if events_log is None else EventsLog(
             events_log, max_bytes=events_log_max_bytes, files=events_log_files)  # fmt: skip
         self._hub = EventsHub(name, self.events_log)
+        self.faults = Faults(self.events_log)  # fault injection (docs/faults.md): rules added here, or at run time
         self._bus: Bus | None = None
         if self.serial_lines or rtu_over_tcp is not None:
             self._bus = make_bus(self._single, self.devices, unit_id, self._hub.observed, self._hub.observe)
@@ -164,6 +166,7 @@ class Server:
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
+            faults=self.faults,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -283,7 +286,8 @@ class Server:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
         counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters()}  # fmt: skip
+                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
+                "faults": self.faults.counters()}  # fmt: skip
 
     @property
     def requests(self) -> RequestLog:
