@@ -200,6 +200,8 @@ class Server:
             "events_log_files": s.eventslog_files, "listen_only": s.listen_only,
         }  # fmt: skip
         server = cls(devices, **(options | transports))
+        for fault in config.faults:  # the file's [[fault]] rules, then the command line's --fault
+            server.faults.add(fault)
         for item in config.subscriptions:  # the file's, and those the command line added
             try:
                 server.subscribe(item.point, item.type)

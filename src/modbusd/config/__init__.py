@@ -27,10 +27,12 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
   ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
+- ``[[fault]]`` (any number): fault rules, tried in order (`faults.py`; docs/faults.md).
 """
 
 from importlib.resources import files
 
+from modbusd.config.faults import FaultSpec, parse_fault
 from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
@@ -66,7 +68,7 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "check_host_name",
-    "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url",
-    "parse_subscribe", "summary",
+    "FaultSpec", "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError",
+    "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context",
+    "parse_fault", "parse_mqtt_url", "parse_subscribe", "summary"
 ]  # fmt: skip

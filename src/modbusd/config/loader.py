@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modbusd.config.devices import DeviceTables
+from modbusd.config.faults import FaultTables
 from modbusd.config.reader import MAX_NESTING, ConfigError, UnreadableFile, nesting_line, read_text
 from modbusd.config.schema import Config
 from modbusd.config.services import ServiceTables
@@ -45,11 +46,11 @@ def loads(text: str, name: str = "<config>", *, base: Path | None = None) -> Con
     return Loader(name, text, base or Path.cwd()).load(data)
 
 
-class Loader(ServiceTables, DeviceTables):
+class Loader(ServiceTables, DeviceTables, FaultTables):
     """A whole device file: its tables in order, then the checks across them."""
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(data, (), ("server", "http", "mqtt", "events", "device"))
+        self.table(data, (), ("server", "http", "mqtt", "events", "device", "fault"))
         server = self.server(data.get("server", {}))
         http = self.http(data["http"]) if "http" in data else None
         raw_devices = data.get("device", [{}])
@@ -61,4 +62,5 @@ class Loader(ServiceTables, DeviceTables):
             self.check_serial_unit_ids(devices, raw_devices)
         mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
         subscribe = (*(s for d in devices for s in d.subscribe), *self.events(data.get("events", {})))
-        return Config(self.name, server, http, devices, mqtt, subscribe)
+        faults = self.faults(data["fault"]) if "fault" in data else ()
+        return Config(self.name, server, http, devices, mqtt, subscribe, faults=faults)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from modbusd.faults import FaultSpec
 from modbusd.model.device import Device, Layout
 from modbusd.model.names import parse_address
 from modbusd.model.points import NAME, Point, write_at
@@ -271,6 +272,7 @@ class Config:
     devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
     mqtt: MqttConfig | None = None
     subscribe: tuple[Subscribe, ...] = ()  # points with subscribe = true, then [events] subscribe, then --subscribe
+    faults: tuple[FaultSpec, ...] = ()  # [[fault]] tables, then --fault (docs/faults.md)
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:
