@@ -104,6 +104,7 @@ def parse_rule(rule: str | Mapping[str, object]) -> FaultSpec:
             if "units" in options:
                 raise FaultError("address", "names a unit id and so does unit: give it once")
             options["units"] = frozenset((unit,))
+            texts.insert(0, ("unit", str(unit)))
         options.update(table=table, start=start, end=end)
         texts.append(("address", f"{start}.{table.suffix}" + (f":{end - start}" if end - start > 1 else "")))
     if "client" in items:
