@@ -286,7 +286,8 @@ class Server:
 
     def counters(self) -> dict[str, object]:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
-        counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
+        counters, what UDP datagrams held after their first request (dropped), and each fault rule's counts, for
+        monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
                 "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
                 "faults": self.faults.counters()}  # fmt: skip
