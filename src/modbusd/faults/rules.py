@@ -280,6 +280,9 @@ class FaultRule:
         self.enabled = spec.enabled
         self.seed = spec.seed if spec.seed is not None else random.SystemRandom().randrange(2**32)
         self.rng = random.Random(self.seed)
+        # where it applies: the transports it names (all by default) on which its action means something
+        self.transports = frozenset(name for name in set(TRANSPORT_NAMES.values()) if spec.action.applies_to(name) and (
+            spec.transports is None or name in spec.transports))  # fmt: skip
         self.matched = 0  # requests that matched the rule's keys (and were not taken by an earlier rule)
         self.applied = 0  # faults applied
 
@@ -297,11 +300,9 @@ class FaultRule:
         return self.spec.name or str(self.id)
 
     def matches(self, transport: str, peer: str, unit_id: int, pdu: bytes) -> bool:
+        if transport not in self.transports:
+            return False
         spec = self.spec
-        if spec.transports is not None and transport not in spec.transports:
-            return False
-        if not spec.action.applies_to(transport):
-            return False
         if spec.units is not None and unit_id not in spec.units:
             return False
         if spec.functions is not None and pdu[0] not in spec.functions:
