@@ -188,6 +188,20 @@ def test_split_response_arrives_in_pieces_with_gaps(start_server: StartServer, o
     assert times[-1] - times[0] >= 2 * 0.2 * 0.8
 
 
+def test_pymodbus_reads_a_response_split_byte_by_byte(start_server: StartServer) -> None:
+    """Over TCP the MBAP length tells where a response ends, however it arrives: a client that frames by it copes."""
+    server = start_server()
+    server.device.holding_registers.set_values(0, [7, 8])
+    server.faults.add("action=split:30ms")
+    tcp = client(server.port)
+    try:
+        started = time.monotonic()
+        assert tcp.read_holding_registers(0, count=2, device_id=1).registers == [7, 8]
+        assert time.monotonic() - started >= 12 * 0.03 * 0.8  # 13 bytes, 12 gaps
+    finally:
+        tcp.close()
+
+
 def test_garbage_before_and_after_and_truncation(start_server: StartServer, open_raw: OpenRaw) -> None:
     server = start_server()
     server.faults.add("unit=1 seed=5 action=corrupt:before:3")
@@ -408,6 +422,8 @@ def test_device_file_fault_tables_are_served_and_checked(launch: Callable[..., M
     port = free_port()
     good = tmp_path / "plant.toml"
     good.write_text(f'[server]\nhost = "{HOST}"\nport = {port}\n\n[[fault]]\nunit = 5\naction = "exception:04"\n')
+    check = launch("check", str(good))
+    assert check.finish() == 0 and "fault: unit=5 action=exception:04" in check.stdout
     child = launch("--config", str(good))
     child.running()
     tcp = client(port)
