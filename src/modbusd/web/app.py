@@ -205,39 +205,11 @@ def make_app(
             return await streams.follow(web, request)
         return web.Response(body=streams.ring(), content_type=NDJSON)
 
-    def fault_rules(call: Callable[..., dict[str, object]], *args: object) -> Any:
-        """A fault-rule route's answer: 404 for a rule that is not there, 400 for a body or rule that is wrong."""
-        try:
-            return web.json_response(call(server, *args))
-        except LookupError as exc:
-            raise Refused(404, str(exc.args[0]) if exc.args else "no such fault rule") from None
-        except ValueError as exc:
-            raise Refused(400, str(exc)) from None
-
-    async def list_faults(_request: Any) -> Any:
-        return fault_rules(faults.listing)
-
-    async def add_fault(request: Any) -> Any:
-        answer = fault_rules(faults.add, await read_json(request, limits))
-        answer.set_status(201)
-        return answer
-
-    async def read_fault(request: Any) -> Any:
-        return fault_rules(lambda s, rule: s.faults.get(rule).describe(), request.match_info["rule"])
-
-    async def change_fault(request: Any) -> Any:
-        return fault_rules(faults.change, request.match_info["rule"], await read_json(request, limits))
-
-    async def remove_fault(request: Any) -> Any:
-        return fault_rules(faults.remove, request.match_info["rule"])
-
     async def index(_request: Any) -> Any:
         return web.json_response({"modbusd": modbusd.__version__,
                                   "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T&count=N",
                                                 "PUT /points/{point}", "GET /counters",
-                                                "GET /log?follow=1", "GET /faults", "POST /faults",
-                                                "GET /faults/{id}", "PATCH /faults/{id}",
-                                                "DELETE /faults/{id}"]})  # fmt: skip
+                                                "GET /log?follow=1", *faults.ENDPOINTS]})  # fmt: skip
 
     streams = LogStreams(server)
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
@@ -248,9 +220,5 @@ def make_app(
     app.router.add_put("/points/{point}", write_point)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
-    app.router.add_get("/faults", list_faults)
-    app.router.add_post("/faults", add_fault)
-    app.router.add_get("/faults/{rule}", read_fault)
-    app.router.add_patch("/faults/{rule}", change_fault)
-    app.router.add_delete("/faults/{rule}", remove_fault)
+    faults.add_routes(web, app.router, server, lambda request: read_json(request, limits), Refused)
     return app
