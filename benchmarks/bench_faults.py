@@ -47,7 +47,11 @@ for _ in range(count):
 print((time.perf_counter() - started) / count * 1e9)
 """
 
-VARIANTS = {"no rules": "", "rule, no match": "unit=99 action=silent", "rule, matched": "after=2000000000 action=silent"}
+VARIANTS = {
+    "no rules": "",
+    "rule, no match": "unit=99 action=silent",
+    "rule, matched": "after=2000000000 action=silent",
+}
 
 
 def reference_tree(revision: str, folder: Path) -> Path:
