@@ -27,7 +27,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
     "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
-        # who may do what, from a PDU's bytes: roles' rights, read-only ranges, allow-lists (sans-I/O)
+    # who may do what, from a PDU's bytes: roles' rights, read-only ranges, allow-lists (sans-I/O)
     "modbusd.authorize": ("modbusd.protocol", "modbusd.model"),
     # the access rules at run time: allow-lists, TLS roles, their counters, log lines and events log records
     "modbusd.security": ("modbusd.protocol", "modbusd.authorize", "modbusd.hub", "modbusd.session",
@@ -35,7 +35,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # modbusd clone: what to read next (sans I/O), and reading a device through the gateway's downstream side
     "modbusd.clone.probe": ("modbusd.protocol",),
     "modbusd.clone": ("modbusd.clone", "modbusd.protocol", "modbusd.model", "modbusd.forward", "modbusd.routing"),
-    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize"),
+    # fault injection: rules (which requests, when) and actions (what happens to the response); sans-I/O, the
+    # session applies them; hooks for the range a write request touches
+    "modbusd.faults": ("modbusd.faults", "modbusd.protocol", "modbusd.model", "modbusd.hooks"),
+    "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize",
+                       "modbusd.faults"),  # [[fault]]
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
@@ -43,7 +47,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
     # typed access to points, the events hub, connection admission
     "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security", "modbusd.durable"),
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security", "modbusd.durable",
+                        "modbusd.faults"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
     # durable state (--state): what a write changed and how to undo it, sans-I/O; the SQLite file; the group
     # commit that holds responses to writes until they are stored (answers wraps its answer functions in it)
@@ -61,13 +66,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # more listeners, each with its own devices: one endpoint wires what server.py wires for its default devices
     "modbusd.endpoints": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.transport",
                           "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
-                          "modbusd.hooks", "modbusd.hub", "modbusd.transports"),
+                          "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults"),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
                        "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable",
-                       "modbusd.endpoints"),
+                       "modbusd.endpoints", "modbusd.faults"),
     # Device and Layout for -d; web for --http, mqtt for --mqtt (cli wires them into the server's loop); the cli
     # package's modules (parser, options, serve, files, client, errors) import each other
     # (protocol.serial_line: --parity's spellings, the rule SerialLine itself applies; model.values: watch tells a

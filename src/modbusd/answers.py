@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from modbusd import handler
 from modbusd.bus import Bus, LineErrors
 from modbusd.durable import Durable
+from modbusd.faults import Faults
 from modbusd.forward import Downstream
 from modbusd.hooks import HookFailure, RequestHook, check_response
 from modbusd.hub import EventsHub
@@ -176,13 +177,16 @@ class Answers:
         security: Security | None = None,
         durable: Durable | None = None,
         endpoint: str | None = None,
+        faults: Faults | None = None,
     ) -> None:
         """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions.
         `durable`: the state file (--state), which holds the responses to writes until they are stored.
         `endpoint`: the name of the endpoint these devices are served by (`endpoints.py`), for the events
-        log; None for the server's default one."""
+        log; None for the server's default one. `faults`: the server's fault rules, which every session asks
+        while there are any (`modbusd.faults`)."""
         self._endpoint = endpoint
         self._single = single
+        self._faults = Faults() if faults is None else faults
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
         self._routes = routes
@@ -243,13 +247,13 @@ class Answers:
         """A Modbus/TCP connection's session; `tls`: Modbus/TCP Security's, whose client has `role`."""
         answer = self._held(self._guarded(peer, "tls" if tls else "tcp", role))
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word,
-                       on_quit=self._on_quit)  # fmt: skip
+                       on_quit=self._on_quit, faults=self._faults.point("tcp"))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
         answer = self._held(self._guarded(peer, "udp", None))
-        return Session(answer, framer=framer, peer=peer, discard=self._discarded)
+        return Session(answer, framer=framer, peer=peer, discard=self._discarded, faults=self._faults.point("udp"))
 
     def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:
         """The session's answer behind the access rules (`security.py`), when there are any."""
@@ -286,7 +290,8 @@ class Answers:
             self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
         )
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
-                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit)  # fmt: skip
+                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit,
+                       faults=self._faults.point("rtu-over-tcp", bus.units))  # fmt: skip
 
     def serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
@@ -296,7 +301,8 @@ class Answers:
             answer = self._held_addressed(
                 self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
             )
-            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
+            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer,
+                           faults=self._faults.point("rtu", bus.units))  # fmt: skip
         framer = AsciiFramer(on_discard=errors)
 
         def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
@@ -308,7 +314,7 @@ class Answers:
             return from_unit, reply
 
         return Session(self._held_addressed(self._hook_addressed(peer, ascii_answer, "ascii")), framer=framer,
-                       addressed=True, peer=peer)  # fmt: skip
+                       addressed=True, peer=peer, faults=self._faults.point("ascii", bus.units))  # fmt: skip
 
     def _held(self, answer: Answer) -> Answer:
         """With a state file, responses to writes wait until the writes are stored; without, `answer` itself."""

@@ -28,6 +28,7 @@ from modbusd.admission import Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import Bus, make_bus
 from modbusd.config import ENDPOINT_NAME, TRANSPORTS, Config, build_devices
+from modbusd.faults import Faults
 from modbusd.hooks import RequestHook
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
@@ -84,6 +85,7 @@ class Wiring:
     on_quit: Callable[[], None]
     serving: Callable[[], bool]
     listen_only: bool
+    faults: Faults | None = None  # the server's fault rules: they apply to every endpoint's sessions too
 
 
 class Served:
@@ -119,7 +121,7 @@ class Served:
         self.answers = Answers(
             self.single, self.devices, unknown_unit=wiring.unknown_unit, routes={}, hub=hub, hook=hook, bus=self._bus,
             quit_word=wiring.quit_word, on_quit=wiring.on_quit, warnings=wiring.admission.peer_warnings,
-            endpoint=self.name,
+            endpoint=self.name, faults=wiring.faults,
         )  # fmt: skip
         self.points = PointAccess(self.single, self.devices, self.device_for)
 

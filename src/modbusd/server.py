@@ -46,6 +46,7 @@ from modbusd.durable import Durable
 from modbusd.endpoints import Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
+from modbusd.faults import Faults
 from modbusd.hooks import RequestHook, Subscription, WriteEvent
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
@@ -189,6 +190,7 @@ class Server:
         self._hub = EventsHub(name, self.events_log)
         self._security = make_security(tls=tls is not None, roles=roles, allow=allow, units=allow_units, hub=self._hub,
                                        warnings=self._admission.peer_warnings)  # fmt: skip
+        self.faults = Faults(self.events_log)  # fault injection (docs/faults.md): rules added here, or at run time
         self._bus: Bus | None = None
         if self.serial_lines or rtu_over_tcp is not None:
             self._bus = make_bus(self._single, self.devices, unit_id, self._hub.observed, self._hub.observe)
@@ -205,9 +207,10 @@ class Server:
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
             security=self._security,
             durable=self.state,
+            faults=self.faults,
         )  # fmt: skip
         wiring = Wiring(name, self._hub, self._admission, self.unknown_unit, hook, hook_timeout, self.quit_word,
-                        self._remote_quit, self._serving, listen_only)  # fmt: skip
+                        self._remote_quit, self._serving, listen_only, self.faults)  # fmt: skip
         self._endpoints = Endpoints(None if plant_only else PointAccess(self._single, self.devices, self.device_for),
                                     endpoints, wiring)  # fmt: skip
         self._points = self._endpoints  # the owner's access to points: ENDPOINT/POINT, or the default endpoint's
@@ -246,6 +249,8 @@ class Server:
             "state": s.state, "state_sync": s.state_sync,
         }  # fmt: skip
         server = cls(devices if config.devices else None, **(options | transports))
+        for fault in config.faults:  # the file's [[fault]] rules, then the command line's --fault
+            server.faults.add(fault)
         for item in config.subscriptions:  # the file's, and those the command line added
             try:
                 server.subscribe(item.point, item.type)
@@ -350,10 +355,12 @@ class Server:
 
     def counters(self) -> dict[str, object]:
         """Open connections, events (published, dropped per listener, the events log's), each device's FC08
-        counters, and what UDP datagrams held after their first request (dropped), for monitoring."""
+        counters, what UDP datagrams held after their first request (dropped), and each fault rule's counts, for
+        monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
                 "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
-                **({"security": self._security.counters()} if self._security is not None else {})
+                **({"security": self._security.counters()} if self._security is not None else {}),
+                "faults": self.faults.counters(),
                 } | self._endpoints.counters()  # fmt: skip
 
     @property

@@ -10,11 +10,16 @@ function may return an awaitable instead of a response. The session never awaits
 `Pending`, lists it in `awaiting` for the transport, and holds back every later response of this
 connection until the transport hands the outcome to `settle()` or `fail()`. So one connection's responses
 always leave in request order, while other connections, each with its own session, go on untouched.
+
+Fault injection (`modbusd.faults`): while the injected `FaultHook` has rules, each request is first shown to it. A
+fault it picks may replace the response or change it, and may send pieces later (a delay, a split, a repeat) or
+close the connection: those go to the transport as a `Schedule`, in `awaiting` too, and are not held in line, so a
+delayed response never holds up the responses after it (over TCP the transaction id pairs them).
 """
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final, cast
+from collections.abc import Awaitable, Callable, Sized
+from typing import Final, Protocol, cast
 
 from modbusd.protocol.adu import Adu, Framer
 from modbusd.protocol.codes import ExceptionCode
@@ -25,7 +30,7 @@ from modbusd.protocol.pdu import exception_pdu
 from modbusd.ratelimit import RateLimitedLog, host_of
 
 # FrameError: what receive() raises, for the transport
-__all__ = ["AddressedAnswer", "Answer", "Discard", "FrameError", "Pending", "Session"]
+__all__ = ["AddressedAnswer", "Answer", "Discard", "FaultHook", "FrameError", "Pending", "Schedule", "Session"]
 
 log = logging.getLogger(__name__)
 # At DEBUG (the command line's -vv) the request log shows the values each read answered with too; -v shows the
@@ -52,6 +57,40 @@ Discard = Callable[[int], None]
 
 _QUIT_STRIP: Final = b"\r\n "
 
+Plan = tuple[bytes, list[tuple[float, bytes]], str | None]
+"""A fault's doing: (bytes to send now, in order; (gap in seconds, bytes) pieces to send later, one after the other;
+"close", "reset" or None, what to do to the connection after them)."""
+
+
+class Fault(Protocol):
+    replaces: bool  # the response is replaced, so the request is not carried out
+
+    def apply(self, out: bytes | None, adu: Adu, framer: Framer) -> Plan:
+        """What to send instead of `out`, the framed response (None when `replaces`)."""
+        ...
+
+
+class FaultHook(Protocol):
+    """What a session asks about each request while fault rules are on (`modbusd.faults.FaultPoint`)."""
+
+    rules: Sized  # the enabled rules, changed in place: while empty, the hook is never asked
+
+    def decide(self, peer: str, adu: Adu) -> Fault | None: ...
+
+
+class Schedule:
+    """What a fault sends later, outside the line of responses owed: `pieces`, each (seconds after the one before,
+    bytes), then `end`: "close", "reset" or None. The transport runs it (`modbusd.transport.tcp.start_awaiting`)."""
+
+    __slots__ = ("end", "pieces")
+
+    def __init__(self, pieces: list[tuple[float, bytes]], end: str | None = None) -> None:
+        self.pieces = pieces
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"<Schedule {[(round(gap, 6), piece.hex()) for gap, piece in self.pieces]} then {self.end}>"
+
 
 class Pending:
     """A response not known yet: the answer function returned `awaitable` for the request `adu`.
@@ -60,12 +99,13 @@ class Pending:
     awaits `awaitable` (in asyncio: a task), then calls `Session.settle` or `Session.fail` with it.
     """
 
-    __slots__ = ("adu", "awaitable", "out")
+    __slots__ = ("adu", "awaitable", "fault", "out")
 
     def __init__(self, adu: Adu, awaitable: Awaitable[bytes | None]) -> None:
         self.adu = adu
         self.awaitable = awaitable
         self.out: bytes | None = None  # the framed response (b"" for none) once settled
+        self.fault: Fault | None = None  # applied to the response once it comes
 
     def __repr__(self) -> str:
         return f"<Pending tid={self.adu[0]} unit={self.adu[2]} fc={self.adu[3][:1].hex()}>"
@@ -73,8 +113,9 @@ class Pending:
 
 class Session:
     __slots__ = (
-        "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap", "_on_quit",
-        "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests", "warnings",
+        "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_fault_rules", "_faults",
+        "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests",
+        "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -87,8 +128,10 @@ class Session:
         discard: Discard | None = None,
         quit_word: bytes | None = None,
         on_quit: Callable[[], None] | None = None,
+        faults: FaultHook | None = None,
     ) -> None:
-        """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns."""
+        """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns.
+        `faults`: asked about each request while it has rules (fault injection)."""
         self._answer = cast(Answer, answer)
         self._addressed = cast(AddressedAnswer, answer) if addressed else None
         self._discard = discard
@@ -98,6 +141,8 @@ class Session:
         self._gap: Callable[[], None] | None = getattr(self._framer, "gap", None)
         self._quit_word = quit_word
         self._on_quit = on_quit
+        self._faults = faults
+        self._fault_rules: Sized = () if faults is None else faults.rules  # one truthiness check per request
         self._discards = 0
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
@@ -105,7 +150,7 @@ class Session:
         # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
         # Empty on the fast path, where every answer is at hand.
         self._owed: list[Pending | bytes] = []  # a list, not a deque: 56 bytes a connection instead of 600
-        self.awaiting: list[Pending] = []  # Pendings the transport has not started awaiting yet
+        self.awaiting: list[Pending | Schedule] = []  # what the transport has not started awaiting or running yet
         self.requests = 0  # complete frames received: the transport's sign of activity, and its close line's count
         # Set by a transport whose peer opens many sessions (UDP: one per datagram): its warnings are rate-limited
         # per peer across them, instead of once per session.
@@ -125,6 +170,8 @@ class Session:
             raise
         self.requests += len(adus)
         if len(adus) == 1 and not self._owed:  # the usual case
+            if self._fault_rules:
+                return self._faulted(adus[0])
             return self._reply(adus[0])
         return self._replies(adus)
 
@@ -132,8 +179,9 @@ class Session:
         """The responses to `adus` that can be sent now; those behind a pending one wait in `_owed`."""
         ready = []
         owed = self._owed
+        reply = self._faulted if self._fault_rules else self._reply
         for adu in adus:
-            out = self._reply(adu)  # a pending answer goes into _owed itself and gives b""
+            out = reply(adu)  # a pending answer goes into _owed itself and gives b""
             if owed:
                 if out:
                     owed.append(out)
@@ -146,8 +194,8 @@ class Session:
         """A frame has begun and not ended. The transport, which has the clock, times it out."""
         return bool(self._framer.pending)
 
-    def take_awaiting(self) -> list[Pending]:
-        """The Pendings made since the last call, for the transport to start awaiting."""
+    def take_awaiting(self) -> list[Pending | Schedule]:
+        """The Pendings and Schedules made since the last call, for the transport to start awaiting or running."""
         awaiting, self.awaiting = self.awaiting, []
         return awaiting
 
@@ -157,6 +205,8 @@ class Session:
         if self._debug:
             self._log_request(adu[2], adu[3], reply, " (deferred)")
         pending.out = b"" if reply is None else self._framer.frame(adu, reply)
+        if pending.fault is not None and pending.out:
+            pending.out = self._apply(pending.fault, adu, pending.out)
         return self._release()
 
     def fail(self, pending: Pending, exc: BaseException) -> bytes:
@@ -229,6 +279,31 @@ class Session:
         if self._debug:
             self._log_request(unit, pdu, reply)  # type: ignore[arg-type]  # bytes-like or None, as checked
         return out
+
+    def _faulted(self, adu: Adu) -> bytes:
+        """`_reply`, with the fault the rules pick for this request, if any (`modbusd.faults`).
+
+        A replacing fault (silence, an exception, a close or reset) is decided before the request is carried out,
+        and it is not; any other acts on the response: at once, or once a deferred answer settles."""
+        fault = self._faults.decide(self.peer, adu)  # type: ignore[union-attr]  # rules exist, so a hook does
+        if fault is None:
+            return self._reply(adu)
+        if self._debug:
+            log.debug("%s unit=%d %s -> %s", self.peer, adu[2], summary(adu[3]), fault)
+        if fault.replaces:
+            return self._apply(fault, adu, None)
+        waiting = len(self.awaiting)
+        out = self._reply(adu)
+        if len(self.awaiting) > waiting:  # deferred (the gateway, a coroutine hook): faulted when it settles
+            self.awaiting[-1].fault = fault  # type: ignore[union-attr]  # _defer appended a Pending
+            return b""
+        return self._apply(fault, adu, out) if out else b""  # no response was due: nothing to change
+
+    def _apply(self, fault: Fault, adu: Adu, out: bytes | None) -> bytes:
+        now, pieces, end = fault.apply(out, adu, self._framer)
+        if pieces or end is not None:
+            self.awaiting.append(Schedule(pieces, end))
+        return now
 
     def _addressed_reply(self, adu: Adu, answer: AddressedAnswer) -> bytes:
         """As `_reply`, for an AddressedAnswer: framed from the unit id the answer names."""

@@ -164,6 +164,14 @@ def _subscription(option: str) -> Callable[[str], device_file.Subscribe]:
     return parse
 
 
+def _fault(text: str) -> device_file.FaultSpec:
+    """`--fault 'KEY=VALUE …'`: a fault rule, checked whole by argparse (docs/faults.md)."""
+    try:
+        return device_file.parse_fault(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)

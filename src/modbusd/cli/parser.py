@@ -8,6 +8,7 @@ from modbusd.cli.errors import _Parser
 from modbusd.cli.logs import LOG_FILE_COUNT, LOG_FILE_MAX_BYTES, LOG_LEVELS
 from modbusd.cli.options import (
     _count,
+    _fault,
     _forward,
     _host_name,
     _network,
@@ -167,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--forward-queue", type=_count, default=FORWARD_QUEUE, metavar="N",
         help=f"requests that may wait per downstream, besides the one under way; more: exception 06 "
         f"(default {FORWARD_QUEUE})",
+    )  # fmt: skip
+    faults = parser.add_argument_group("fault injection", "misbehave on purpose, to test clients (docs/faults.md)")
+    faults.add_argument(
+        "--fault", action="append", default=[], type=_fault, metavar="RULE",
+        help="a fault rule, e.g. 'unit=3 fc=3 every=5 action=exception:06' or 'prob=0.3 seed=1 action=delay:200ms' "
+        "(keys: name unit fc address client transport prob every first after seed action); repeatable, tried in order",
     )  # fmt: skip
     http = parser.add_argument_group("control API", "HTTP, for modbusd get/set and other programs "
                                      "(pip install 'modbusd[http]')")  # fmt: skip

@@ -33,11 +33,13 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   read_only, read_only_exception and allow (access rules), ``[device.identification]`` (FC43),
   ``[device.server_id]`` (FC17: id, running, additional_data), ``[device.values]`` (initial values of address
   ranges, `ranges.py`) and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
+- ``[[fault]]`` (any number): fault rules, tried in order (`faults.py`; docs/faults.md).
 """
 
 from importlib.resources import files
 
 from modbusd.authorize import parse_network  # the allow lists' addresses, for the command line's --allow
+from modbusd.config.faults import FaultSpec, parse_fault
 from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
@@ -80,8 +82,8 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS", "TRANSPORTS",
-    "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "HttpAccessError",
+    "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "FaultSpec", "HttpAccessError",
     "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "build_devices",
     "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context",
-    "parse_mqtt_url", "parse_network", "parse_subscribe", "server_tls_context", "summary",
+    "parse_fault", "parse_mqtt_url", "parse_network", "parse_subscribe", "server_tls_context", "summary",
 ]  # fmt: skip

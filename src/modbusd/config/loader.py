@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modbusd.config.endpoints import EndpointTables, qualified
+from modbusd.config.faults import FaultTables
 from modbusd.config.reader import MAX_NESTING, ConfigError, UnreadableFile, nesting_line, read_text
 from modbusd.config.schema import Config, ServerConfig
 from modbusd.config.services import ServiceTables
@@ -46,11 +47,11 @@ def loads(text: str, name: str = "<config>", *, base: Path | None = None) -> Con
     return Loader(name, text, base or Path.cwd()).load(data)
 
 
-class Loader(ServiceTables, EndpointTables):
+class Loader(ServiceTables, EndpointTables, FaultTables):
     """A whole device file: its tables in order, then the checks across them."""
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(data, (), ("server", "http", "mqtt", "events", "device", "roles", "template", "endpoint"))
+        self.table(data, (), ("server", "http", "mqtt", "events", "device", "roles", "template", "endpoint", "fault"))
         server = self.server(data.get("server", {}))
         plant_only = "endpoint" in data and "device" not in data
         if plant_only:  # the [server]'s own transports serve the top-level [[device]] tables: there are none
@@ -71,7 +72,8 @@ class Loader(ServiceTables, EndpointTables):
         roles = None
         if "roles" in data:
             roles = self.roles(data["roles"], server.tls.no_role if server.tls is not None else None)
-        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints)
+        faults = self.faults(data["fault"]) if "fault" in data else ()
+        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints, faults)
 
     def plant_server(self, raw: dict[str, Any], server: ServerConfig) -> ServerConfig:
         """A file of endpoints only: no Modbus/TCP of the [server]'s own, and none of its other transports."""

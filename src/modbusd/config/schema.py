@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modbusd.authorize import ReadOnly, Roles, Span
+from modbusd.faults import FaultSpec
 from modbusd.model.device import Device, Layout, default_identification
 from modbusd.model.identification import BASIC_LAST
 from modbusd.model.names import parse_address
@@ -368,6 +369,7 @@ class Config:
     subscribe: tuple[Subscribe, ...] = ()  # points with subscribe = true, then [events] subscribe, then --subscribe
     roles: Roles | None = None  # [roles.NAME]: Modbus/TCP Security's roles-to-rights rules
     endpoints: tuple[EndpointConfig, ...] = ()  # [[endpoint]] tables, each instance of each
+    faults: tuple[FaultSpec, ...] = ()  # [[fault]] tables, then --fault (docs/faults.md)
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:

@@ -42,6 +42,7 @@ def summary(config: Config) -> list[str]:
         units = ", ".join(unit_id_list(d.unit_ids) if d.unit_ids else "every unit id" for d in endpoint.devices)
         lines.append(f"endpoint {endpoint.name}: {endpoint.transport} {endpoint.host} port {endpoint.port}; "
                      f"unit ids {units}; {sum(len(d.points) for d in endpoint.devices)} data points")  # fmt: skip
+    lines.extend(f"fault: {spec.text()}{'' if spec.enabled else ' (disabled)'}" for spec in config.faults)
     for device in config.devices:
         units = f"unit ids {unit_id_list(device.unit_ids)}" if device.unit_ids else "every unit id"
         if s.serves_serial and not device.unit_ids:

@@ -10,6 +10,7 @@ SO_KEEPALIVE (a client that vanishes without closing frees its connection).
 
 An answer that takes time (the session lists it in `awaiting`) becomes a task of this connection; when it
 completes, the session says what can be sent, in request order. Closing the connection cancels its tasks.
+A fault's `Schedule` (fault injection: pieces sent later, then perhaps a close or a reset) runs in a task too.
 
 A connection keeps the times its owner's time-outs need (`last_active`: the last complete request; `paused_at`:
 since when its peer has not taken its responses; `closing_at`: since when it has been closing), and nothing else:
@@ -19,12 +20,13 @@ the clock that acts on them is the owner's (`admission.py`). It logs one line, w
 import asyncio
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
 from modbusd.ratelimit import RateLimitedLog, host_of
-from modbusd.session import FrameError, Pending, Session  # the transport knows the session, not the protocol
+from modbusd.session import FrameError, Pending, Schedule, Session  # the transport knows the session, not the protocol
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +63,39 @@ def read_buffer() -> memoryview:
     return memoryview(bytearray(READ_BUFFER_SIZE))
 
 
-def start_awaiting(session: Session, tasks: set[asyncio.Future[bytes | None]], send: Callable[[bytes], None]) -> None:
-    """Await each of `session`'s new pending answers in a task kept in `tasks`; `send` what each releases."""
-    for pending in session.take_awaiting():
+End = Callable[[str], None]
+"""Told "close" or "reset" when a fault's Schedule ends the connection (None where there is none: UDP, serial)."""
+
+
+def start_awaiting(
+    session: Session, tasks: set[asyncio.Future[bytes | None]], send: Callable[[bytes], None], end: End | None = None
+) -> None:  # fmt: skip
+    """Await each of `session`'s new pending answers in a task kept in `tasks`; `send` what each releases. Run each
+    new Schedule in a task too: its pieces sent after their gaps, then `end` told what it asks for."""
+    for item in session.take_awaiting():
+        if item.__class__ is Schedule:
+            run = asyncio.ensure_future(_run(item, send, end))  # type: ignore[arg-type]  # a Schedule, as checked
+            tasks.add(run)  # type: ignore[arg-type]  # a task like the others, to be cancelled with them
+            run.add_done_callback(tasks.discard)  # type: ignore[arg-type]  # as above
+            continue
+        pending: Pending = item  # type: ignore[assignment]  # not a Schedule: a Pending
         task = asyncio.ensure_future(pending.awaitable)
         tasks.add(task)
-        task.add_done_callback(lambda done, pending=pending: _settled(session, pending, done, tasks, send))
+        task.add_done_callback(lambda done, pending=pending: _settled(session, pending, done, tasks, send, end))
 
 
-def _settled(
+async def _run(schedule: Schedule, send: Callable[[bytes], None], end: End | None) -> None:
+    for gap, piece in schedule.pieces:
+        if gap > 0:
+            await asyncio.sleep(gap)
+        send(piece)
+    if schedule.end is not None and end is not None:
+        end(schedule.end)
+
+
+def _settled(  # noqa: PLR0917  (the context of one awaited answer, bound by start_awaiting's lambda)
     session: Session, pending: Pending, done: asyncio.Future[bytes | None], tasks: set[asyncio.Future[bytes | None]],
-    send: Callable[[bytes], None],
+    send: Callable[[bytes], None], end: End | None,
 ) -> None:  # fmt: skip
     tasks.discard(done)
     if done.cancelled():  # the connection closed: nobody to answer
@@ -80,6 +104,8 @@ def _settled(
     out = session.settle(pending, done.result()) if exc is None else session.fail(pending, exc)
     if out:
         send(out)
+    if session.awaiting:  # a fault on the settled answer: its Schedule
+        start_awaiting(session, tasks, send, end)
 
 
 def cancel_all(tasks: set[asyncio.Future[bytes | None]]) -> None:
@@ -162,7 +188,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         if session.awaiting:  # type: ignore[union-attr]  # as above
             if self._tasks is None:  # most connections never await anything: no set for them
                 self._tasks = set()
-            start_awaiting(session, self._tasks, self._send)  # type: ignore[arg-type]  # as above
+            start_awaiting(session, self._tasks, self._send, self._end)  # type: ignore[arg-type]  # as above
         if nbytes == len(self._buffer):
             self._yield_turn()
 
@@ -188,6 +214,23 @@ class TcpConnection(asyncio.BufferedProtocol):
         if transport is not None and not transport.is_closing():
             self.last_active = time.monotonic()
             transport.write(out)
+
+    def _end(self, how: str) -> None:
+        """A fault's end of the connection: "close" (FIN, after what is queued) or "reset" (RST)."""
+        if how == "reset":
+            self.reset("fault injection: reset")
+        else:
+            self.close("fault injection: close")
+
+    def reset(self, reason: str | None = None) -> None:
+        """Reset the connection: SO_LINGER with a time of 0 makes the close send RST, and drops what is queued."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.abort(reason)
 
     def pause_writing(self) -> None:
         """The peer is not reading its responses: stop reading its requests until it does (or the owner's write

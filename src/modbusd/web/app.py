@@ -24,6 +24,7 @@ from modbusd import (
     ValueType,
     parse_typed_value,
 )
+from modbusd.web import faults
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
@@ -269,7 +270,7 @@ def make_app(
                                                 "PUT /points/{point}", "GET /counters",
                                                 "GET /log?follow=1", "GET /devices",
                                                 "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
-                                                "GET /connections", "GET /endpoints"],
+                                                "GET /connections", "GET /endpoints", *faults.ENDPOINTS],
                                   "console": CONSOLE, "served": server.endpoints_info()})  # fmt: skip
 
     files: dict[str, StaticFile] = load()
@@ -291,4 +292,5 @@ def make_app(
     app.router.add_get("/connections", connections)
     app.router.add_get(CONSOLE, static)
     app.router.add_get(CONSOLE + "{file}", static)
+    faults.add_routes(web, app.router, server, lambda request: read_json(request, limits), Refused)
     return app
