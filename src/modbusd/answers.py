@@ -34,6 +34,7 @@ from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import AddressedAnswer, Answer, Session
+from modbusd.stats import Stats
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
@@ -152,7 +153,10 @@ class Answers:
         quit_word: bytes | None,
         on_quit: Callable[[], None],
         warnings: RateLimitedLog,
+        stats: Stats | None = None,
     ) -> None:
+        """`stats`: where every session counts its requests (per transport), and the connections and discarded
+        frames are counted; a Stats of its own when not given."""
         self._single = single
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
@@ -163,6 +167,7 @@ class Answers:
         self._quit_word = quit_word
         self._on_quit = on_quit
         self._warnings = warnings  # the server's: one line per kind and client a minute
+        self.stats = Stats() if stats is None else stats
         self.answer = self._make_answer()
         self.udp_drops = UdpDrops()
 
@@ -209,13 +214,16 @@ class Answers:
     # ------------------------------------------------------------------------------ sessions, per transport
 
     def tcp_session(self, peer: str) -> Session:
+        """A Modbus/TCP connection's session: one per connection accepted, so counted as one here."""
+        self.stats.accept("tcp")
         return Session(self._session_answer(peer, "tcp"), peer=peer, discard=self._discarded, quit_word=self._quit_word,
-                       on_quit=self._on_quit)  # fmt: skip
+                       on_quit=self._on_quit, counts=self.stats.counts("tcp"))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        return Session(self._session_answer(peer, "udp"), framer=framer, peer=peer, discard=self._discarded)
+        return Session(self._session_answer(peer, "udp"), framer=framer, peer=peer, discard=self._discarded,
+                       counts=self.stats.counts("udp"))  # fmt: skip
 
     def _udp_dropped(self, peer: str, requests: list[Adu], extra: int) -> None:
         """Counted in `counters()["udp"]`, and each whole request on its device as a frame that reached it and was
@@ -234,18 +242,22 @@ class Answers:
         """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""
         assert self._bus is not None
         bus = self._bus
-        errors = LineErrors(f"RTU over TCP from {peer}", bus)
+        self.stats.accept("rtu-over-tcp")
+        # Discards counted under one name for every client: a label per client address would grow without bound.
+        errors = LineErrors(f"RTU over TCP from {peer}", bus, self.stats, "rtu-over-tcp")
         answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
-        return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
-                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit)  # fmt: skip
+        return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True, peer=peer,
+                       quit_word=self._quit_word, on_quit=self._on_quit,
+                       counts=self.stats.counts("rtu-over-tcp"))  # fmt: skip
 
     def serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
         bus, peer = self._bus, line.device
-        errors = LineErrors(line.device, bus)
+        errors = LineErrors(line.device, bus, self.stats, line.device)
+        counts = self.stats.counts(line.framing.value)
         if line.framing is Framing.RTU:
             answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
-            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer)
+            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer, counts=counts)
         framer = AsciiFramer(on_discard=errors)
 
         def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
@@ -256,7 +268,8 @@ class Answers:
             framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
             return from_unit, reply
 
-        return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer)
+        return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer,
+                       counts=counts)  # fmt: skip
 
     # ------------------------------------------------------------------------------------- answer functions
 

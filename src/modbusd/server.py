@@ -50,6 +50,7 @@ from modbusd.ratelimit import RateLimitedLog
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
 from modbusd.session import Session
+from modbusd.stats import Stats
 from modbusd.traffic import RequestLog
 from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
 from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
@@ -164,7 +165,9 @@ class Server:
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
+            stats=(stats := Stats()),
         )  # fmt: skip
+        self.stats = stats  # requests per transport, connections, discarded frames: read by GET /metrics
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None

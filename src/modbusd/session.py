@@ -14,6 +14,7 @@ always leave in request order, while other connections, each with its own sessio
 
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Final, cast
 
 from modbusd.protocol.adu import Adu, Framer
@@ -23,6 +24,7 @@ from modbusd.protocol.errors import FrameError, ModbusError
 from modbusd.protocol.mbap import MbapFramer
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.ratelimit import RateLimitedLog, host_of
+from modbusd.stats import SAMPLE_MASK, RequestCounts
 
 # FrameError: what receive() raises, for the transport
 __all__ = ["AddressedAnswer", "Answer", "Discard", "FrameError", "Pending", "Session"]
@@ -60,12 +62,13 @@ class Pending:
     awaits `awaitable` (in asyncio: a task), then calls `Session.settle` or `Session.fail` with it.
     """
 
-    __slots__ = ("adu", "awaitable", "out")
+    __slots__ = ("adu", "awaitable", "out", "started")
 
-    def __init__(self, adu: Adu, awaitable: Awaitable[bytes | None]) -> None:
+    def __init__(self, adu: Adu, awaitable: Awaitable[bytes | None], started: float = 0.0) -> None:
         self.adu = adu
         self.awaitable = awaitable
         self.out: bytes | None = None  # the framed response (b"" for none) once settled
+        self.started = started  # its perf_counter() on arrival, for the latency histogram (0.0: not counted)
 
     def __repr__(self) -> str:
         return f"<Pending tid={self.adu[0]} unit={self.adu[2]} fc={self.adu[3][:1].hex()}>"
@@ -73,8 +76,8 @@ class Pending:
 
 class Session:
     __slots__ = (
-        "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap", "_on_quit",
-        "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests", "warnings",
+        "_addressed", "_answer", "_counts", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap",
+        "_on_quit", "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests", "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -87,8 +90,10 @@ class Session:
         discard: Discard | None = None,
         quit_word: bytes | None = None,
         on_quit: Callable[[], None] | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
-        """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns."""
+        """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns.
+        `counts`: where this transport's requests, bytes and latencies are counted (`modbusd.stats`); None: not."""
         self._answer = cast(Answer, answer)
         self._addressed = cast(AddressedAnswer, answer) if addressed else None
         self._discard = discard
@@ -99,6 +104,7 @@ class Session:
         self._quit_word = quit_word
         self._on_quit = on_quit
         self._discards = 0
+        self._counts = counts
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
         self.peer = peer
@@ -118,6 +124,8 @@ class Session:
         """
         if self._quit_word is not None and self._is_quit(data):
             return b""
+        if self._counts is not None:
+            self._counts.bytes_in += len(data)
         try:
             adus = self._framer.feed(data)
         except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
@@ -156,7 +164,11 @@ class Session:
         adu = pending.adu
         if self._debug:
             self._log_request(adu[2], adu[3], reply, " (deferred)")
-        pending.out = b"" if reply is None else self._framer.frame(adu, reply)
+        pending.out = out = b"" if reply is None else self._framer.frame(adu, reply)
+        counts = self._counts
+        if counts is not None:
+            counts.answered(adu[3][0], reply, len(out))
+            counts.observe(perf_counter() - pending.started)  # every deferred answer is timed: they take ms to s
         return self._release()
 
     def fail(self, pending: Pending, exc: BaseException) -> bytes:
@@ -186,7 +198,7 @@ class Session:
 
     def _defer(self, adu: Adu, reply: object) -> bytes:
         """The answer is an awaitable: hold its place in line; nothing to send for it now."""
-        pending = Pending(adu, reply)  # type: ignore[arg-type]  # the Answer type says what else it can be
+        pending = Pending(adu, reply, 0.0 if self._counts is None else perf_counter())  # type: ignore[arg-type]  # the Answer type says what else it can be
         self._owed.append(pending)
         self.awaiting.append(pending)
         return b""
@@ -211,8 +223,14 @@ class Session:
         if proto:
             self._discarded(proto, unit)
             return b""
+        counts = self._counts
+        started = 0.0
+        if counts is not None:
+            counts.requests += 1
+            if counts.requests & SAMPLE_MASK == 1:  # one request in 16 timed (`modbusd.stats`)
+                started = perf_counter()
         if self._addressed is not None:
-            return self._addressed_reply(adu, self._addressed)
+            return self._addressed_reply(adu, self._addressed, counts, started)
         try:
             reply = self._answer(unit, pdu)
         except ModbusError as exc:  # e.g. the gateway's queue is full: exception 06
@@ -226,11 +244,17 @@ class Session:
             out = self._framer.frame(adu, reply)  # type: ignore[arg-type]  # bytes-like, as checked
         else:
             return self._defer(adu, reply)
+        if counts is not None:
+            counts.answered(pdu[0], reply, len(out))  # type: ignore[arg-type]  # bytes-like or None, as checked
+            if started:
+                counts.observe(perf_counter() - started)
         if self._debug:
             self._log_request(unit, pdu, reply)  # type: ignore[arg-type]  # bytes-like or None, as checked
         return out
 
-    def _addressed_reply(self, adu: Adu, answer: AddressedAnswer) -> bytes:
+    def _addressed_reply(
+        self, adu: Adu, answer: AddressedAnswer, counts: RequestCounts | None, started: float
+    ) -> bytes:
         """As `_reply`, for an AddressedAnswer: framed from the unit id the answer names."""
         unit, pdu = adu[2], adu[3]
         try:
@@ -244,9 +268,15 @@ class Session:
         if self._debug:
             self._log_request(unit, pdu, reply)
         if addressed is None:
-            return b""
-        from_unit, reply = addressed  # type: ignore[misc]  # a tuple, as checked
-        return self._framer.frame(adu if from_unit == unit else adu._replace(unit_id=from_unit), reply)
+            out = b""
+        else:
+            from_unit = addressed[0]  # type: ignore[index]  # a tuple, as checked
+            out = self._framer.frame(adu if from_unit == unit else adu._replace(unit_id=from_unit), reply)  # type: ignore[arg-type]  # bytes
+        if counts is not None:
+            counts.answered(pdu[0], reply, len(out))
+            if started:
+                counts.observe(perf_counter() - started)
+        return out
 
     def _discarded(self, proto: int, unit: int) -> None:
         """TCP guide §4.4.1.1: a protocol id other than 0 is not Modbus; drop the frame, keep the connection."""

@@ -25,6 +25,7 @@ from modbusd import (
 )
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
+from modbusd.web.metrics import exposition, make_registry
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
 
 log = logging.getLogger("modbusd.web")
@@ -70,11 +71,11 @@ def aiohttp_web() -> Any:
     return web
 
 
-def check(request: Any, hosts: HostCheck, token: str | None) -> None:
+def check(request: Any, hosts: HostCheck | None, token: str | None) -> None:
     """Raise Refused unless the request may go on: the Host first (a rebound name learns nothing), then the token,
-    then, for writes, where it comes from and what it carries."""
+    then, for writes, where it comes from and what it carries. `hosts` None: any Host (`metrics.make_metrics_app`)."""
     host = request.headers.get("Host")
-    if not hosts.allows(host):
+    if hosts is not None and not hosts.allows(host):
         raise Refused(421, f"this control API does not answer to the name {host!r}: use 127.0.0.1 or localhost, "
                            "or allow the name with --http-allow-host (allow_hosts in [http])")  # fmt: skip
     if token is not None and not token_matches(request.headers.get("Authorization"), token):
@@ -208,9 +209,19 @@ def make_app(
         return web.json_response({"modbusd": modbusd.__version__,
                                   "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T&count=N",
                                                 "PUT /points/{point}", "GET /counters",
-                                                "GET /log?follow=1"]})  # fmt: skip
+                                                "GET /log?follow=1", "GET /metrics"]})  # fmt: skip
+
+    async def metrics(_request: Any) -> Any:
+        if registry is None:
+            raise Refused(501, "GET /metrics needs prometheus-client: pip install 'modbusd[http]'")
+        body, content_type = exposition(registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     streams = LogStreams(server)
+    try:
+        registry = make_registry(server)
+    except ImportError:  # an install from before prometheus-client joined the http extra: the rest still works
+        registry = None
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
     app.on_shutdown.append(streams.stop_following)
     app.router.add_get("/", index)
@@ -219,4 +230,5 @@ def make_app(
     app.router.add_put("/points/{point}", write_point)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
+    app.router.add_get("/metrics", metrics)
     return app
