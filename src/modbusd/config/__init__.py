@@ -18,6 +18,7 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   file for every client write and event, one JSON line each; relative to the file's folder; ``false``: none),
   eventslog_max_bytes and eventslog_files (its rotation).
 - ``[http]``: the control API (port, host, token); absent means off.
+- ``[metrics]``: ``GET /metrics`` on a port of its own (port, host); absent means off.
 - ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue; ca, cert, key for ``mqtts://``,
   relative to the file's folder, loaded when the file is read); absent means off. Its subscribe is deprecated: the
   same list as [events] subscribe.
@@ -47,6 +48,7 @@ from modbusd.config.schema import (
     DeviceConfig,
     HttpAccessError,
     HttpConfig,
+    MetricsConfig,
     MqttConfig,
     ServerConfig,
     Subscribe,
@@ -66,7 +68,7 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "check_host_name",
-    "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url",
-    "parse_subscribe", "summary",
+    "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError",
+    "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context",
+    "parse_mqtt_url", "parse_subscribe", "summary",
 ]  # fmt: skip

@@ -49,7 +49,7 @@ class Loader(ServiceTables, DeviceTables):
     """A whole device file: its tables in order, then the checks across them."""
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(data, (), ("server", "http", "mqtt", "events", "device"))
+        self.table(data, (), ("server", "http", "metrics", "mqtt", "events", "device"))
         server = self.server(data.get("server", {}))
         http = self.http(data["http"]) if "http" in data else None
         raw_devices = data.get("device", [{}])
@@ -61,4 +61,5 @@ class Loader(ServiceTables, DeviceTables):
             self.check_serial_unit_ids(devices, raw_devices)
         mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
         subscribe = (*(s for d in devices for s in d.subscribe), *self.events(data.get("events", {})))
-        return Config(self.name, server, http, devices, mqtt, subscribe)
+        metrics = self.metrics(data["metrics"]) if "metrics" in data else None
+        return Config(self.name, server, http, devices, mqtt, subscribe, metrics)

@@ -106,6 +106,15 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``GET /metrics`` on a port of its own (`modbusd.web.MetricsApi`): off unless the file has [metrics] or the
+    command line --metrics-port. Read-only, so no token: see docs/metrics.md."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig:
     """The MQTT bridge (`modbusd.mqtt`): off unless the file has [mqtt] or the command line --mqtt."""
 
@@ -271,6 +280,7 @@ class Config:
     devices: tuple[DeviceConfig, ...] = (DeviceConfig(),)
     mqtt: MqttConfig | None = None
     subscribe: tuple[Subscribe, ...] = ()  # points with subscribe = true, then [events] subscribe, then --subscribe
+    metrics: MetricsConfig | None = None
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:
