@@ -119,7 +119,7 @@ def test_metrics_over_the_control_api_count_exactly_what_clients_sent() -> None:
                                                          labels(transport="rtu-over-tcp"): 16}  # fmt: skip
     # responses: 5 x 29 + 3 x 12 + 12 + 3 exceptions x 9; RTU: 1 + 1 + 1 + 4 + 2
     assert of(found, "modbusd_sent_bytes_total") == {labels(transport="tcp"): 220, labels(transport="rtu-over-tcp"): 9}
-    # one request in 16 is timed: the first of each transport's 12 and 1
+    # one read per KiB of a transport's bytes is timed: here (147 and 16 bytes) the first read of each
     assert of(found, "modbusd_request_latency_seconds_count") == {labels(transport="tcp"): 1,
                                                                   labels(transport="rtu-over-tcp"): 1}  # fmt: skip
     assert of(found, "modbusd_connections_accepted_total") == {labels(transport="tcp"): 2,

@@ -6,9 +6,12 @@ the figures (``GET /metrics``, `modbusd.web.metrics`) reads them at its own pace
 no lock is needed; a reader in another thread sees each int whole (the GIL), perhaps one request behind.
 
 Latency is a histogram of bucket counts, the bucket found with one `bisect` over LATENCY_BUCKETS. Answers that
-take time (the gateway, a coroutine request hook) are all timed, from the request to its response; the others,
-answered in microseconds, are sampled: one in SAMPLE_EVERY of each transport's requests, so that the clock is
-read twice per 16 requests, not twice per request.
+take time (the gateway, a coroutine request hook) are all timed, from the request to its response, and so is every
+frame of a serial line (milliseconds apart at any baud rate). The others, answered in microseconds, are sampled by
+the byte count the session keeps anyway: a read that starts or crosses a KiB of its transport's bytes (SAMPLE_BYTES)
+is timed, from its bytes to its responses; that is the first read, then about one FC03 request in 85. Sampling by a
+request counter instead would cost every request another increment and test, about as much as all the rest of the
+counting (benchmarks/bench_metrics.py).
 
 Imports nothing from modbusd, so every room (the session, the bus, the server) may use it.
 """
@@ -21,8 +24,8 @@ LATENCY_BUCKETS: Final = (
     0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 )  # fmt: skip
-SAMPLE_EVERY: Final = 16  # a power of two: `requests & SAMPLE_MASK == 1` picks the 1st, 17th, 33rd … request
-SAMPLE_MASK: Final = SAMPLE_EVERY - 1
+SAMPLE_BYTES: Final = 1024  # a power of two: a read is timed when it starts or crosses a multiple of it
+SAMPLE_MASK: Final = SAMPLE_BYTES - 1
 
 
 class RequestCounts:
@@ -34,11 +37,10 @@ class RequestCounts:
     the responses made.
     """
 
-    __slots__ = ("bytes_in", "bytes_out", "exceptions", "latency", "latency_sum", "ok", "requests", "silent")
+    __slots__ = ("bytes_in", "bytes_out", "exceptions", "latency", "latency_sum", "ok", "silent")
     BUCKETS: ClassVar[tuple[float, ...]] = LATENCY_BUCKETS  # for readers that see only the counts (`modbusd.web`)
 
     def __init__(self) -> None:
-        self.requests = 0  # answered or silenced: the sampling clock, and the sum of the three outcomes
         self.ok = [0] * 256
         self.silent = [0] * 256
         self.exceptions: dict[int, int] = {}

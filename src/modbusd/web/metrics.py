@@ -87,7 +87,8 @@ def _requests(core: Any, requests: dict[str, Any]) -> Iterator[Any]:
     sent = counter("modbusd_sent_bytes", "bytes of the responses sent, by transport", labels=["transport"])
     latency = core.HistogramMetricFamily(
         "modbusd_request_latency_seconds", "time from a request's arrival to its response, by transport: every "
-        "answer that waits (gateway, coroutine hook), one in 16 of the others", labels=["transport"],
+        "answer that waits (gateway, coroutine hook) and serial frame; of the others, a read per KiB received",
+        labels=["transport"],
     )  # fmt: skip
     for transport, counts in sorted(requests.items()):
         per_function: dict[int, list[int]] = {}
