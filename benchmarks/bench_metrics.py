@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle = median_rps(results["idle"])
     print()
     what = {"idle": "nothing watching", "scraped": f"GET /metrics every {SCRAPE_EVERY:g} s",
-            "scraped+grid": f"and GET {WINDOW} at {1 / POLL_EVERY:g} Hz", "watched": "and GET /log?follow=1"}  # fmt: skip
+            "scraped+grid": f"and GET {WINDOW} at {1 / POLL_EVERY:g} Hz",
+            "watched": "and GET /log?follow=1"}  # fmt: skip
     for mode in MODES:
         rps = median_rps(results[mode])
         share = f"{mode} / idle = {rps / idle:.3f}" if idle and mode != "idle" else ""
