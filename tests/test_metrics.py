@@ -7,6 +7,7 @@ command line; and the names docs/metrics.md lists are exactly the names exported
 import asyncio
 import re
 import signal
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -236,6 +237,17 @@ def test_metrics_port_off_loopback_answers_any_host_name() -> None:
                 await narrow.stop()
 
     assert asyncio.run(main()) == (200, 421)
+
+
+def test_metrics_port_in_use_is_one_line_naming_the_option_and_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        done = modbusd_cli("-p", str(free_port()), "--host", HOST, "--metrics-port", str(taken))
+    assert done.returncode == 2
+    assert f"modbusd: port {taken} on 127.0.0.1 is already in use by another program" in done.stderr
+    assert "--metrics-port" in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
 
 
 def test_metrics_host_without_a_port_is_one_line_and_exit_2() -> None:

@@ -257,7 +257,8 @@ class Answers:
         counts = self.stats.counts(line.framing.value)
         if line.framing is Framing.RTU:
             answer = self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
-            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer, counts=counts)
+            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer, counts=counts,
+                           time_every_read=True)  # fmt: skip
         framer = AsciiFramer(on_discard=errors)
 
         def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
@@ -269,7 +270,7 @@ class Answers:
             return from_unit, reply
 
         return Session(self._hook_addressed(peer, ascii_answer, "ascii"), framer=framer, addressed=True, peer=peer,
-                       counts=counts)  # fmt: skip
+                       counts=counts, time_every_read=True)  # fmt: skip
 
     # ------------------------------------------------------------------------------------- answer functions
 

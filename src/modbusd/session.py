@@ -77,7 +77,7 @@ class Pending:
 class Session:
     __slots__ = (
         "_addressed", "_answer", "_counts", "_debug", "_discard", "_discards", "_end_of_frame", "_framer", "_gap",
-        "_on_quit", "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests", "warnings",
+        "_on_quit", "_owed", "_quit_word", "_read_values", "_sample_mask", "awaiting", "peer", "requests", "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -91,9 +91,11 @@ class Session:
         quit_word: bytes | None = None,
         on_quit: Callable[[], None] | None = None,
         counts: RequestCounts | None = None,
+        time_every_read: bool = False,
     ) -> None:
         """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns.
-        `counts`: where this transport's requests, bytes and latencies are counted (`modbusd.stats`); None: not."""
+        `counts`: where this transport's requests, bytes and latencies are counted (`modbusd.stats`); None: not.
+        `time_every_read`: every read that completes a request is timed, not one per KiB (a serial line's few)."""
         self._answer = cast(Answer, answer)
         self._addressed = cast(AddressedAnswer, answer) if addressed else None
         self._discard = discard
@@ -105,6 +107,7 @@ class Session:
         self._on_quit = on_quit
         self._discards = 0
         self._counts = counts
+        self._sample_mask = 0 if time_every_read else SAMPLE_MASK
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
         self.peer = peer
@@ -129,7 +132,7 @@ class Session:
         if counts is not None:
             size = len(data)
             counts.bytes_in = received = counts.bytes_in + size
-            if received & SAMPLE_MASK <= size:  # this read starts or crosses a KiB of the transport's: timed
+            if received & self._sample_mask <= size:  # this read starts or crosses a KiB of the transport's: timed
                 started = perf_counter()
         try:
             adus = self._framer.feed(data)
@@ -219,7 +222,7 @@ class Session:
         counts = self._counts
         if counts is None:
             return self._replies(self._end_of_frame())
-        started = perf_counter()  # a serial line's frames are milliseconds apart: every one is timed
+        started = perf_counter()  # only serial lines have silences, and their frames are ms apart: every one timed
         out = self._replies(self._end_of_frame())
         if out and not self.awaiting:
             counts.observe(perf_counter() - started)
