@@ -63,11 +63,20 @@ async def raw(port: int, data: bytes, answer: int) -> tuple[asyncio.StreamWriter
     return writer, await asyncio.wait_for(reader.readexactly(answer), TIMEOUT)
 
 
+def datagram(port: int | None, data: bytes) -> bytes:
+    assert port is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendto(data, (HOST, port))
+        return sock.recv(300)
+
+
 async def clients_send_a_known_mix(server: Server) -> list[AsyncModbusTcpClient | asyncio.StreamWriter]:
     """Connections left open: pymodbus's, a raw MBAP one, an RTU-over-TCP one.
 
-    pymodbus: 5 reads, 3 writes to 1.hr, one FC16, one read past the table (02). Raw MBAP: an unknown function
-    (01) and a read of 0 registers (03). RTU over TCP: a frame with a bad CRC, then a good read, in one write."""
+    pymodbus: 5 reads, 3 writes to 1.hr, one FC16, one read past the table (02). Raw MBAP: an unknown function (01)
+    and a read of 0 registers (03). RTU over TCP: a frame with a bad CRC, then a good read, in one write. UDP: a read.
+    """
     client = AsyncModbusTcpClient(HOST, port=server.port, timeout=TIMEOUT, retries=0)
     await client.connect()
     for _ in range(5):
@@ -82,12 +91,14 @@ async def clients_send_a_known_mix(server: Server) -> list[AsyncModbusTcpClient 
     bad = good[:-1] + bytes((good[-1] ^ 0xFF,))
     rtu, reply = await raw(server.rtu_over_tcp_port, bad + good, 9)  # type: ignore[arg-type]  # served
     assert reply == with_crc(bytes.fromhex("01 03 04 0000 0007"))  # 1.hr: written 7 above
+    assert await asyncio.to_thread(datagram, server.udp_port, mbap_frame(9, 1, "03 0000 0001")) == mbap_frame(
+        9, 1, "03 02 0000")  # fmt: skip
     return [client, tcp, rtu]
 
 
 def test_metrics_over_the_control_api_count_exactly_what_clients_sent() -> None:
     async def main() -> Samples:
-        server = Server(Device(), host=HOST, port=0, rtu_over_tcp=0)
+        server = Server(Device(), host=HOST, port=0, rtu_over_tcp=0, udp=0)
         server.subscribe("1.hr")
         async with server:
             api = await HttpApi.start(server, port=0)
@@ -109,6 +120,7 @@ def test_metrics_over_the_control_api_count_exactly_what_clients_sent() -> None:
         labels(transport="tcp", function="3", outcome="exception"): 2,
         labels(transport="tcp", function="65", outcome="exception"): 1,
         labels(transport="rtu-over-tcp", function="3", outcome="ok"): 1,
+        labels(transport="udp", function="3", outcome="ok"): 1,
     }
     assert of(found, "modbusd_exceptions_total") == {
         labels(transport="tcp", function="3", code="2"): 1,
@@ -116,13 +128,14 @@ def test_metrics_over_the_control_api_count_exactly_what_clients_sent() -> None:
         labels(transport="tcp", function="65", code="1"): 1,
     }
     # MBAP requests: 5 x 12 (FC03) + 3 x 12 (FC06) + 19 (FC16) + 12 (FC03) + 8 (FC65) + 12 (FC03, 0 registers)
-    assert of(found, "modbusd_received_bytes_total") == {labels(transport="tcp"): 147,
+    assert of(found, "modbusd_received_bytes_total") == {labels(transport="tcp"): 147, labels(transport="udp"): 12,
                                                          labels(transport="rtu-over-tcp"): 16}  # fmt: skip
     # responses: 5 x 29 + 3 x 12 + 12 + 3 exceptions x 9; RTU: 1 + 1 + 1 + 4 + 2
-    assert of(found, "modbusd_sent_bytes_total") == {labels(transport="tcp"): 220, labels(transport="rtu-over-tcp"): 9}
-    # one read per KiB of a transport's bytes is timed: here (147 and 16 bytes) the first read of each
-    assert of(found, "modbusd_request_latency_seconds_count") == {labels(transport="tcp"): 1,
-                                                                  labels(transport="rtu-over-tcp"): 1}  # fmt: skip
+    assert of(found, "modbusd_sent_bytes_total") == {labels(transport="tcp"): 220, labels(transport="udp"): 11,
+                                                     labels(transport="rtu-over-tcp"): 9}  # fmt: skip
+    # one read per KiB of a transport's bytes is timed: here (147, 12 and 16 bytes) the first read of each
+    assert of(found, "modbusd_request_latency_seconds_count") == {
+        labels(transport="tcp"): 1, labels(transport="udp"): 1, labels(transport="rtu-over-tcp"): 1}  # fmt: skip
     assert of(found, "modbusd_connections_accepted_total") == {labels(transport="tcp"): 2,
                                                                labels(transport="rtu-over-tcp"): 1}  # fmt: skip
     assert of(found, "modbusd_connections_open") == {labels(): 3}  # closed after the scrape
