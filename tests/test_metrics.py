@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 
 from modbusd import Device, Server
-from modbusd.config import ConfigError, MetricsConfig, loads
+from modbusd.config import ConfigError, MetricsConfig, loads, summary
 from modbusd.protocol.rtu import with_crc
 from modbusd.server import TcpTarget
 from modbusd.web import HttpApi, MetricsApi, make_metrics_app
@@ -278,6 +278,7 @@ def test_metrics_table_of_the_device_file() -> None:
     assert loads("[server]\nport = 5020\n").metrics is None
     with pytest.raises(ConfigError, match=r"port is missing"):
         loads('[metrics]\nhost = "127.0.0.1"\n')
+    assert "metrics: GET /metrics on 127.0.0.1 port 9502" in summary(loads("[metrics]\nport = 9502\n"))
 
 
 def documented() -> set[str]:
