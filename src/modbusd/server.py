@@ -160,14 +160,14 @@ class Server:
         self._routes = Routes(forward, local=self.devices, served=self.serial_lines, timeout=forward_timeout,
                               queue=forward_queue)  # fmt: skip
         self.downstreams = self._routes.downstreams
+        self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
         self._answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
-            stats=(stats := Stats()),
+            stats=self.stats,
         )  # fmt: skip
-        self.stats = stats  # requests per transport, connections, discarded frames: read by GET /metrics
         self._points = PointAccess(self._single, self.devices, self.device_for)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
