@@ -45,16 +45,15 @@ class ServerCollector:
         counters = server.counters()
         yield _info(gauge, modbusd.__version__)
         yield from _requests(core, stats.requests)
-        connections = gauge("modbusd_connections_open", "TCP connections open now (Modbus/TCP and RTU over TCP)",
-                            value=float(server.connection_count))  # fmt: skip
-        yield connections
+        yield gauge("modbusd_connections_open", "TCP connections open now (Modbus/TCP and RTU over TCP)",
+                    value=float(server.connection_count))  # fmt: skip
         accepted = counter(
             "modbusd_connections_accepted", "TCP connections accepted, per listener", labels=["transport"]
         )
         for transport, count in sorted(stats.accepted.items()):
             accepted.add_metric([transport], count)
         yield accepted
-        yield from _events(counter, gauge, counters["events"])  # type: ignore[arg-type]  # the hub's dict
+        yield from _events(counter, counters["events"])  # type: ignore[arg-type]  # the hub's dict
         yield from _gateway(counter, gauge, server)
         discarded = counter("modbusd_serial_frames_discarded",
                             "frames discarded for a bad CRC or LRC, a frame cut short or bytes between frames, per "
@@ -113,7 +112,7 @@ def _requests(core: Any, requests: dict[str, Any]) -> Iterator[Any]:
     yield from (total, exceptions, received, sent, latency)
 
 
-def _events(counter: Any, gauge: Any, events: dict[str, Any]) -> Iterator[Any]:
+def _events(counter: Any, events: dict[str, Any]) -> Iterator[Any]:
     yield counter("modbusd_events_published", "write events made for subscriptions", value=events["published"])
     dropped = counter("modbusd_events_dropped", "events a listener's full queue dropped, per listener",
                       labels=["listener"])  # fmt: skip
