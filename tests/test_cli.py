@@ -269,7 +269,17 @@ def test_a_server_whose_output_pipe_closed_goes_on_serving_and_stops_on_sigterm(
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
-HELP_GROUPS = ["server", "security", "data", "serial lines", "gateway", "fault injection", "control API", "MQTT", "events and logging"]
+HELP_GROUPS = [
+    "server",
+    "security",
+    "data",
+    "serial lines",
+    "gateway",
+    "fault injection",
+    "control API",
+    "MQTT",
+    "events and logging",
+]
 
 
 def test_help_groups_every_option_and_ends_with_two_examples() -> None:

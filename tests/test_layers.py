@@ -12,12 +12,13 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "modbusd"
 
-LEAF = ("modbusd.version", "modbusd.ratelimit")  # import nothing, so every room may use them
+LEAF = ("modbusd.version", "modbusd.ratelimit", "modbusd.stats")  # import nothing, so every room may use them
 
 # room (a module or a package prefix) -> what it may import from modbusd, as module or package prefixes
 ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.version": (),
     "modbusd.ratelimit": (),
+    "modbusd.stats": (),  # the request-path counters: plain ints, read by GET /metrics through Server.stats
     "modbusd.protocol": ("modbusd.protocol",),
     "modbusd.model": ("modbusd.model", "modbusd.protocol"),
     "modbusd.handler": ("modbusd.protocol", "modbusd.model"),

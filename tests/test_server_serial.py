@@ -454,3 +454,24 @@ def test_serial_connection_tells_gap_and_end_of_frame_from_the_silences(monkeypa
 
     asyncio.run(run())
     assert session.calls == ["receive 01", "receive 02", "gap", "receive 03", "end", "receive 04"]
+
+
+def test_rtu_line_metrics_count_its_discarded_frame_request_and_bytes(
+    serve_line: Callable[..., tuple[Server, PtyPair]], open_line: Callable[..., Line]
+) -> None:
+    """GET /metrics' families for a serial line: the bad frame under the line's device, every frame timed."""
+    from tests.test_metrics import generate, labels, of, samples
+
+    server, pair = serve_line("rtu")
+    line = open_line(pair)
+    good = with_crc(bytes.fromhex("01 03 0000 0001"))
+    line.send(good[:-1] + bytes((good[-1] ^ 0xFF,)))
+    assert line.is_silent()
+    line.send(good)
+    assert line.read(7) == with_crc(bytes.fromhex("01 03 02 0000"))
+    found = samples(generate(server))
+    assert of(found, "modbusd_serial_frames_discarded_total") == {labels(line=pair.server_end): 1}
+    assert of(found, "modbusd_requests_total") == {labels(transport="rtu", function="3", outcome="ok"): 1}
+    assert of(found, "modbusd_received_bytes_total") == {labels(transport="rtu"): 16}
+    assert of(found, "modbusd_sent_bytes_total") == {labels(transport="rtu"): 7}
+    assert of(found, "modbusd_request_latency_seconds_count") == {labels(transport="rtu"): 1}

@@ -36,6 +36,7 @@ from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import AddressedAnswer, Answer, Session
+from modbusd.stats import Stats
 
 if TYPE_CHECKING:
     from modbusd.security import Security
@@ -178,12 +179,14 @@ class Answers:
         durable: Durable | None = None,
         endpoint: str | None = None,
         faults: Faults | None = None,
+        stats: Stats | None = None,
     ) -> None:
         """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions.
         `durable`: the state file (--state), which holds the responses to writes until they are stored.
         `endpoint`: the name of the endpoint these devices are served by (`endpoints.py`), for the events
         log; None for the server's default one. `faults`: the server's fault rules, which every session asks
-        while there are any (`modbusd.faults`)."""
+        while there are any (`modbusd.faults`). `stats`: where every session counts its requests (per
+        transport), and the connections and discarded frames are counted; a Stats of its own when not given."""
         self._endpoint = endpoint
         self._single = single
         self._faults = Faults() if faults is None else faults
@@ -198,6 +201,7 @@ class Answers:
         self._warnings = warnings  # the server's: one line per kind and client a minute
         self._security = security
         self._durable = durable
+        self.stats = Stats() if stats is None else stats
         self.answer = self._make_answer()
         self.udp_drops = UdpDrops()
 
@@ -244,16 +248,20 @@ class Answers:
     # ------------------------------------------------------------------------------ sessions, per transport
 
     def tcp_session(self, peer: str, *, tls: bool = False, role: str | None = None) -> Session:
-        """A Modbus/TCP connection's session; `tls`: Modbus/TCP Security's, whose client has `role`."""
-        answer = self._held(self._guarded(peer, "tls" if tls else "tcp", role))
-        return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word,
-                       on_quit=self._on_quit, faults=self._faults.point("tcp"))  # fmt: skip
+        """A Modbus/TCP connection's session (one per connection accepted, so counted as one here); `tls`: Modbus/TCP
+        Security's, whose client has `role`."""
+        transport = "tls" if tls else "tcp"
+        self.stats.accept(transport)
+        answer = self._held(self._guarded(peer, transport, role))
+        return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
+                       faults=self._faults.point("tcp"), counts=self.stats.counts(transport))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
         answer = self._held(self._guarded(peer, "udp", None))
-        return Session(answer, framer=framer, peer=peer, discard=self._discarded, faults=self._faults.point("udp"))
+        return Session(answer, framer=framer, peer=peer, discard=self._discarded, faults=self._faults.point("udp"),
+                       counts=self.stats.counts("udp"))  # fmt: skip
 
     def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:
         """The session's answer behind the access rules (`security.py`), when there are any."""
@@ -285,24 +293,28 @@ class Answers:
         """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""
         assert self._bus is not None
         bus = self._bus
-        errors = LineErrors(f"RTU over TCP from {peer}", bus)
+        self.stats.accept("rtu-over-tcp")
+        # Discards counted under one name for every client: a label per client address would grow without bound.
+        errors = LineErrors(f"RTU over TCP from {peer}", bus, self.stats, "rtu-over-tcp")
         answer = self._held_addressed(
             self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
         )
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
                        peer=peer, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("rtu-over-tcp", bus.units))  # fmt: skip
+                       faults=self._faults.point("rtu-over-tcp", bus.units),
+                       counts=self.stats.counts("rtu-over-tcp"))  # fmt: skip
 
     def serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
         bus, peer = self._bus, line.device
-        errors = LineErrors(line.device, bus)
+        errors = LineErrors(line.device, bus, self.stats, line.device)
+        counts = self.stats.counts(line.framing.value)
         if line.framing is Framing.RTU:
             answer = self._held_addressed(
                 self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
             )
             return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer,
-                           faults=self._faults.point("rtu", bus.units))  # fmt: skip
+                           faults=self._faults.point("rtu", bus.units), counts=counts, time_every_read=True)  # fmt: skip
         framer = AsciiFramer(on_discard=errors)
 
         def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
@@ -314,7 +326,8 @@ class Answers:
             return from_unit, reply
 
         return Session(self._held_addressed(self._hook_addressed(peer, ascii_answer, "ascii")), framer=framer,
-                       addressed=True, peer=peer, faults=self._faults.point("ascii", bus.units))  # fmt: skip
+                       addressed=True, peer=peer, faults=self._faults.point("ascii", bus.units), counts=counts,
+                       time_every_read=True)  # fmt: skip
 
     def _held(self, answer: Answer) -> Answer:
         """With a state file, responses to writes wait until the writes are stored; without, `answer` itself."""

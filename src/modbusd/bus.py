@@ -16,6 +16,7 @@ from modbusd import handler
 from modbusd.model.device import Device
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, MAX_UNIT_ID, MIN_UNIT_ID, ExceptionCode
 from modbusd.ratelimit import RateLimitedLog, host_of
+from modbusd.stats import Stats
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
@@ -135,11 +136,16 @@ class LineErrors:
     """Counts a line's discarded frames on every device of the bus; says so at WARNING once a minute per serial port
     or RTU-over-TCP client (however many connections it opens), at DEBUG otherwise."""
 
-    def __init__(self, name: str, bus: Bus) -> None:
+    def __init__(self, name: str, bus: Bus, stats: Stats | None = None, line: str = "") -> None:
+        """`stats`, `line`: where and under which name the discards are counted for monitoring."""
         self._name = name
         self._bus = bus
+        self._stats = stats
+        self._line = line
 
     def __call__(self, reason: str) -> None:
+        if self._stats is not None:
+            self._stats.discard(self._line)
         for device in {id(d): d for d in self._bus.units.values()}.values():
             handler.discarded(device)  # bus message + bus communication error (FC08/0B, 0C)
         _DISCARDS.log(log, logging.WARNING, "frame discarded", host_of(self._name), "%s: frame discarded: %s (counted)",

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from modbusd.protocol.adu import Adu
 from modbusd.protocol.ascii import AsciiFramer
-from modbusd.protocol.codes import BROADCAST_UNIT_ID
+from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
 from modbusd.protocol.errors import (
     FrameError,
     GatewayPathUnavailable,
@@ -137,7 +137,12 @@ class Downstream:
         self._link: _Link | None = None
         self._down: str | None = None  # why the path is down, while it is; for logging changes only
         self._on_line = False  # a transaction is under way
+        # For monitoring (GET /metrics): requests handed to forward(), those refused with exception 06 (the queue was
+        # full), those answered with 0x0B (no response in time) and with 0x0A (the path is down).
+        self.requests = 0
         self.busy_refusals = 0
+        self.timeouts = 0
+        self.unavailable = 0
 
     def __str__(self) -> str:
         return self.name
@@ -152,6 +157,7 @@ class Downstream:
 
         Raises ServerDeviceBusy at once when `queue_limit` requests already wait.
         """
+        self.requests += 1
         if self._wakeup is None:
             raise GatewayPathUnavailable(f"{self.name}: gateway not started")
         if len(self._waiting) + self._on_line > self.queue_limit:  # one on the line, queue_limit waiting
@@ -201,6 +207,7 @@ class Downstream:
             try:
                 reply = await self._exchange(unit_id, pdu)
             except ModbusError as exc:
+                self._count(exc)
                 if not future.done():
                     future.set_exception(exc)
             except Exception as exc:  # our bug: the session answers 04 and logs it
@@ -211,6 +218,12 @@ class Downstream:
                     future.set_result(reply)
             finally:
                 self._on_line = False
+
+    def _count(self, exc: ModbusError) -> None:
+        if exc.code == ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND:
+            self.timeouts += 1
+        elif exc.code == ExceptionCode.GATEWAY_PATH_UNAVAILABLE:
+            self.unavailable += 1
 
     async def _exchange(self, unit_id: int, pdu: bytes) -> bytes | None:
         raise NotImplementedError

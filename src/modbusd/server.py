@@ -60,6 +60,7 @@ from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpT
 from modbusd.runner import ServingThread
 from modbusd.security import make_security
 from modbusd.session import Session
+from modbusd.stats import Stats
 from modbusd.traffic import RequestLog
 from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
 from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
@@ -200,6 +201,7 @@ class Server:
         self.downstreams = self._routes.downstreams
         self.state = None if state is None else Durable(state, self._single, self.devices, reset=reset_state,
                                                         sync=state_sync)  # fmt: skip
+        self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
         self._answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
@@ -208,6 +210,7 @@ class Server:
             security=self._security,
             durable=self.state,
             faults=self.faults,
+            stats=self.stats,
         )  # fmt: skip
         wiring = Wiring(name, self._hub, self._admission, self.unknown_unit, hook, hook_timeout, self.quit_word,
                         self._remote_quit, self._serving, listen_only, self.faults)  # fmt: skip

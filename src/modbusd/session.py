@@ -19,6 +19,7 @@ delayed response never holds up the responses after it (over TCP the transaction
 
 import logging
 from collections.abc import Awaitable, Callable, Sized
+from time import perf_counter
 from typing import Final, Protocol, cast
 
 from modbusd.protocol.adu import Adu, Framer
@@ -28,6 +29,7 @@ from modbusd.protocol.errors import FrameError, ModbusError
 from modbusd.protocol.mbap import MbapFramer
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.ratelimit import RateLimitedLog, host_of
+from modbusd.stats import SAMPLE_MASK, RequestCounts
 
 # FrameError: what receive() raises, for the transport
 __all__ = ["AddressedAnswer", "Answer", "Discard", "FaultHook", "FrameError", "Pending", "Schedule", "Session"]
@@ -99,13 +101,14 @@ class Pending:
     awaits `awaitable` (in asyncio: a task), then calls `Session.settle` or `Session.fail` with it.
     """
 
-    __slots__ = ("adu", "awaitable", "fault", "out")
+    __slots__ = ("adu", "awaitable", "fault", "out", "started")
 
-    def __init__(self, adu: Adu, awaitable: Awaitable[bytes | None]) -> None:
+    def __init__(self, adu: Adu, awaitable: Awaitable[bytes | None], started: float = 0.0) -> None:
         self.adu = adu
         self.awaitable = awaitable
         self.out: bytes | None = None  # the framed response (b"" for none) once settled
         self.fault: Fault | None = None  # applied to the response once it comes
+        self.started = started  # its perf_counter() on arrival, for the latency histogram (0.0: not counted)
 
     def __repr__(self) -> str:
         return f"<Pending tid={self.adu[0]} unit={self.adu[2]} fc={self.adu[3][:1].hex()}>"
@@ -113,9 +116,9 @@ class Pending:
 
 class Session:
     __slots__ = (
-        "_addressed", "_answer", "_debug", "_discard", "_discards", "_end_of_frame", "_fault_rules", "_faults",
-        "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values", "awaiting", "peer", "requests",
-        "warnings",
+        "_addressed", "_answer", "_counts", "_debug", "_discard", "_discards", "_end_of_frame", "_fault_rules",
+        "_faults", "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values", "_sample_mask", "awaiting",
+        "peer", "requests", "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -129,9 +132,13 @@ class Session:
         quit_word: bytes | None = None,
         on_quit: Callable[[], None] | None = None,
         faults: FaultHook | None = None,
+        counts: RequestCounts | None = None,
+        time_every_read: bool = False,
     ) -> None:
         """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns.
-        `faults`: asked about each request while it has rules (fault injection)."""
+        `faults`: asked about each request while it has rules (fault injection).
+        `counts`: where this transport's requests, bytes and latencies are counted (`modbusd.stats`); None: not.
+        `time_every_read`: every read that completes a request is timed, not one per KiB (a serial line's few)."""
         self._answer = cast(Answer, answer)
         self._addressed = cast(AddressedAnswer, answer) if addressed else None
         self._discard = discard
@@ -144,6 +151,8 @@ class Session:
         self._faults = faults
         self._fault_rules: Sized = () if faults is None else faults.rules  # one truthiness check per request
         self._discards = 0
+        self._counts = counts
+        self._sample_mask = 0 if time_every_read else SAMPLE_MASK
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
         self.peer = peer
@@ -163,6 +172,13 @@ class Session:
         """
         if self._quit_word is not None and self._is_quit(data):
             return b""
+        counts = self._counts
+        started = 0.0
+        if counts is not None:
+            size = len(data)
+            counts.bytes_in = received = counts.bytes_in + size
+            if received & self._sample_mask <= size:  # this read starts or crosses a KiB of the transport's: timed
+                started = perf_counter()
         try:
             adus = self._framer.feed(data)
         except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
@@ -170,10 +186,12 @@ class Session:
             raise
         self.requests += len(adus)
         if len(adus) == 1 and not self._owed:  # the usual case
-            if self._fault_rules:
-                return self._faulted(adus[0])
-            return self._reply(adus[0])
-        return self._replies(adus)
+            out = self._faulted(adus[0]) if self._fault_rules else self._reply(adus[0])
+        else:
+            out = self._replies(adus)
+        if started and out and not self.awaiting:  # an answer that waits is timed when it comes (`settle`)
+            counts.observe(perf_counter() - started)  # type: ignore[union-attr]  # started: counted
+        return out
 
     def _replies(self, adus: list[Adu] | tuple[Adu, ...]) -> bytes:
         """The responses to `adus` that can be sent now; those behind a pending one wait in `_owed`."""
@@ -204,9 +222,13 @@ class Session:
         adu = pending.adu
         if self._debug:
             self._log_request(adu[2], adu[3], reply, " (deferred)")
-        pending.out = b"" if reply is None else self._framer.frame(adu, reply)
-        if pending.fault is not None and pending.out:
-            pending.out = self._apply(pending.fault, adu, pending.out)
+        pending.out = out = b"" if reply is None else self._framer.frame(adu, reply)
+        counts = self._counts
+        if counts is not None:
+            counts.answered(adu[3][0], reply, len(out))
+            counts.observe(perf_counter() - pending.started)  # every deferred answer is timed: they take ms to s
+        if pending.fault is not None and out:
+            pending.out = self._apply(pending.fault, adu, out)
         return self._release()
 
     def fail(self, pending: Pending, exc: BaseException) -> bytes:
@@ -236,7 +258,7 @@ class Session:
 
     def _defer(self, adu: Adu, reply: object) -> bytes:
         """The answer is an awaitable: hold its place in line; nothing to send for it now."""
-        pending = Pending(adu, reply)  # type: ignore[arg-type]  # the Answer type says what else it can be
+        pending = Pending(adu, reply, 0.0 if self._counts is None else perf_counter())  # type: ignore[arg-type]  # the Answer type says what else it can be
         self._owed.append(pending)
         self.awaiting.append(pending)
         return b""
@@ -248,7 +270,14 @@ class Session:
         """
         if self._end_of_frame is None:
             return b""
-        return self._replies(self._end_of_frame())
+        counts = self._counts
+        if counts is None:
+            return self._replies(self._end_of_frame())
+        started = perf_counter()  # only serial lines have silences, and their frames are ms apart: every one timed
+        out = self._replies(self._end_of_frame())
+        if out and not self.awaiting:
+            counts.observe(perf_counter() - started)
+        return out
 
     def gap(self) -> None:
         """A silence longer than t1.5 but shorter than t3.5 came before the bytes about to be received."""
@@ -276,6 +305,13 @@ class Session:
             out = self._framer.frame(adu, reply)  # type: ignore[arg-type]  # bytes-like, as checked
         else:
             return self._defer(adu, reply)
+        counts = self._counts
+        if counts is not None:
+            if out and reply[0] < 0x80:  # type: ignore[index]  # bytes-like, as `out` says
+                counts.ok[pdu[0]] += 1  # the usual outcome, inline: one list slot and one int, no call
+                counts.bytes_out += len(out)
+            else:
+                counts.answered(pdu[0], reply, len(out))  # type: ignore[arg-type]  # bytes-like or None, as checked
         if self._debug:
             self._log_request(unit, pdu, reply)  # type: ignore[arg-type]  # bytes-like or None, as checked
         return out
@@ -319,9 +355,13 @@ class Session:
         if self._debug:
             self._log_request(unit, pdu, reply)
         if addressed is None:
-            return b""
-        from_unit, reply = addressed  # type: ignore[misc]  # a tuple, as checked
-        return self._framer.frame(adu if from_unit == unit else adu._replace(unit_id=from_unit), reply)
+            out = b""
+        else:
+            from_unit = addressed[0]  # type: ignore[index]  # a tuple, as checked
+            out = self._framer.frame(adu if from_unit == unit else adu._replace(unit_id=from_unit), reply)  # type: ignore[arg-type]  # bytes
+        if self._counts is not None:
+            self._counts.answered(pdu[0], reply, len(out))
+        return out
 
     def _discarded(self, proto: int, unit: int) -> None:
         """TCP guide §4.4.1.1: a protocol id other than 0 is not Modbus; drop the frame, keep the connection."""

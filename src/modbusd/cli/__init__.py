@@ -17,6 +17,7 @@ the running server, `files.py` check and init, `client.py` get and set, `watch.p
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -137,4 +138,8 @@ def _command(argv: Sequence[str] | None) -> int:
         run = uvloop.run
     else:
         run = asyncio.run
-    return run(_serve(server, host, http, config.mqtt, _listeners(args)))
+    if config.metrics is not None:
+        missing = [name for name in ("aiohttp", "prometheus_client") if importlib.util.find_spec(name) is None]
+        if missing:  # said now, in one line, rather than after binding
+            return _fail(f"--metrics-port needs {' and '.join(missing)}: pip install 'modbusd[http]'")
+    return run(_serve(server, host, http, config.mqtt, _listeners(args), metrics=config.metrics))

@@ -52,7 +52,7 @@ class Listener:
     @classmethod
     def named(cls, flag: str, table: str, from_file: bool, datagram: bool = False) -> "Listener":
         """`flag` and the device file's `table` for the port; the address is [http]'s own, else [server]'s."""
-        host_flag, host_table = ("--http-host", "http") if table == "http" else ("--host", "server")
+        host_flag, host_table = (f"--{table}-host", table) if table in ("http", "metrics") else ("--host", "server")
         if from_file:
             return cls(f"port = {{}} in the device file's [{table}]",
                        f"{host_flag} or host in the device file's [{host_table}]", datagram)  # fmt: skip

@@ -191,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Host name the control API answers to besides localhost, 127.0.0.1, ::1 and --http-host "
         "(repeatable; others get 421, against DNS rebinding)",
     )  # fmt: skip
+    # Prometheus metrics (docs/metrics.md): GET /metrics is on the control API too; this is for when it is off
+    http.add_argument(
+        "--metrics-port", type=_port, metavar="PORT",
+        help="serve GET /metrics (Prometheus) alone on PORT: read-only, no token; needs aiohttp and prometheus-client",
+    )  # fmt: skip
+    http.add_argument("--metrics-host", metavar="ADDR", help="address of --metrics-port (default 127.0.0.1)")
     mqtt = parser.add_argument_group("MQTT", "a bridge to an MQTT broker (pip install 'modbusd[mqtt]')")
     mqtt.add_argument(
         "--mqtt", metavar="URL", help="bridge to the MQTT broker at URL (mqtt://[user:password@]host[:port], or "

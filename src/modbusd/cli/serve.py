@@ -67,12 +67,14 @@ def _listeners(args: argparse.Namespace) -> dict[str, Listener]:
         "rtu-over-tcp": Listener.named("--rtu-over-tcp", "server.rtu_over_tcp", file and args.rtu_over_tcp is None),
         "http": Listener.named("--http", "http", file and args.http is None),
         "tls": Listener.named("--tls", "server.tls", file and args.tls is None),
+        "metrics": Listener.named("--metrics-port", "metrics", file and args.metrics_port is None),
     }
 
 
 async def _serve(server: Server, host: str, http: device_file.HttpConfig | None = None,
                  mqtt: device_file.MqttConfig | None = None,
-                 listeners: dict[str, Listener] | None = None) -> int:  # fmt: skip
+                 listeners: dict[str, Listener] | None = None, *,
+                 metrics: device_file.MetricsConfig | None = None) -> int:  # fmt: skip
     loop = asyncio.get_running_loop()
     listeners = listeners or {}
     try:
@@ -98,6 +100,19 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
         except OSError as exc:
             await server.stop()
             print(_bind_error(exc, http.host, http.port, listeners.get("http", DEFAULT_LISTENER)), file=sys.stderr)
+            return EXIT_USAGE
+    scraped = None
+    if metrics is not None:
+        from modbusd.web import MetricsApi  # only with --metrics-port: aiohttp and prometheus-client are an extra
+
+        try:
+            scraped = await MetricsApi.start(server, host=metrics.host, port=metrics.port)
+        except OSError as exc:
+            if api is not None:
+                await api.stop()
+            await server.stop()
+            print(_bind_error(exc, metrics.host, metrics.port, listeners.get("metrics", DEFAULT_LISTENER)),
+                  file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
     bridge = None
     if mqtt is not None:
@@ -127,6 +142,8 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
               *endpoints]  # fmt: skip
     if api is not None:
         banner.append(f"Control API on http://{api.host}:{api.port}/")
+    if scraped is not None:
+        banner.append(f"Metrics on http://{scraped.host}:{scraped.port}/metrics")
     if bridge is not None:
         banner.append(f"MQTT bridge to {mqtt.url if mqtt else ''}, topics {bridge.prefix}/<unit>/<table>/<address>")
     _say(*banner, "Server running...")
@@ -137,6 +154,8 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
             await bridge.stop()
         if api is not None:
             await api.stop()
+        if scraped is not None:
+            await scraped.stop()
     if server.quit_requested:
         _say(f"Remote shutdown command received; server stopped at {_stamp()}")
     else:
@@ -205,6 +224,12 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             device_file.check_http_access(http.host, http.token, "--http-token")
         except device_file.HttpAccessError as exc:
             raise ValueError(f"--http-token: {exc}" if exc.key == "token" else str(exc)) from None
+    metrics = config.metrics
+    if args.metrics_port is not None or args.metrics_host is not None:
+        if args.metrics_port is None and metrics is None:
+            raise ValueError("--metrics-host needs --metrics-port PORT (or [metrics] port in the device file)")
+        metrics = dataclasses.replace(metrics or device_file.MetricsConfig(args.metrics_port), **{k: v for k, v in (
+            ("port", args.metrics_port), ("host", args.metrics_host)) if v is not None})  # fmt: skip
     mqtt = config.mqtt
     tls_files = {k: str(Path(v).absolute()) for k in ("ca", "cert", "key") if (v := getattr(args, f"mqtt_{k}"))}
     if args.mqtt is not None or args.mqtt_prefix is not None or tls_files:
@@ -223,4 +248,6 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             raise ValueError(f"--mqtt-{exc.key} / [mqtt] {exc.key}: {exc}") from None
     subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
     faults = (*config.faults, *args.fault)
-    return dataclasses.replace(config, server=server, mqtt=mqtt, subscribe=subscribe, faults=faults), http
+    return dataclasses.replace(
+        config, server=server, mqtt=mqtt, subscribe=subscribe, faults=faults, metrics=metrics
+    ), http

@@ -22,6 +22,7 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   endpoint's ``allow``: the client networks it accepts (docs/security.md).
 - ``[roles.NAME]``: the roles-to-rights rules of Modbus/TCP Security (functions, read, write).
 - ``[http]``: the control API (port, host, token); absent means off.
+- ``[metrics]``: ``GET /metrics`` on a port of its own (port, host); absent means off.
 - ``[mqtt]``: the MQTT bridge (url, prefix, retain, qos, subscribe, queue; ca, cert, key for ``mqtts://``,
   relative to the file's folder, loaded when the file is read); absent means off. Its subscribe is deprecated: the
   same list as [events] subscribe.
@@ -61,6 +62,7 @@ from modbusd.config.schema import (
     EndpointConfig,
     HttpAccessError,
     HttpConfig,
+    MetricsConfig,
     MqttConfig,
     ServerConfig,
     Subscribe,
@@ -83,7 +85,7 @@ __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS", "TRANSPORTS",
     "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "FaultSpec", "HttpAccessError",
-    "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "build_devices",
+    "HttpConfig", "MetricsConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "build_devices",
     "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context",
     "parse_fault", "parse_mqtt_url", "parse_network", "parse_subscribe", "server_tls_context", "summary",
 ]  # fmt: skip

@@ -51,7 +51,11 @@ class Loader(ServiceTables, EndpointTables, FaultTables):
     """A whole device file: its tables in order, then the checks across them."""
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(data, (), ("server", "http", "mqtt", "events", "device", "roles", "template", "endpoint", "fault"))
+        self.table(
+            data,
+            (),
+            ("server", "http", "metrics", "mqtt", "events", "device", "roles", "template", "endpoint", "fault"),
+        )
         server = self.server(data.get("server", {}))
         plant_only = "endpoint" in data and "device" not in data
         if plant_only:  # the [server]'s own transports serve the top-level [[device]] tables: there are none
@@ -73,7 +77,8 @@ class Loader(ServiceTables, EndpointTables, FaultTables):
         if "roles" in data:
             roles = self.roles(data["roles"], server.tls.no_role if server.tls is not None else None)
         faults = self.faults(data["fault"]) if "fault" in data else ()
-        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints, faults)
+        metrics = self.metrics(data["metrics"]) if "metrics" in data else None
+        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints, faults, metrics)
 
     def plant_server(self, raw: dict[str, Any], server: ServerConfig) -> ServerConfig:
         """A file of endpoints only: no Modbus/TCP of the [server]'s own, and none of its other transports."""

@@ -115,6 +115,15 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``GET /metrics`` on a port of its own (`modbusd.web.MetricsApi`): off unless the file has [metrics] or the
+    command line --metrics-port. Read-only, so no token: see docs/metrics.md."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig:
     """The MQTT bridge (`modbusd.mqtt`): off unless the file has [mqtt] or the command line --mqtt."""
 
@@ -370,6 +379,7 @@ class Config:
     roles: Roles | None = None  # [roles.NAME]: Modbus/TCP Security's roles-to-rights rules
     endpoints: tuple[EndpointConfig, ...] = ()  # [[endpoint]] tables, each instance of each
     faults: tuple[FaultSpec, ...] = ()  # [[fault]] tables, then --fault (docs/faults.md)
+    metrics: MetricsConfig | None = None
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:

@@ -1,4 +1,5 @@
-"""The device file's ``[server]`` (and its transports, hook and events log), ``[http]`` and ``[mqtt]`` tables."""
+"""The device file's ``[server]`` (and its transports, hook and events log), ``[http]``, ``[metrics]`` and ``[mqtt]``
+tables."""
 
 import math
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from modbusd.config.schema import (
     UNKNOWN_UNIT_POLICIES,
     HttpAccessError,
     HttpConfig,
+    MetricsConfig,
     MqttConfig,
     ServerConfig,
     Subscribe,
@@ -250,6 +252,16 @@ class ServiceTables(AccessTables):
         except HttpAccessError as exc:
             raise self.error((*path, exc.key), str(exc)) from None
         return config
+
+    def metrics(self, data: object) -> MetricsConfig:
+        path: Path_ = ("metrics",)
+        raw = self.table(data, path, ("port", "host"))
+        if "port" not in raw:
+            raise self.error(path, "the port is missing: port = 9502")
+        options: dict[str, Any] = {"port": self.integer(raw, path, "port", 0, 65535)}
+        if "host" in raw:
+            options["host"] = self.typed(raw, path, "host", str, "an address such as 127.0.0.1")
+        return MetricsConfig(**options)
 
     def mqtt(self, data: object) -> MqttConfig:
         path: Path_ = ("mqtt",)

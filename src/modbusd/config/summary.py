@@ -32,6 +32,8 @@ def summary(config: Config) -> list[str]:
     if config.http is not None:
         lines.append(f"http control API: {config.http.host} port {config.http.port}"
                      + (" (token required)" if config.http.token else ""))  # fmt: skip
+    if config.metrics is not None:
+        lines.append(f"metrics: GET /metrics on {config.metrics.host} port {config.metrics.port}")
     if config.mqtt is not None:
         m = config.mqtt
         lines.append(f"mqtt bridge: {m.url} prefix {m.prefix}, qos {m.qos}{', retained' if m.retain else ''}"

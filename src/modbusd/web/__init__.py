@@ -14,17 +14,19 @@ Endpoints (every answer is JSON; a mistake is a 4xx with ``{"error": "what is wr
   bits' worth), each with its address in the notation of ``{point}``, its raw registers and its value.
 - ``GET /counters``: open connections and each device's FC08 counters.
 - ``GET /log[?follow=1]``: the live request log as JSON lines; ``follow=1`` streams it (`log.py`).
+- ``GET /metrics``: the counters in Prometheus' text format (`metrics.py`); also alone on a port of its own
+  (`MetricsApi`, ``--metrics-port``) when the control API is off.
 
 With a token, every request needs ``Authorization: Bearer <token>``. Binding an address other than loopback
 without a token is refused, since this API can write anything. Whatever the token, browsers are kept out: see
 `checks.py` (Host, Origin, Content-Type) and `app.Limits` (time-outs, body size).
 
 Modules: `checks` (header rules, no HTTP), `points` (JSON, ranges and the paged listing), `log` (the request log),
-`app` (routes and the guard),
+`metrics` (Prometheus), `app` (routes and the guard),
 `api` (the runner).
 """
 
-from modbusd.web.api import DEFAULT_PORT, LOOPBACK, HttpApi
+from modbusd.web.api import DEFAULT_PORT, LOOPBACK, HttpApi, MetricsApi, make_metrics_app
 from modbusd.web.app import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_BODY, Limits, MissingDependency, make_app
 from modbusd.web.points import Paging
 
@@ -36,7 +38,9 @@ __all__ = [
     "MAX_BODY",
     "HttpApi",
     "Limits",
+    "MetricsApi",
     "MissingDependency",
     "Paging",
     "make_app",
+    "make_metrics_app",
 ]

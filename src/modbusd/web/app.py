@@ -27,6 +27,7 @@ from modbusd import (
 from modbusd.web import faults
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
+from modbusd.web.metrics import exposition, make_registry
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
 from modbusd.web.static import HEADERS, StaticFile, load, wants_html
 from modbusd.web.window import Window, devices, parse_order, read_window
@@ -78,11 +79,11 @@ def aiohttp_web() -> Any:
     return web
 
 
-def check(request: Any, hosts: HostCheck, token: str | None) -> None:
+def check(request: Any, hosts: HostCheck | None, token: str | None) -> None:
     """Raise Refused unless the request may go on: the Host first (a rebound name learns nothing), then the token,
-    then, for writes, where it comes from and what it carries."""
+    then, for writes, where it comes from and what it carries. `hosts` None: any Host (`metrics.make_metrics_app`)."""
     host = request.headers.get("Host")
-    if not hosts.allows(host):
+    if hosts is not None and not hosts.allows(host):
         raise Refused(421, f"this control API does not answer to the name {host!r}: use 127.0.0.1 or localhost, "
                            "or allow the name with --http-allow-host (allow_hosts in [http])")  # fmt: skip
     if token is not None and not public(request) and not token_matches(request.headers.get("Authorization"), token):
@@ -270,12 +271,23 @@ def make_app(
                                                 "PUT /points/{point}", "GET /counters",
                                                 "GET /log?follow=1", "GET /devices",
                                                 "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
-                                                "GET /connections", "GET /endpoints", *faults.ENDPOINTS],
+                                                "GET /connections", "GET /endpoints", *faults.ENDPOINTS,
+                                                "GET /metrics"],
                                   "console": CONSOLE, "served": server.endpoints_info()})  # fmt: skip
 
     files: dict[str, StaticFile] = load()
 
+    async def metrics(_request: Any) -> Any:
+        if registry is None:
+            raise Refused(501, "GET /metrics needs prometheus-client: pip install 'modbusd[http]'")
+        body, content_type = exposition(registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     streams = LogStreams(server)
+    try:
+        registry = make_registry(server)
+    except ImportError:  # an install from before prometheus-client joined the http extra: the rest still works
+        registry = None
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
     app.on_shutdown.append(streams.stop_following)
     app.router.add_get("/", index)
@@ -293,4 +305,5 @@ def make_app(
     app.router.add_get(CONSOLE, static)
     app.router.add_get(CONSOLE + "{file}", static)
     faults.add_routes(web, app.router, server, lambda request: read_json(request, limits), Refused)
+    app.router.add_get("/metrics", metrics)
     return app
