@@ -314,7 +314,8 @@ class Answers:
                 self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
             )
             return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer,
-                           faults=self._faults.point("rtu", bus.units), counts=counts, time_every_read=True)  # fmt: skip
+                           faults=self._faults.point("rtu", bus.units), counts=counts,
+                           time_every_read=True)  # fmt: skip
         framer = AsciiFramer(on_discard=errors)
 
         def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
