@@ -86,6 +86,7 @@ __all__ = [
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS", "TRANSPORTS",
     "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "FaultSpec",
     "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsConfig",
-    "TlsSettingError", "build_devices", "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context",
-    "parse_fault", "parse_mqtt_url", "parse_network", "parse_subscribe", "server_tls_context", "summary",
+    "TlsSettingError", "build_devices", "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook",
+    "load", "loads", "mqtt_tls_context", "parse_fault", "parse_mqtt_url", "parse_network", "parse_subscribe",
+    "server_tls_context", "summary",
 ]  # fmt: skip
