@@ -13,11 +13,13 @@ from modbusd.protocol.errors import (
     ServerDeviceFailure,
 )
 from modbusd.server import Server
+from modbusd.simulate import GeneratorError, UnknownGenerator
 from modbusd.version import __version__
 
 __all__ = [
     "Device",
     "FrameError",
+    "GeneratorError",
     "IllegalDataAddress",
     "IllegalDataValue",
     "IllegalFunction",
@@ -32,6 +34,7 @@ __all__ = [
     "Server",
     "ServerDeviceFailure",
     "Table",
+    "UnknownGenerator",
     "UnknownPoint",
     "ValueType",
     "__version__",

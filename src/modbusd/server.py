@@ -50,6 +50,7 @@ from modbusd.ratelimit import RateLimitedLog
 from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
 from modbusd.session import Session
+from modbusd.simulate import Simulator
 from modbusd.traffic import RequestLog
 from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
 from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
@@ -166,6 +167,7 @@ class Server:
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
         )  # fmt: skip
         self._points = PointAccess(self._single, self.devices, self.device_for)
+        self.simulator = Simulator(self.locate, self.read)  # value generators (docs/simulator.md)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._runner = ServingThread()
@@ -203,6 +205,11 @@ class Server:
             except (ValueError, LookupError, ModbusError) as exc:
                 reason = str(exc) if str(exc).startswith(item.point) else f"{item}: {exc}"
                 raise ValueError(f"{item.where or 'subscribe'}: {reason}") from None
+        for made in config.generators:  # the file's, and --simulate's
+            try:
+                server.simulator.add(made.point, made.spec, made.type, made.order, base=made.base)
+            except (ValueError, LookupError) as exc:
+                raise ValueError(f"{made.where}: {made.point}: {exc}") from None
         return server
 
     # ------------------------------------------------------------------------------- what it serves, where
@@ -405,6 +412,7 @@ class Server:
         self._stopped = asyncio.Event()
         self._hub.start(loop, self._stopped)
         self._admission.start(loop)
+        self.simulator.start(loop)
         try:
             for downstream in self.downstreams.values():  # before any request can come for them
                 await downstream.start()
@@ -437,6 +445,7 @@ class Server:
         """Stop accepting, let every connection send what it already owes, then close it."""
         if self._stopped is not None:
             self._stopped.set()
+        self.simulator.stop()
         self._admission.stop_reaping()
         self._transports.close()
         self._admission.close_all()

@@ -14,6 +14,7 @@ from modbusd.cli.options import (
     _port,
     _positive,
     _register,
+    _simulation,
     _slave_id,
     _subscription,
     _unit_ids,
@@ -101,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--no-listen-only", action="store_true", help="refuse FC08/04 Force Listen Only Mode with exception 01: "
         "otherwise one request from any client silences the device for every client until FC08/01",
+    )  # fmt: skip
+    data.add_argument(
+        "--simulate", action="append", default=[], type=_simulation, metavar="POINT[:TYPE]=SPEC",
+        help="generate this point's value, e.g. 30001:float=sine(offset=20,amplitude=5,period=60s): counter, ramp, "
+        "triangle, sine, square, random, clock, sequence, csv, expression (docs/simulator.md); repeatable",
     )  # fmt: skip
     serial = parser.add_argument_group("serial lines", "RTU and ASCII on serial ports (pip install 'modbusd[serial]')")
     serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")

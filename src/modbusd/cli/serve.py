@@ -181,4 +181,5 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
         except device_file.TlsSettingError as exc:
             raise ValueError(f"--mqtt-{exc.key} / [mqtt] {exc.key}: {exc}") from None
     subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
-    return dataclasses.replace(config, server=server, mqtt=mqtt, subscribe=subscribe), http
+    generators = (*config.generators, *args.simulate)
+    return dataclasses.replace(config, server=server, mqtt=mqtt, subscribe=subscribe, generators=generators), http

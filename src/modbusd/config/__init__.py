@@ -26,7 +26,8 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 - ``[[device]]`` (any number): unit_id or unit_ids (leave both out for one device answering every unit id),
   serial_unit_id (that one device's unit id on serial lines and RTU over TCP), address_register (the address
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
-  ``[device.identification]`` and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
+  ``[device.identification]``, ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe,
+  generate) and ``[[device.generator]]`` (point, type, order, generate: `generators.py`).
 """
 
 from importlib.resources import files
@@ -45,6 +46,7 @@ from modbusd.config.schema import (
     UNKNOWN_UNIT_POLICIES,
     Config,
     DeviceConfig,
+    GeneratorConfig,
     HttpAccessError,
     HttpConfig,
     MqttConfig,
@@ -55,6 +57,7 @@ from modbusd.config.schema import (
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
+    parse_simulate,
     parse_subscribe,
 )
 from modbusd.config.summary import summary
@@ -66,7 +69,7 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "EVENTS_LOG_FILES", "EVENTS_LOG_MAX_BYTES", "EXAMPLE",
     "HOOK_TIMEOUT", "LOOPBACK", "SERIAL_KEYS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError", "check_host_name",
-    "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_mqtt_url",
-    "parse_subscribe", "summary",
+    "GeneratorConfig", "HttpAccessError", "HttpConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsSettingError",
+    "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context",
+    "parse_mqtt_url", "parse_simulate", "parse_subscribe", "summary",
 ]  # fmt: skip

@@ -5,6 +5,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from modbusd.config.generators import GeneratorTables
 from modbusd.config.points import Found, PointTables
 from modbusd.config.reader import Path_
 from modbusd.config.schema import DeviceConfig, Subscribe, shared_table
@@ -16,12 +17,13 @@ from modbusd.protocol.codes import ADDRESS_SPACE, MIN_UNIT_ID
 from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 
 
-class DeviceTables(PointTables):
+class DeviceTables(PointTables, GeneratorTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
         raw = self.table(data, path, ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout",
-                                      "order", "sparse", "size", "identification", "points_csv", "point"))  # fmt: skip
+                                      "order", "sparse", "size", "identification", "points_csv", "point",
+                                      "generator"))  # fmt: skip
         if "unit_id" in raw and "unit_ids" in raw:
             raise self.error((*path, "unit_ids"), "give unit_id or unit_ids, not both")
         unit_ids: tuple[int, ...] = ()
@@ -57,9 +59,18 @@ class DeviceTables(PointTables):
             marked = self.subscribed(item, (*path, "point", i), points[-1][0])
             if marked is not None:
                 subscribe.append(marked)
+            generated = self.point_generator(item, (*path, "point", i), points[-1][0])
+            if generated is not None:
+                self.pending.append(generated)
         if "points_csv" in raw:
             points.extend(self.csv_points(raw, path, order, unit_ids))
         self.check_points(points, sizes, layout)
+        raw_generators = raw.get("generator", [])
+        if not isinstance(raw_generators, list):
+            raise self.error((*path, "generator"), "generators are [[device.generator]] tables (double brackets)")
+        for i, item in enumerate(raw_generators):
+            self.pending.append(self.generator_table(item, (*path, "generator", i), [p for p, _, _ in points],
+                                                     unit_ids))  # fmt: skip
         config = DeviceConfig(
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),

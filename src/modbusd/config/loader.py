@@ -61,4 +61,5 @@ class Loader(ServiceTables, DeviceTables):
             self.check_serial_unit_ids(devices, raw_devices)
         mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
         subscribe = (*(s for d in devices for s in d.subscribe), *self.events(data.get("events", {})))
-        return Config(self.name, server, http, devices, mqtt, subscribe)
+        generators = self.check_generators({p.name for d in devices for p in d.points})
+        return Config(self.name, server, http, devices, mqtt, subscribe, generators)

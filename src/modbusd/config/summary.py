@@ -35,6 +35,7 @@ def summary(config: Config) -> list[str]:
                      + (f"; also {', '.join(m.subscribe)}" if m.subscribe else "")
                      + (f"; CA {m.ca}" if m.ca else "")
                      + (f"; client certificate {m.cert}" if m.cert else ""))  # fmt: skip
+    lines.extend(f"generator: {g.point}{':' + g.type if g.type else ''} = {g.spec}" for g in config.generators)
     for device in config.devices:
         units = f"unit ids {unit_id_list(device.unit_ids)}" if device.unit_ids else "every unit id"
         if s.serves_serial and not device.unit_ids:

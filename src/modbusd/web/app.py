@@ -13,16 +13,19 @@ from typing import Any
 
 import modbusd
 from modbusd import (
+    GeneratorError,
     IllegalDataAddress,
     InvalidName,
     InvalidType,
     InvalidValue,
     Point,
     Server,
+    UnknownGenerator,
     UnknownPoint,
     ValueType,
     parse_typed_value,
 )
+from modbusd.web import generators
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
@@ -146,11 +149,11 @@ def make_app(
                 log.warning("control API refused %s %s from %s: %s", request.method, request.path_qs[:100],
                             request.remote, exc)  # fmt: skip
             return error(exc.status, str(exc))
-        except UnknownPoint as exc:
+        except (UnknownPoint, UnknownGenerator) as exc:
             return error(404, str(exc.args[0]) if exc.args else "unknown data point")
         except IllegalDataAddress as exc:
             return error(404, f"no such address in the device: {exc}")
-        except (InvalidName, InvalidType, InvalidValue) as exc:
+        except (InvalidName, InvalidType, InvalidValue, GeneratorError) as exc:
             return error(400, str(exc))
         except web.HTTPException as exc:
             return error(exc.status, exc.reason)
@@ -208,7 +211,9 @@ def make_app(
         return web.json_response({"modbusd": modbusd.__version__,
                                   "endpoints": ["GET /points?offset=N&limit=N", "GET /points/{point}?type=T&count=N",
                                                 "PUT /points/{point}", "GET /counters",
-                                                "GET /log?follow=1"]})  # fmt: skip
+                                                "GET /log?follow=1", "GET /generators", "POST /generators",
+                                                "DELETE /generators/{id}",
+                                                "POST /generators/{id}/pause|resume|reset"]})  # fmt: skip
 
     streams = LogStreams(server)
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body)
@@ -219,4 +224,5 @@ def make_app(
     app.router.add_put("/points/{point}", write_point)
     app.router.add_get("/counters", counters)
     app.router.add_get("/log", request_log)
+    app.router.add_routes(generators.routes(server, web, lambda request: read_json(request, limits), Refused))
     return app

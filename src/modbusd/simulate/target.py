@@ -1,0 +1,163 @@
+"""Where a generator's numbers go: a data point's registers or bit, in the point's type and word order.
+
+Sans-I/O. The fit rule, for a number that the type cannot hold as it is:
+
+- integer types (ushort … long): rounded to the nearest integer (halves to even, as Python's round), then clamped to
+  the type's range: a sine of amplitude 40000 on a ushort flattens at 0 and 65535, as a real transmitter's reading
+  saturates at the ends of its range. Refusing would freeze the point at an arbitrary earlier value instead.
+- float, double: a finite number beyond the largest finite value is clamped to it; NaN and ±infinity are stored as
+  they are (a failed sensor sends them).
+- bit (a coil, a discrete input, one bit of a register): on for any number but 0.
+- NaN on an integer type or a bit has no nearest value: that update is skipped and counted as an error.
+
+Types that hold no number (string, hex, bits) are refused when the generator is made.
+
+Registers are written straight into the table's buffer (`WordTable.buffer`), their range checked once when the
+target is made: this is the path that runs 100,000 times a second with 10,000 points at 10 Hz. The bytes come
+from `values.packer`, the same struct formats `values.encode` uses.
+"""
+
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from modbusd.model.names import Location
+from modbusd.model.points import Tables, check_type
+from modbusd.model.values import (
+    InvalidType,
+    Kind,
+    Order,
+    ValueType,
+    integer_range,
+    packer,
+    read_bit_of_register,
+    write_bit_of_register,
+)
+from modbusd.simulate.generators import Output
+from modbusd.simulate.spec import GeneratorError
+
+NUMBER_KINDS = (Kind.USHORT, Kind.SHORT, Kind.UINT, Kind.INT, Kind.ULONG, Kind.LONG, Kind.FLOAT, Kind.DOUBLE, Kind.BIT)
+_LARGEST = {Kind.FLOAT: struct.unpack(">f", b"\x7f\x7f\xff\xff")[0], Kind.DOUBLE: 1.7976931348623157e308}
+
+
+class Unfit(ValueError):
+    """A number with no nearest value in the target's type (NaN for an integer or a bit): the update is skipped."""
+
+
+def limits(vtype: ValueType) -> tuple[float, float]:
+    """The smallest and largest number `vtype` holds: where a counter wraps by default."""
+    if vtype.kind is Kind.BIT:
+        return 0, 1
+    if vtype.kind in _LARGEST:
+        return -_LARGEST[vtype.kind], _LARGEST[vtype.kind]
+    return integer_range(vtype)
+
+
+def fitter(vtype: ValueType) -> Callable[[float], int | float | bool]:
+    """The fit rule of the module docstring for `vtype`."""
+    kind = vtype.kind
+    if kind is Kind.BIT:
+
+        def bit(x: float) -> bool:
+            if math.isnan(x):
+                raise Unfit("NaN is neither on nor off")
+            return x != 0
+
+        return bit
+    if kind in _LARGEST:
+        largest = _LARGEST[kind]
+
+        def real(x: float) -> float:
+            x = float(x)
+            if math.isfinite(x) and not -largest <= x <= largest:
+                return largest if x > 0 else -largest
+            return x
+
+        return real
+    low, high = integer_range(vtype)
+
+    def integer(x: float) -> int:
+        if math.isnan(x):
+            raise Unfit(f"NaN has no nearest {vtype}")
+        if x >= high:
+            return high
+        if x <= low:
+            return low
+        return round(x)
+
+    return integer
+
+
+def check_target(location: Location, vtype: ValueType, count: int = 1) -> None:
+    """GeneratorError unless `count` values of `vtype` from a generator can live at `location`."""
+    if vtype.kind not in NUMBER_KINDS:
+        raise GeneratorError(f"{location} is {vtype}: a generator writes numbers, so the type must be one of "
+                             "ushort, short, uint, int, ulong, long, float, double or bit")  # fmt: skip
+    try:
+        check_type(location, vtype)
+    except InvalidType as exc:
+        raise GeneratorError(str(exc)) from None
+    if count > 1 and (location.table.is_bits or location.bit is not None):
+        raise GeneratorError(f"{location} is one bit: a generator of {count} values needs registers")
+
+
+@dataclass(slots=True)
+class Target:
+    """`count` consecutive values of `vtype` from `location` on, in `order`, on `device`'s tables."""
+
+    device: Tables
+    location: Location
+    vtype: ValueType
+    order: Order = Order.ABCD
+    count: int = 1
+    fit: Callable[[float], int | float | bool] = field(init=False, repr=False)
+    write: Callable[[Output], None] = field(init=False, repr=False)
+    current: Callable[[], object] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_target(self.location, self.vtype, self.count)
+        self.fit = fitter(self.vtype)
+        where = self.location
+        table = getattr(self.device, where.table.value)
+        if where.table.is_bits:
+            table.check(where.address, 1)
+            self.write, self.current = self._bit_writer(table), lambda: table[where.address]
+        elif where.bit is not None:
+            table.check(where.address, 1)
+            self.write = self._register_bit_writer(table)
+            self.current = lambda: read_bit_of_register(table, where.address, where.bit)  # type: ignore[arg-type]
+        else:
+            self.write, self.current = self._register_writer(table)
+
+    def _register_writer(self, table: object) -> tuple[Callable[[Output], None], Callable[[], object]]:
+        size = 2 * self.vtype.registers * self.count
+        table.check(self.location.address, size // 2)  # type: ignore[attr-defined]  # a WordTable
+        buf: bytearray = table.buffer  # type: ignore[attr-defined]
+        start, end = 2 * self.location.address, 2 * self.location.address + size
+        pack, fit, count = packer(self.vtype, self.order), self.fit, self.count
+
+        def write(output: Output) -> None:
+            if count == 1:
+                buf[start:end] = pack(fit(output))  # type: ignore[arg-type]  # one number
+            else:
+                values = output if isinstance(output, tuple) else (output,) * count
+                buf[start:end] = b"".join(pack(fit(v)) for v in values)
+
+        return write, lambda: bytes(buf[start:end])
+
+    def _bit_writer(self, table: object) -> Callable[[Output], None]:
+        address, fit = self.location.address, self.fit
+
+        def write(output: Output) -> None:
+            table[address] = fit(output)  # type: ignore[index, arg-type]  # a BitTable; one number
+
+        return write
+
+    def _register_bit_writer(self, table: object) -> Callable[[Output], None]:
+        address, bit, fit = self.location.address, self.location.bit, self.fit
+
+        def write(output: Output) -> None:
+            write_bit_of_register(table, address, bit, bool(fit(output)))  # type: ignore[arg-type]
+
+        return write
