@@ -96,9 +96,14 @@ class Sine(Generator):
     amplitude: float = 1
     period: float = 60.0
     phase: float = 0
+    _speed: float = field(init=False, repr=False)  # radians per second
+    _start: float = field(init=False, repr=False)  # the phase in radians
+
+    def __post_init__(self) -> None:
+        self._speed, self._start = 2 * math.pi / self.period, math.radians(self.phase)
 
     def value(self, t: float, wall: float) -> float:
-        return self.offset + self.amplitude * math.sin(2 * math.pi * t / self.period + math.radians(self.phase))
+        return self.offset + self.amplitude * math.sin(self._speed * t + self._start)
 
 
 @dataclass(slots=True)

@@ -13,10 +13,12 @@ import heapq
 import itertools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modbusd.ratelimit import RateLimitedLog
 from modbusd.simulate.build import Made, WritePolicy
+from modbusd.simulate.generators import Output
 from modbusd.simulate.target import Target
 
 log = logging.getLogger("modbusd.simulate")
@@ -29,6 +31,8 @@ class Entry:
     `origin` is the scheduler time at which the generator's own time was 0; pausing moves it on by the time spent
     paused, so a resumed generator continues where it stopped. `written` is what the generator last wrote: under
     the hold policy, a point that no longer holds it was written by someone else, and is held until reset.
+    The callables are taken from the generator and the target once, for the update that runs 100,000 times a
+    second with 10,000 points at 10 Hz.
     """
 
     id: str
@@ -38,45 +42,64 @@ class Entry:
     paused_at: float | None = None
     held: bool = False
     written: object = None
-    value: object = None  # the last number written, as the target's type holds it
     updates: int = 0
     errors: int = 0
     last_error: str = ""
     bucket: "Bucket | None" = field(default=None, repr=False)
+    idle: bool = field(default=False, repr=False)  # paused or held: skipped
+    hold: bool = field(init=False, repr=False)
+    _value: Callable[[float, float], Output] = field(init=False, repr=False)
+    _write: Callable[[Output], object] = field(init=False, repr=False)
+    _current: Callable[[], object] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.hold = self.made.write is WritePolicy.HOLD
+        self._value, self._write, self._current = self.made.generator.value, self.target.write, self.target.current
 
     @property
     def state(self) -> str:
         return "paused" if self.paused_at is not None else "held" if self.held else "running"
 
+    def set_idle(self) -> None:
+        self.idle = self.paused_at is not None or self.held
+
     def update(self, at: float, wall: float, warnings: RateLimitedLog) -> None:
-        """Write the generator's value at scheduler time `at`, unless paused, or held by a write from elsewhere."""
-        if self.paused_at is not None or self.held:
-            return
-        target = self.target
-        if self.written is not None and self.made.write is WritePolicy.HOLD and target.current() != self.written:
-            self.held = True
-            log.info("generator %s: the point was written by someone else: held until reset", self.id)
+        """Write the generator's value at scheduler time `at`, unless held by a write from elsewhere.
+
+        `Scheduler.run` does the same inline, for speed: a change here goes there too."""
+        if self.hold and self.written is not None and self._current() != self.written:
+            self.on_held()
             return
         try:
-            output = self.made.generator.value(at - self.origin, wall)
-            target.write(output)
+            self.written = self._write(self._value(at - self.origin, wall))
         except Exception as exc:  # an expression reading a point that is gone, a NaN for an integer …
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            warnings.log(log, logging.WARNING, "update", self.id, "generator %s: %s", self.id, self.last_error)
+            self.failed(exc, warnings)
             return
         self.updates += 1
-        self.written = target.current()
-        self.value = output
+
+    def on_held(self) -> None:
+        self.held = self.idle = True
+        log.info("generator %s: the point was written by someone else: held until reset", self.id)
+
+    def failed(self, exc: Exception, warnings: RateLimitedLog) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        warnings.log(log, logging.WARNING, "update", self.id, "generator %s: %s", self.id, self.last_error)
 
 
 @dataclass(slots=True, eq=False)
 class Bucket:
-    """The generators updated every `every` seconds, next at `due`."""
+    """The generators updated every `every` seconds, next at `due` = `start` + `index` · `every` (computed, not
+    summed, so that a thousand periods later the time has not drifted by the rounding of a thousand additions)."""
 
     every: float
-    due: float
+    start: float
+    index: int = 1
     entries: dict[str, Entry] = field(default_factory=dict)
+
+    @property
+    def due(self) -> float:
+        return self.start + self.index * self.every
 
 
 class Scheduler:
@@ -93,7 +116,7 @@ class Scheduler:
         every = entry.made.every
         bucket = self._buckets.get(every)
         if bucket is None:
-            bucket = self._buckets[every] = Bucket(every, now + every)
+            bucket = self._buckets[every] = Bucket(every, now)
             heapq.heappush(self._heap, (bucket.due, next(self._order), bucket))
         bucket.entries[entry.id] = entry
         entry.bucket = bucket
@@ -120,10 +143,20 @@ class Scheduler:
             if not bucket.entries:
                 del self._buckets[bucket.every]
                 continue
+            moment = wall + (due - now)
             for entry in list(bucket.entries.values()):  # a copy: an expression's read may not change the dict
-                entry.update(due, wall + (due - now), warnings)
+                if entry.idle:  # Entry.update, inline: a call less for each of 100,000 updates a second
+                    continue
+                if entry.hold and entry.written is not None and entry._current() != entry.written:
+                    entry.on_held()
+                    continue
+                try:
+                    entry.written = entry._write(entry._value(due - entry.origin, moment))
+                except Exception as exc:  # an expression reading a point that is gone, a NaN for an integer …
+                    entry.failed(exc, warnings)
+                    continue
+                entry.updates += 1
             visited += len(bucket.entries)
-            skipped = math.floor((now - due) / bucket.every)  # periods the loop was too late for
-            bucket.due = due + (skipped + 1) * bucket.every
+            bucket.index += 1 + max(0, math.floor((now - due) / bucket.every))  # skipping periods the loop missed
             heapq.heappush(self._heap, (bucket.due, next(self._order), bucket))
         return visited

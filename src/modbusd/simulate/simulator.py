@@ -91,6 +91,7 @@ class Simulator:
         entry = self._entry(ident)
         if entry.paused_at is None:
             entry.paused_at = self.clock()
+            entry.set_idle()
         return self.describe(entry)
 
     def resume(self, ident: str) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class Simulator:
         if entry.paused_at is not None:
             entry.origin += self.clock() - entry.paused_at
             entry.paused_at = None
+            entry.set_idle()
         return self.describe(entry)
 
     def reset(self, ident: str) -> dict[str, Any]:
@@ -106,6 +108,7 @@ class Simulator:
         now = self.clock()
         entry.made.generator.reset()
         entry.origin, entry.paused_at, entry.held, entry.written = now, None, False, None
+        entry.set_idle()
         entry.update(now, self.wall(), self._scheduler.warnings)
         return self.describe(entry)
 
@@ -123,11 +126,14 @@ class Simulator:
         return ident in self._entries
 
     def describe(self, entry: Entry) -> dict[str, Any]:
+        """What `list` shows of one generator; `value` is what its point holds now, as the target's type."""
         target = entry.target
-        value = entry.value
-        if isinstance(value, float) and not math.isfinite(value):
-            value = repr(value)  # JSON has no NaN or infinity
-        return {"id": entry.id, "address": str(target.location), "type": str(target.vtype),
+        try:
+            value = target.read()
+        except ValueError as exc:  # the address is gone (an address change cannot move a table, so: not expected)
+            value = str(exc)
+        value = [_json(v) for v in value] if isinstance(value, list) else _json(value)
+        return {"id": entry.id, "address": str(target.location), "type": f"{target.vtype}",
                 "order": target.order.value, "spec": entry.made.spec.text, "every": entry.made.every,
                 "write": entry.made.write.value, "state": entry.state, "value": value, "updates": entry.updates,
                 "errors": entry.errors, "last_error": entry.last_error}  # fmt: skip
@@ -190,3 +196,8 @@ class Simulator:
             return [(id(device), where.table.value, where.address, where.bit)]
         width = target.vtype.registers * target.count
         return [(id(device), where.table.value, a, None) for a in range(where.address, where.address + width)]
+
+
+def _json(value: object) -> object:
+    """JSON has no NaN nor infinity: those as their text."""
+    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modbusd.model.names import Location
-from modbusd.model.points import Tables, check_type
+from modbusd.model.points import Tables, check_type, read_at
 from modbusd.model.values import (
     InvalidType,
     Kind,
@@ -69,22 +69,21 @@ def fitter(vtype: ValueType) -> Callable[[float], int | float | bool]:
         largest = _LARGEST[kind]
 
         def real(x: float) -> float:
-            x = float(x)
-            if math.isfinite(x) and not -largest <= x <= largest:
-                return largest if x > 0 else -largest
-            return x
+            if -largest <= x <= largest:  # the usual case, first; NaN fails every comparison
+                return x
+            if math.isnan(x) or math.isinf(x):
+                return x
+            return largest if x > 0 else -largest
 
         return real
     low, high = integer_range(vtype)
 
     def integer(x: float) -> int:
+        if low < x < high:  # the usual case, first; NaN fails every comparison
+            return round(x)
         if math.isnan(x):
             raise Unfit(f"NaN has no nearest {vtype}")
-        if x >= high:
-            return high
-        if x <= low:
-            return low
-        return round(x)
+        return high if x >= high else low
 
     return integer
 
@@ -112,7 +111,7 @@ class Target:
     order: Order = Order.ABCD
     count: int = 1
     fit: Callable[[float], int | float | bool] = field(init=False, repr=False)
-    write: Callable[[Output], None] = field(init=False, repr=False)
+    write: Callable[[Output], object] = field(init=False, repr=False)  # returns what it wrote
     current: Callable[[], object] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,34 +129,48 @@ class Target:
         else:
             self.write, self.current = self._register_writer(table)
 
-    def _register_writer(self, table: object) -> tuple[Callable[[Output], None], Callable[[], object]]:
+    def _register_writer(self, table: object) -> tuple[Callable[[Output], object], Callable[[], object]]:
         size = 2 * self.vtype.registers * self.count
         table.check(self.location.address, size // 2)  # type: ignore[attr-defined]  # a WordTable
         buf: bytearray = table.buffer  # type: ignore[attr-defined]
         start, end = 2 * self.location.address, 2 * self.location.address + size
         pack, fit, count = packer(self.vtype, self.order), self.fit, self.count
 
-        def write(output: Output) -> None:
+        def write(output: Output) -> bytes:
             if count == 1:
-                buf[start:end] = pack(fit(output))  # type: ignore[arg-type]  # one number
+                data = pack(fit(output))  # type: ignore[arg-type]  # one number
             else:
                 values = output if isinstance(output, tuple) else (output,) * count
-                buf[start:end] = b"".join(pack(fit(v)) for v in values)
+                data = b"".join(pack(fit(v)) for v in values)
+            buf[start:end] = data
+            return data
 
-        return write, lambda: bytes(buf[start:end])
+        return write, lambda: buf[start:end]
 
-    def _bit_writer(self, table: object) -> Callable[[Output], None]:
+    def _bit_writer(self, table: object) -> Callable[[Output], object]:
         address, fit = self.location.address, self.fit
 
-        def write(output: Output) -> None:
-            table[address] = fit(output)  # type: ignore[index, arg-type]  # a BitTable; one number
+        def write(output: Output) -> bool:
+            table[address] = bit = fit(output)  # type: ignore[index, arg-type]  # a BitTable; one number
+            return bool(bit)
 
         return write
 
-    def _register_bit_writer(self, table: object) -> Callable[[Output], None]:
+    def _register_bit_writer(self, table: object) -> Callable[[Output], object]:
         address, bit, fit = self.location.address, self.location.bit, self.fit
 
-        def write(output: Output) -> None:
-            write_bit_of_register(table, address, bit, bool(fit(output)))  # type: ignore[arg-type]
+        def write(output: Output) -> bool:
+            on = bool(fit(output))  # type: ignore[arg-type]  # one number
+            write_bit_of_register(table, address, bit, on)  # type: ignore[arg-type]
+            return on
 
         return write
+
+    def read(self) -> object:
+        """The value the point holds now, as its type (a list of them for several values, as clock parts)."""
+        if self.count == 1:
+            return read_at(self.device, self.location, self.vtype, self.order)
+        step = self.vtype.registers
+        return [read_at(self.device, Location(self.location.table, self.location.address + i * step,
+                                              self.location.unit_id), self.vtype, self.order)
+                for i in range(self.count)]  # fmt: skip
