@@ -84,15 +84,15 @@ class _Arguments:
         return self.number(key) if key in self.left else None
 
     def duration(self, key: str, default: float | None = None) -> float:
-        raw = self.left.pop(key, default)
+        raw = self.left.pop(key, None)
         if raw is None:
-            raise self.error(f"{key} is required, e.g. {key}=10s")
-        if isinstance(raw, Duration):
+            if default is None:
+                raise self.error(f"{key} is required, e.g. {key}=10s")
+            seconds = default
+        elif isinstance(raw, Duration):
             seconds = raw.seconds
         elif isinstance(raw, str):
             seconds = self._parsed(key, raw)
-        elif isinstance(raw, int | float) and not isinstance(raw, bool) and raw == default:
-            seconds = float(raw)
         else:
             raise self.error(f"{key}={raw!r} needs a unit: {raw}s, or {raw}ms (ms, s, m or h)")
         if not seconds > 0:

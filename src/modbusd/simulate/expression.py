@@ -24,7 +24,25 @@ from modbusd.simulate.spec import GeneratorError
 NAMES = ("t", "now", "pi", "e")
 MATH = ("sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sqrt", "exp", "log", "log10", "floor", "ceil")
 NOISE = ("random", "uniform", "gauss")
-READ_ERRORS = (LookupError, ValueError)  # a point gone since load, or its address missing: this update fails
+ALLOWED = (
+    ast.Expr,
+    ast.Expression,
+    ast.Module,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Call,
+    ast.Name,
+    ast.Constant,
+    ast.Load,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
+"""The syntax a formula may use, checked when it is made: simpleeval would refuse the rest only when evaluating."""
 
 
 def _simpleeval() -> Any:
@@ -58,18 +76,24 @@ class Expression(Generator):
         try:
             self._tree = self._evaluator.parse(self.formula)
         except SyntaxError as exc:
-            raise GeneratorError(f"expression {self.formula!r}: bad syntax: {exc.msg}") from None
+            raise GeneratorError(f"bad syntax: {exc.msg}") from None
         if not self.formula.strip():
             raise GeneratorError("expression: the formula is empty")
         self._check_names()
 
     def _check_names(self) -> None:
         for node in ast.walk(self._tree):  # type: ignore[arg-type]  # simpleeval's parse gives an ast node
+            if not isinstance(node, ALLOWED):
+                raise GeneratorError(f"{type(node).__name__.lower()} is not allowed: "
+                                     "only numbers, names, arithmetic, comparisons, and/or/not, x if c else y "
+                                     "and function calls")  # fmt: skip
+            if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and not node.keywords):
+                raise GeneratorError("a call names one of the functions, and passes no KEY= arguments")
             if isinstance(node, ast.Name):
                 name = node.id
                 if name in NAMES or name in self._evaluator.functions or self.is_point(name):
                     continue
-                raise GeneratorError(f"expression {self.formula!r}: unknown name {name!r}: expected a data "
+                raise GeneratorError(f"unknown name {name!r}: expected a data "
                                      f"point's name, {', '.join(NAMES)} or a function "
                                      f"({', '.join((*MATH, 'abs', 'min', 'max', 'round', *NOISE))})")  # fmt: skip
 
@@ -89,5 +113,5 @@ class Expression(Generator):
         if isinstance(result, bool):
             return float(result)
         if not isinstance(result, int | float):
-            raise GeneratorError(f"expression {self.formula!r} gave {result!r}, not a number")
+            raise GeneratorError(f"the formula gave {result!r}, not a number")
         return float(result)

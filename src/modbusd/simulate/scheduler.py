@@ -4,9 +4,9 @@ Sans-I/O: the caller says what time it is (`run(now, wall)`) and asks when to co
 side (`simulator.py`) keeps one timer for that. Generators with the same update period share a bucket, updated
 together in one pass, so 10,000 points at 10 Hz are one heap entry and one timer call every 100 ms, not 10,000 tasks.
 
-A late run (a busy loop) updates each due bucket once and moves it to its next period after `now`: updates are
-skipped, never bunched up. A value is the generator's value at the bucket's scheduled time, not at the moment the
-loop got round to it, so that the signal has no jitter and a test with an injected clock gets exact values.
+A late run (a busy loop) updates each due bucket once, at the latest of its update times that has passed: missed
+updates are skipped, never bunched up. A value is the generator's value at that scheduled time, not at the moment
+the loop got round to it, so that the signal has no jitter and a test with an injected clock gets exact values.
 """
 
 import heapq
@@ -135,14 +135,17 @@ class Scheduler:
         return self._heap[0][0] if self._heap else None
 
     def run(self, now: float, wall: float) -> int:
-        """Update every bucket due by `now`; returns the number of entries visited."""
+        """Update every bucket due by `now`, each once, at the latest of its update times not after `now` (so a
+        late loop skips the periods it missed rather than showing an old value); returns the entries visited."""
         visited = 0
         warnings = self.warnings
         while self._heap and self._heap[0][0] <= now:
-            due, _, bucket = heapq.heappop(self._heap)
+            _, _, bucket = heapq.heappop(self._heap)
             if not bucket.entries:
                 del self._buckets[bucket.every]
                 continue
+            bucket.index = max(bucket.index, math.floor((now - bucket.start) / bucket.every + 1e-9))
+            due = bucket.due
             moment = wall + (due - now)
             for entry in list(bucket.entries.values()):  # a copy: an expression's read may not change the dict
                 if entry.idle:  # Entry.update, inline: a call less for each of 100,000 updates a second
@@ -157,6 +160,6 @@ class Scheduler:
                     continue
                 entry.updates += 1
             visited += len(bucket.entries)
-            bucket.index += 1 + max(0, math.floor((now - due) / bucket.every))  # skipping periods the loop missed
+            bucket.index += 1
             heapq.heappush(self._heap, (bucket.due, next(self._order), bucket))
         return visited

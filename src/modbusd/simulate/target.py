@@ -34,6 +34,7 @@ from modbusd.model.values import (
     read_bit_of_register,
     write_bit_of_register,
 )
+from modbusd.protocol.errors import ModbusError
 from modbusd.simulate.generators import Output
 from modbusd.simulate.spec import GeneratorError
 
@@ -119,6 +120,11 @@ class Target:
         self.fit = fitter(self.vtype)
         where = self.location
         table = getattr(self.device, where.table.value)
+        try:
+            table.check(where.address, 1 if where.table.is_bits or where.bit is not None else
+                        self.vtype.registers * self.count)  # fmt: skip
+        except ModbusError as exc:  # IllegalDataAddress: outside the table, or in a sparse table's gap
+            raise GeneratorError(f"{where}: {exc}") from None
         if where.table.is_bits:
             table.check(where.address, 1)
             self.write, self.current = self._bit_writer(table), lambda: table[where.address]
