@@ -71,8 +71,8 @@ def test_bad_specs_say_what_is_wrong(text: str, says: str) -> None:
 # --------------------------------------------------------------------------------- values at exact times
 
 
-def values(spec: str, times: list[float], context: Context = Context(), wall: float = 0.0) -> list[object]:
-    generator = make(spec, context).generator
+def values(spec: str, times: list[float], context: Context | None = None, wall: float = 0.0) -> list[object]:
+    generator = make(spec, context or Context()).generator
     return [generator.value(t, wall) for t in times]
 
 
@@ -356,7 +356,7 @@ def test_add_refuses_what_cannot_be_generated() -> None:
 
 
 def test_scheduler_drops_a_bucket_whose_generators_are_all_removed() -> None:
-    sim, clock, _ = simulator(Device())
+    sim, _clock, _ = simulator(Device())
     sim.add("0.hr", "ramp(every=100ms)")
     sim.remove("0.hr")
     assert sim._scheduler.next_due() is None
