@@ -76,6 +76,10 @@ class GeneratorTables(Reader):
             vtype = ValueType.parse(type_text) if type_text else found.type if found else default_type(location)
         except InvalidType as exc:
             raise self.error((*path, "type"), str(exc)) from None
+        try:
+            check_target(location, vtype)
+        except GeneratorError as exc:
+            raise self.error((*path, "type" if "type" in raw else "point"), str(exc)) from None
         order = None
         if "order" in raw:
             order = self.choice(raw, path, "order", [o.value for o in Order])
