@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from tests.test_cli import Modbusd, assert_one_line_error, free_port
 from tests.test_cli_config import modbusd_cli
 
 pytest.importorskip("aiohttp")
-from tests.test_web_hardening import call, start_api  # noqa: F401,E402  (start_api: a fixture; after the skip)
+from modbusd.web import HttpApi
+from tests.test_web_hardening import call
 
 
 def in_loop(server: Server, function: Callable[[], Any]) -> Any:
@@ -100,8 +101,22 @@ def test_a_thousand_generators_cost_one_timer_not_a_task_each(start_server: Call
 # ---------------------------------------------------------------------------------------- the control API
 
 
-def test_http_adds_lists_pauses_resumes_resets_and_removes_a_generator(start_api: Callable[..., Any]) -> None:
-    server, api = start_api()
+@pytest.fixture
+def api_server(start_server: Callable[..., Server]) -> Iterator[tuple[Server, HttpApi]]:
+    """A server and its control API on free ports of 127.0.0.1, in the server's loop; both stopped at the end."""
+    server = start_server()
+    api = in_loop_await(server, HttpApi.start(server, port=0))
+    yield server, api
+    in_loop_await(server, api.stop())
+
+
+def in_loop_await(server: Server, coroutine: Any) -> Any:
+    assert server._loop is not None
+    return asyncio.run_coroutine_threadsafe(coroutine, server._loop).result(TIMEOUT)
+
+
+def test_http_adds_lists_pauses_resumes_resets_and_removes_a_generator(api_server: tuple[Server, HttpApi]) -> None:
+    server, api = api_server
     status, added, _ = call(api.port, "POST", "/generators",
                             {"point": "30001", "type": "float", "generate": "ramp(min=0, max=1000, period=2s, "
                                                                              "every=20ms)"})  # fmt: skip
@@ -122,25 +137,26 @@ def test_http_adds_lists_pauses_resumes_resets_and_removes_a_generator(start_api
     assert call(api.port, "GET", "/generators")[1] == {"generators": []}
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "says"), [
-    ("POST", "/generators", {"point": "30001", "generate": "sine(perod=1s)"}, 400, "unknown argument 'perod'"),
-    ("POST", "/generators", {"point": "30001", "generate": "sine(every=1ms)"}, 400, "shorter than 10 ms"),
-    ("POST", "/generators", {"point": "30001", "type": "string:2", "generate": "sine()"}, 400, "writes numbers"),
-    ("POST", "/generators", {"point": "nowhere", "generate": "sine()"}, 404, "no data point named 'nowhere'"),
-    ("POST", "/generators", {"point": "30001"}, 400, "expected {\"point\": P"),
-    ("POST", "/generators/7.hr/pause", {}, 404, "no generator '7.hr'"),
-    ("POST", "/generators/7.hr/jump", {}, 404, "no action 'jump'"),
-    ("DELETE", "/generators/7.hr", {}, 404, "no generator '7.hr'"),
+@pytest.mark.parametrize(("request_", "status", "says"), [
+    (("POST", "/generators", {"point": "30001", "generate": "sine(perod=1s)"}), 400, "unknown argument 'perod'"),
+    (("POST", "/generators", {"point": "30001", "generate": "sine(every=1ms)"}), 400, "shorter than 10 ms"),
+    (("POST", "/generators", {"point": "30001", "type": "string:2", "generate": "sine()"}), 400, "writes numbers"),
+    (("POST", "/generators", {"point": "nowhere", "generate": "sine()"}), 404, "no data point named 'nowhere'"),
+    (("POST", "/generators", {"point": "30001"}), 400, "expected {\"point\": P"),
+    (("POST", "/generators/7.hr/pause", {}), 404, "no generator '7.hr'"),
+    (("POST", "/generators/7.hr/jump", {}), 404, "no action 'jump'"),
+    (("DELETE", "/generators/7.hr", {}), 404, "no generator '7.hr'"),
 ])  # fmt: skip
-def test_http_mistakes_get_a_4xx_with_one_line(start_api: Callable[..., Any], method: str, path: str, body: object,
-                                               status: int, says: str) -> None:  # fmt: skip
-    _, api = start_api()
-    got, answer, _ = call(api.port, method, path, body)
+def test_http_mistakes_get_a_4xx_with_one_line(
+    api_server: tuple[Server, HttpApi], request_: tuple[str, str, object], status: int, says: str
+) -> None:
+    _, api = api_server
+    got, answer, _ = call(api.port, *request_)
     assert got == status and says in answer["error"] and "\n" not in answer["error"]
 
 
-def test_http_generator_writes_pass_the_write_guard(start_api: Callable[..., Any]) -> None:
-    server, api = start_api()
+def test_http_generator_writes_pass_the_write_guard(api_server: tuple[Server, HttpApi]) -> None:
+    server, api = api_server
     body = {"point": "30001", "generate": "sine()"}
     assert call(api.port, "POST", "/generators", body, headers={"Content-Type": "text/plain"})[0] == 415
     assert call(api.port, "POST", "/generators", body, headers={"Origin": "http://evil.example"})[0] == 403
