@@ -53,14 +53,17 @@ class Counter(Generator):
     period: float = 1.0
     minimum: float = 0
     maximum: float = 65535
+    _span: float = field(init=False, repr=False)  # what a wrap takes off: max - min, + 1 for whole numbers
+
+    def __post_init__(self) -> None:
+        integral = all(float(x).is_integer() for x in (self.step, self.minimum, self.maximum))
+        self._span = self.maximum - self.minimum + (1 if integral else 0)
 
     def value(self, t: float, wall: float) -> float:
         raw = self.start + self.step * math.floor(t / self.period + 1e-9)  # 1e-9: 0.3 / 0.1 is 2.9999999999999996
-        integral = all(float(x).is_integer() for x in (self.step, self.minimum, self.maximum))
-        span = self.maximum - self.minimum + (1 if integral else 0)
-        if span <= 0 or self.minimum <= raw <= self.maximum:
+        if self.minimum <= raw <= self.maximum:
             return raw
-        return self.minimum + (raw - self.minimum) % span
+        return self.minimum + (raw - self.minimum) % self._span
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modbusd.ratelimit import RateLimitedLog
-from modbusd.simulate.build import Made, WritePolicy
+from modbusd.simulate.build import Made
 from modbusd.simulate.generators import Output
 from modbusd.simulate.target import Target
 
@@ -29,10 +29,10 @@ class Entry:
     """One generator on one target, and its run-time state.
 
     `origin` is the scheduler time at which the generator's own time was 0; pausing moves it on by the time spent
-    paused, so a resumed generator continues where it stopped. `written` is what the generator last wrote: under
-    the hold policy, a point that no longer holds it was written by someone else, and is held until reset.
-    The callables are taken from the generator and the target once, for the update that runs 100,000 times a
-    second with 10,000 points at 10 Hz.
+    paused, so a resumed generator continues where it stopped. Under the hold policy the target refuses to write
+    over a value someone else wrote (`Target.put`): the entry is then held until reset. The two callables are
+    taken from the generator and the target once, for the update that runs 100,000 times a second with 10,000
+    points at 10 Hz.
     """
 
     id: str
@@ -41,20 +41,16 @@ class Entry:
     origin: float = 0.0
     paused_at: float | None = None
     held: bool = False
-    written: object = None
     updates: int = 0
     errors: int = 0
     last_error: str = ""
     bucket: "Bucket | None" = field(default=None, repr=False)
     idle: bool = field(default=False, repr=False)  # paused or held: skipped
-    hold: bool = field(init=False, repr=False)
     _value: Callable[[float, float], Output] = field(init=False, repr=False)
-    _write: Callable[[Output], object] = field(init=False, repr=False)
-    _current: Callable[[], object] = field(init=False, repr=False)
+    _put: Callable[[Output], bool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.hold = self.made.write is WritePolicy.HOLD
-        self._value, self._write, self._current = self.made.generator.value, self.target.write, self.target.current
+        self._value, self._put = self.made.generator.value, self.target.put
 
     @property
     def state(self) -> str:
@@ -67,11 +63,10 @@ class Entry:
         """Write the generator's value at scheduler time `at`, unless held by a write from elsewhere.
 
         `Scheduler.run` does the same inline, for speed: a change here goes there too."""
-        if self.hold and self.written is not None and self._current() != self.written:
-            self.on_held()
-            return
         try:
-            self.written = self._write(self._value(at - self.origin, wall))
+            if not self._put(self._value(at - self.origin, wall)):
+                self.on_held()
+                return
         except Exception as exc:  # an expression reading a point that is gone, a NaN for an integer …
             self.failed(exc, warnings)
             return
@@ -150,11 +145,10 @@ class Scheduler:
             for entry in list(bucket.entries.values()):  # a copy: an expression's read may not change the dict
                 if entry.idle:  # Entry.update, inline: a call less for each of 100,000 updates a second
                     continue
-                if entry.hold and entry.written is not None and entry._current() != entry.written:
-                    entry.on_held()
-                    continue
                 try:
-                    entry.written = entry._write(entry._value(due - entry.origin, moment))
+                    if not entry._put(entry._value(due - entry.origin, moment)):
+                        entry.on_held()
+                        continue
                 except Exception as exc:  # an expression reading a point that is gone, a NaN for an integer …
                     entry.failed(exc, warnings)
                     continue

@@ -20,7 +20,7 @@ from typing import Any
 from modbusd.model.device import Device
 from modbusd.model.points import NAME, Point, UnknownPoint, default_type
 from modbusd.model.values import Order, Value, ValueType
-from modbusd.simulate.build import Context, make
+from modbusd.simulate.build import Context, WritePolicy, make
 from modbusd.simulate.scheduler import Entry, Scheduler
 from modbusd.simulate.spec import GeneratorError
 from modbusd.simulate.target import Target, check_target, limits
@@ -64,7 +64,8 @@ class Simulator:
         check_target(found.location, chosen)
         made = make(spec, Context(limits(chosen), Path(base) if base is not None else Path(), self._read,
                                   self._is_point))  # fmt: skip
-        target = Target(device, found.location, chosen, Order((order or found.order).upper()), made.generator.count)
+        target = Target(device, found.location, chosen, Order((order or found.order).upper()), made.generator.count,
+                        hold=made.write is WritePolicy.HOLD)  # fmt: skip
         ident = found.name or str(found.location)
         claims = self._claims_of(device, target)
         taken = next((self._claims[c] for c in claims if c in self._claims), None)
@@ -107,7 +108,8 @@ class Simulator:
         entry = self._entry(ident)
         now = self.clock()
         entry.made.generator.reset()
-        entry.origin, entry.paused_at, entry.held, entry.written = now, None, False, None
+        entry.origin, entry.paused_at, entry.held = now, None, False
+        entry.target.forget()
         entry.set_idle()
         entry.update(now, self.wall(), self._scheduler.warnings)
         return self.describe(entry)
