@@ -249,6 +249,23 @@ def test_one_bucket_per_update_period_whatever_the_number_of_generators() -> Non
     assert sim.run_due() == 1010 and access.read("0.hr") == 10 and access.read("1009.hr") == 1
 
 
+def test_a_bucket_is_updated_a_slice_at_a_time_all_at_its_scheduled_time() -> None:
+    sim, clock, access = simulator(Device())
+    for address in range(1000):
+        sim.add(f"{address}.ir", "counter(period=100ms, every=100ms)")
+    sim.remove("999.ir")
+    clock.now = 0.1
+    assert sim.run_due(limit=300) == 300
+    assert sim._scheduler.next_due() == -math.inf  # the rest at once, after the loop's clients had a turn
+    assert access.read("299.ir") == 1 and access.read("300.ir") == 0
+    clock.now = 0.15  # later, but the slices left still write the value of 0.1 s
+    sim.run_due(limit=300)
+    sim.add("999.ir", "ramp(every=1s)")  # added during the job: not part of it
+    assert sim.run_due() == 399  # 999 entries: 999.ir was removed before the job began
+    assert [access.read(f"{a}.ir") for a in (0, 599, 998)] == [1, 1, 1]
+    assert sim.get("999.ir")["updates"] == 1 and sim._scheduler.next_due() == pytest.approx(0.2)
+
+
 def test_a_late_run_updates_once_and_skips_the_missed_periods() -> None:
     scheduler_clock = Clock()
     device = Device()

@@ -21,7 +21,7 @@ from modbusd.model.device import Device
 from modbusd.model.points import NAME, Point, UnknownPoint, default_type
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.simulate.build import Context, WritePolicy, make
-from modbusd.simulate.scheduler import Entry, Scheduler
+from modbusd.simulate.scheduler import SLICE, Entry, Scheduler
 from modbusd.simulate.spec import GeneratorError
 from modbusd.simulate.target import Target, check_target, limits
 
@@ -45,7 +45,7 @@ class Simulator:
         self._claims: dict[tuple[int, str, int, int | None], str] = {}  # (device, table, address, bit) → id
         self._scheduler = Scheduler()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._timer_due: float | None = None
 
     # ------------------------------------------------------------------------------------------ the API
@@ -142,9 +142,10 @@ class Simulator:
 
     # ------------------------------------------------------------------------------------- the timer
 
-    def run_due(self) -> int:
-        """Update whatever is due at `clock()` (the timer calls this; a test may too). Returns entries visited."""
-        return self._scheduler.run(self.clock(), self.wall())
+    def run_due(self, limit: float = math.inf) -> int:
+        """Update whatever is due at `clock()`, `limit` generators at most (the timer calls this, a slice at a time;
+        a test may too). Returns the generators visited."""
+        return self._scheduler.run(self.clock(), self.wall(), limit)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drive the generators from `loop` (the server's) until `stop`."""
@@ -158,7 +159,7 @@ class Simulator:
 
     def _tick(self) -> None:
         self._timer, self._timer_due = None, None
-        self.run_due()
+        self.run_due(SLICE)
         self._reschedule()
 
     def _reschedule(self) -> None:
@@ -172,7 +173,10 @@ class Simulator:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
-        self._timer = loop.call_later(max(0.0, due - self.clock()), self._tick)
+        if due == -math.inf:  # a bucket half done: the rest after the loop's next turn (its clients first)
+            self._timer = loop.call_soon(self._tick)
+        else:
+            self._timer = loop.call_later(max(0.0, due - self.clock()), self._tick)
 
     # ------------------------------------------------------------------------------------- helpers
 
