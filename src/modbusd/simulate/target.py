@@ -120,12 +120,11 @@ class Target:
     hold: bool = True
     fit: Callable[[float], int | float | bool] = field(init=False, repr=False)
     put: Callable[[Output], bool] = field(init=False, repr=False)
-    _last: list[object] = field(init=False, repr=False)  # [what the last put wrote], None before the first
+    _forget: Callable[[], None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_target(self.location, self.vtype, self.count)
         self.fit = fitter(self.vtype)
-        self._last = [None]
         where = self.location
         table = getattr(self.device, where.table.value)
         try:
@@ -134,36 +133,54 @@ class Target:
         except ModbusError as exc:  # IllegalDataAddress: outside the table, or in a sparse table's gap
             raise GeneratorError(f"{where}: {exc}") from None
         if not where.table.is_bits and where.bit is None and self.count == 1:
-            self.put = self._one_number(table.buffer)
+            self.put, self._forget = self._one_number(table.buffer)
         else:
-            self.put = self._checked(*self._writer(table))
+            self.put, self._forget = self._checked(*self._writer(table))
 
     def forget(self) -> None:
-        self._last[0] = None
+        self._forget()
 
-    def _one_number(self, buf: bytearray) -> Callable[[Output], bool]:
-        """`put` for one number in whole registers: the path 10,000 points at 10 Hz take 100,000 times a second,
-        so the usual case (a number inside the type's range) is a comparison, a struct call and a slice."""
+    def _one_number(self, buf: bytearray) -> tuple[Callable[[Output], bool], Callable[[], None]]:
+        """(put, forget) for one number in whole registers: the path 10,000 points at 10 Hz take 100,000 times a
+        second, so the usual case (a number inside the type's range) is a comparison, a struct call and a slice."""
         start = 2 * self.location.address
         end = start + 2 * self.vtype.registers
-        pack, fit, hold, last = packer(self.vtype, self.order), self.fit, self.hold, self._last
+        pack, fit, hold = packer(self.vtype, self.order), self.fit, self.hold
         low, high = limits(self.vtype)
-        integral = self.vtype.kind not in _LARGEST
-
         holds = buf.startswith  # compares in place: no slice made
+        last = b""  # what the last put wrote; b"" (which every register starts with) before the first
 
-        def put(x: Output) -> bool:
-            if hold and last[0] is not None and not holds(last[0], start):  # type: ignore[arg-type]  # bytes
+        def forget() -> None:
+            nonlocal last
+            last = b""
+
+        if self.vtype.kind in _LARGEST:
+
+            def put_real(x: Output) -> bool:
+                nonlocal last
+                if hold and not holds(last, start):
+                    return False
+                # the usual case first, a number inside the range; NaN fails the comparison and goes to fit
+                buf[start:end] = last = pack(x) if low < x < high else pack(fit(x))  # type: ignore[operator, arg-type]
+                return True
+
+            return put_real, forget
+
+        def put_integer(x: Output) -> bool:
+            nonlocal last
+            if hold and not holds(last, start):
                 return False
-            # the usual case first, a number inside the range; NaN fails the comparison and goes to fit
-            data = pack(round(x) if integral else x) if low < x < high else pack(fit(x))  # type: ignore[operator, arg-type]
-            buf[start:end] = last[0] = data
+            buf[start:end] = last = pack(round(x)) if low < x < high else pack(fit(x))  # type: ignore[operator, arg-type]
             return True
 
-        return put
+        return put_integer, forget
 
-    def _checked(self, write: Callable[[Output], object], current: Callable[[], object]) -> Callable[[Output], bool]:
-        hold, last = self.hold, self._last
+    def _checked(self, write: Callable[[Output], object], current: Callable[[], object]
+                 ) -> tuple[Callable[[Output], bool], Callable[[], None]]:  # fmt: skip
+        hold, last = self.hold, [None]
+
+        def forget() -> None:
+            last[0] = None
 
         def put(output: Output) -> bool:
             if hold and last[0] is not None and current() != last[0]:
@@ -171,7 +188,7 @@ class Target:
             last[0] = write(output)
             return True
 
-        return put
+        return put, forget
 
     def _writer(self, table: Any) -> tuple[Callable[[Output], object], Callable[[], object]]:
         """(write, current) for bits, a register bit, or several numbers (clock parts): each writes and returns
