@@ -84,6 +84,16 @@ def test_a_float_sine_reads_back_through_pymodbus_within_its_bounds(
     assert all(15 <= value() <= 25 for _ in range(20))
 
 
+def test_a_program_serving_from_a_thread_controls_generators_from_its_own(start_server: Callable[..., Server]) -> None:
+    server = start_server()  # serving from a thread of its own: the calls below are handed to its loop
+    server.simulator.add("0.hr", "counter(period=20ms, every=20ms)")
+    assert moves(lambda: server.read("0.hr"))
+    assert server.simulator.pause("0.hr")["state"] == "paused"
+    assert [g["state"] for g in server.simulator.list()] == ["paused"]
+    server.simulator.remove("0.hr")
+    assert len(server.simulator) == 0
+
+
 def test_a_thousand_generators_cost_one_timer_not_a_task_each(start_server: Callable[..., Server]) -> None:
     server = start_server()
 
@@ -172,7 +182,7 @@ def test_simulate_on_the_command_line_serves_a_moving_float(launch: Callable[...
     child = launch("-p", str(port), "--host", HOST,
                    "--simulate", "30001:float=ramp(min=0,max=1000,period=2s,every=20ms)",
                    "--simulate", "5.co=square(period=200ms, every=20ms)")  # fmt: skip
-    child.running()
+    assert "Simulating 2 points" in child.running()
     client = ModbusTcpClient(HOST, port=port, timeout=3, retries=0)
     try:
         assert client.connect()

@@ -112,6 +112,8 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
     served = ", ".join(server.listening())
     banner = [f"modbusd version {__version__}",
               f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}"]  # fmt: skip
+    if len(server.simulator):
+        banner.append(f"Simulating {len(server.simulator)} point{'s' if len(server.simulator) > 1 else ''}")
     if api is not None:
         banner.append(f"Control API on http://{api.host}:{api.port}/")
     if bridge is not None:

@@ -4,14 +4,18 @@ the one timer on the server's loop that drives them all (`scheduler.py` decides 
 Time is injected: `clock` (seconds, monotonic, for the schedule; the loop's own clock by default) and `wall` (Unix
 time, for the clock generator). A test passes both and calls `run_due()` instead of starting a loop.
 
-Call its methods from the server's loop (the HTTP control API does), or before the server starts; from another
-thread, go through `loop.call_soon_threadsafe`.
+Its methods may be called from any thread: from another thread than the loop's (a program serving with
+`Server.start_thread`), each call is handed to the loop and waited for, so that it never runs in the middle of an
+update.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +30,29 @@ from modbusd.simulate.spec import GeneratorError
 from modbusd.simulate.target import Target, check_target, limits
 
 Locate = Callable[[str], tuple[Device, Point]]
+CALL_TIMEOUT = 10.0  # seconds a call from another thread waits for the loop
+
+
+def _in_loop(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `method` in the simulator's loop when it is called from another thread while the loop runs."""
+
+    @functools.wraps(method)
+    def call(self: Simulator, *args: Any, **kwargs: Any) -> Any:
+        loop = self._loop
+        if loop is None or self._thread == threading.get_ident() or not loop.is_running():
+            return method(self, *args, **kwargs)
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(method(self, *args, **kwargs))
+            except Exception as exc:  # the caller's to see, in its own thread
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return done.result(CALL_TIMEOUT)
+
+    return call
 
 
 class UnknownGenerator(LookupError):
@@ -47,9 +74,11 @@ class Simulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Handle | None = None
         self._timer_due: float | None = None
+        self._thread: int | None = None  # the loop's thread
 
     # ------------------------------------------------------------------------------------------ the API
 
+    @_in_loop
     def add(self, point: str, spec: str, vtype: ValueType | str | None = None, order: Order | str | None = None,
             *, base: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
         """Generate `point`'s value (a name, or an address in any notation) by `spec` (``sine(period=60s)``), as
@@ -80,6 +109,7 @@ class Simulator:
         self._reschedule()
         return self.describe(entry)
 
+    @_in_loop
     def remove(self, ident: str) -> None:
         """Stop generating; the point keeps its last value."""
         entry = self._entry(ident)
@@ -87,6 +117,7 @@ class Simulator:
         del self._entries[ident]
         self._claims = {k: v for k, v in self._claims.items() if v != ident}
 
+    @_in_loop
     def pause(self, ident: str) -> dict[str, Any]:
         """Stop updating, the generator's time stopped with it: `resume` goes on from the same value."""
         entry = self._entry(ident)
@@ -95,6 +126,7 @@ class Simulator:
             entry.set_idle()
         return self.describe(entry)
 
+    @_in_loop
     def resume(self, ident: str) -> dict[str, Any]:
         entry = self._entry(ident)
         if entry.paused_at is not None:
@@ -103,6 +135,7 @@ class Simulator:
             entry.set_idle()
         return self.describe(entry)
 
+    @_in_loop
     def reset(self, ident: str) -> dict[str, Any]:
         """Back to the generator's time 0 and its first value, written at once: ends a hold and a pause."""
         entry = self._entry(ident)
@@ -114,9 +147,11 @@ class Simulator:
         entry.update(now, self.wall(), self._scheduler.warnings)
         return self.describe(entry)
 
+    @_in_loop
     def get(self, ident: str) -> dict[str, Any]:
         return self.describe(self._entry(ident))
 
+    @_in_loop
     def list(self) -> list[dict[str, Any]]:
         """Every generator with its state (running, paused, held), its last value, updates and errors."""
         return [self.describe(entry) for entry in self._entries.values()]
@@ -149,7 +184,7 @@ class Simulator:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drive the generators from `loop` (the server's) until `stop`."""
-        self._loop = loop
+        self._loop, self._thread = loop, threading.get_ident()
         self._reschedule()
 
     def stop(self) -> None:
