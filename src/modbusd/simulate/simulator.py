@@ -115,7 +115,8 @@ class Simulator:
         entry = self._entry(ident)
         self._scheduler.remove(entry)
         del self._entries[ident]
-        self._claims = {k: v for k, v in self._claims.items() if v != ident}
+        for claim in self._claims_of(entry.target.device, entry.target):
+            del self._claims[claim]
 
     @_in_loop
     def pause(self, ident: str) -> dict[str, Any]:
@@ -231,7 +232,7 @@ class Simulator:
         return True
 
     @staticmethod
-    def _claims_of(device: Device, target: Target) -> list[tuple[int, str, int, int | None]]:
+    def _claims_of(device: object, target: Target) -> list[tuple[int, str, int, int | None]]:
         where = target.location
         if where.table.is_bits or where.bit is not None:
             return [(id(device), where.table.value, where.address, where.bit)]
