@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from modbusd import Device, Location, Point, Table, ValueType
 from modbusd.access import PointAccess
-from modbusd.model.values import Kind, Order, encode, integer_range, packer
+from modbusd.model.values import Kind, Order, encode, integer_range, packer, packer_into
 from modbusd.simulate import GeneratorError, Simulator, UnknownGenerator, fitter, make, parse_duration, parse_spec
 from modbusd.simulate.build import Context
 from modbusd.simulate.generators import unix_time
@@ -192,12 +192,18 @@ def test_packer_gives_the_bytes_encode_gives_for_integers(vtype: ValueType, orde
     low, high = integer_range(vtype)
     value = data.draw(st.integers(low, high))
     assert packer(vtype, order)(value) == encode(vtype, value, order)
+    buffer = bytearray(b"\xee" * 12)
+    packer_into(vtype, order)(buffer, 2, value)
+    assert buffer == b"\xee" * 2 + encode(vtype, value, order) + b"\xee" * (10 - 2 * vtype.registers)
 
 
 @given(st.sampled_from([ValueType(Kind.FLOAT), ValueType(Kind.DOUBLE)]), st.sampled_from(list(Order)),
        st.floats(width=32))  # fmt: skip
 def test_packer_gives_the_bytes_encode_gives_for_floats(vtype: ValueType, order: Order, value: float) -> None:
     assert packer(vtype, order)(value) == encode(vtype, value, order)
+    buffer = bytearray(2 * vtype.registers)
+    packer_into(vtype, order)(buffer, 0, value)
+    assert buffer == encode(vtype, value, order)
 
 
 # --------------------------------------------------------------------------- the scheduler, time injected

@@ -324,3 +324,19 @@ def packer(vtype: ValueType, order: Order | str = Order.ABCD) -> Callable[[int |
     if order is Order.ABCD:
         return pack
     return lambda value: reorder(pack(value), order)
+
+
+def packer_into(vtype: ValueType, order: Order | str = Order.ABCD) -> Callable[[bytearray, int, int | float], None]:
+    """`packer`, writing the bytes into a buffer at an offset (`struct.pack_into`) instead of returning them: no
+    bytes object made and freed for each of the 100,000 values a second the value generators write."""
+    if vtype.kind not in _PACKERS:
+        raise InvalidType(f"{vtype} is not a number type")
+    order = Order(order)
+    if order is Order.ABCD:
+        return _PACKERS[vtype.kind].pack_into
+    pack, size = packer(vtype, order), _PACKERS[vtype.kind].size
+
+    def pack_into(buffer: bytearray, offset: int, value: int | float) -> None:
+        buffer[offset : offset + size] = pack(value)
+
+    return pack_into

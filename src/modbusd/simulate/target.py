@@ -32,6 +32,7 @@ from modbusd.model.values import (
     ValueType,
     integer_range,
     packer,
+    packer_into,
     read_bit_of_register,
     write_bit_of_register,
 )
@@ -142,35 +143,38 @@ class Target:
 
     def _one_number(self, buf: bytearray) -> tuple[Callable[[Output], bool], Callable[[], None]]:
         """(put, forget) for one number in whole registers: the path 10,000 points at 10 Hz take 100,000 times a
-        second, so the usual case (a number inside the type's range) is a comparison, a struct call and a slice."""
+        second. The usual case (a number inside the type's range) is a comparison and two `struct.pack_into`:
+        one into the table, one into `mine`, this target's own copy of what it wrote, allocated once (a fresh
+        bytes object per update costs twice as much, in allocations and cache misses, over 10,000 targets)."""
         start = 2 * self.location.address
         end = start + 2 * self.vtype.registers
-        pack, fit, hold = packer(self.vtype, self.order), self.fit, self.hold
+        pack_into, fit, hold = packer_into(self.vtype, self.order), self.fit, self.hold
         low, high = limits(self.vtype)
         holds = buf.startswith  # compares in place: no slice made
-        last = b""  # what the last put wrote; b"" (which every register starts with) before the first
+        mine = bytearray(buf[start:end])  # what the last put wrote; at first what is there
 
         def forget() -> None:
-            nonlocal last
-            last = b""
+            mine[:] = buf[start:end]
 
         if self.vtype.kind in _LARGEST:
 
             def put_real(x: Output) -> bool:
-                nonlocal last
-                if hold and not holds(last, start):
+                if hold and not holds(mine, start):
                     return False
-                # the usual case first, a number inside the range; NaN fails the comparison and goes to fit
-                buf[start:end] = last = pack(x) if low < x < high else pack(fit(x))  # type: ignore[operator, arg-type]
+                if not low < x < high:  # type: ignore[operator]  # one number; NaN fails the comparison too
+                    x = fit(x)  # type: ignore[arg-type]
+                pack_into(mine, 0, x)  # type: ignore[arg-type]
+                pack_into(buf, start, x)  # type: ignore[arg-type]
                 return True
 
             return put_real, forget
 
         def put_integer(x: Output) -> bool:
-            nonlocal last
-            if hold and not holds(last, start):
+            if hold and not holds(mine, start):
                 return False
-            buf[start:end] = last = pack(round(x)) if low < x < high else pack(fit(x))  # type: ignore[operator, arg-type]
+            n = round(x) if low < x < high else fit(x)  # type: ignore[operator, arg-type]
+            pack_into(mine, 0, n)
+            pack_into(buf, start, n)
             return True
 
         return put_integer, forget
