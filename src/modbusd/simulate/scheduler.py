@@ -41,7 +41,9 @@ class Entry:
     origin: float = 0.0
     paused_at: float | None = None
     held: bool = False
-    updates: int = 0
+    joined: int = 0  # its bucket's `runs` when it joined: the runs since then each updated it, but for `misses`
+    misses: int = 0  # bucket runs that did not update it (paused, held, failed)
+    extra: int = 0  # updates outside the bucket's runs (when added, when reset)
     errors: int = 0
     last_error: str = ""
     bucket: "Bucket | None" = field(default=None, repr=False)
@@ -51,6 +53,13 @@ class Entry:
 
     def __post_init__(self) -> None:
         self._value, self._put = self.made.generator.value, self.target.put
+
+    @property
+    def updates(self) -> int:
+        """How often it was written: counted per bucket run, not per update, which saves the hot loop an integer
+        object a time (a run under way is counted when it ends)."""
+        runs = self.bucket.runs - self.joined if self.bucket is not None else 0
+        return self.extra + runs - self.misses
 
     @property
     def state(self) -> str:
@@ -66,17 +75,21 @@ class Entry:
         try:
             if not self._put(self._value(at - self.origin, wall)):
                 self.on_held()
+                self.misses -= 1  # not a bucket run: nothing to take off
                 return
         except Exception as exc:  # an expression reading a point that is gone, a NaN for an integer …
             self.failed(exc, warnings)
+            self.misses -= 1
             return
-        self.updates += 1
+        self.extra += 1
 
     def on_held(self) -> None:
         self.held = self.idle = True
+        self.misses += 1
         log.info("generator %s: the point was written by someone else: held until reset", self.id)
 
     def failed(self, exc: Exception, warnings: RateLimitedLog) -> None:
+        self.misses += 1
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         warnings.log(log, logging.WARNING, "update", self.id, "generator %s: %s", self.id, self.last_error)
@@ -90,6 +103,7 @@ class Bucket:
     every: float
     start: float
     index: int = 1
+    runs: int = 0  # completed runs: each updated every entry that was not paused, held or failing
     entries: dict[str, Entry] = field(default_factory=dict)
 
     @property
@@ -135,6 +149,7 @@ class Scheduler:
             heapq.heappush(self._heap, (bucket.due, next(self._order), bucket))
         bucket.entries[entry.id] = entry
         entry.bucket = bucket
+        entry.joined = bucket.runs + (1 if self._job is not None and self._job.bucket is bucket else 0)
 
     def remove(self, entry: Entry) -> None:
         """Take `entry` out (a job under way skips it); an empty bucket is dropped the next time it comes due."""
@@ -171,6 +186,7 @@ class Scheduler:
             visited += self._work(job, limit - visited)
             if job.position == len(job.entries):
                 self._job = None
+                job.bucket.runs += 1
                 job.bucket.index += 1
                 heapq.heappush(self._heap, (job.bucket.due, next(self._order), job.bucket))
         return visited
@@ -183,14 +199,12 @@ class Scheduler:
         entries = job.entries[start : start + int(limit)] if limit < len(job.entries) - start else job.entries[start:]
         for entry in entries:
             if entry.idle:
+                entry.misses += 1
                 continue
             try:
                 if not entry._put(entry._value(due - entry.origin, moment)):
                     entry.on_held()
-                    continue
             except Exception as exc:  # an expression reading a point that is gone, a NaN for an integer …
                 entry.failed(exc, warnings)
-                continue
-            entry.updates += 1
         job.position = start + len(entries)
         return len(entries)
