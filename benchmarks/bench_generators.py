@@ -10,7 +10,8 @@ library API, holding register i = i for i < 100, here with `--generators N`: sin
 floats and ushorts, on the input registers, clear of the registers the load reads), the pinning (server on core 1,
 loadgen on core 0) and the alternation of the two servers within each round, so drift hits both alike.
 
-Printed: each run's requests per second; the best (or median) of each server; their ratio (target ≥ 0.8); and
+Printed: each run's requests per second; the best and the median of each server, and their ratios (target ≥ 0.8);
+and
 the CPU time per generated update, from each server's CPU use while idle (no load) over --idle seconds:
 (CPU with generators − CPU without) / updates. On a shared machine the figures are noisy: compare ratios from one
 run, not figures across runs.
@@ -56,7 +57,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per server, alternating (default 3)")
-    parser.add_argument("--stat", choices=("best", "median"), default="best", help="which run to quote")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU measured per server (default 3)")
     return parser.parse_args()
 
@@ -112,12 +112,13 @@ def main() -> int:
                     result = run_loadgen(opts, server.port, scenario_args(opts, HUNDRED), server.pid)
                     results[name].append(result)
                     print(f"  {name:<22} round {round_}: {describe(result)}")
-    plain, generated = pick(results[PLAIN], args.stat), pick(results[GENERATED], args.stat)
-    print(f"\n{args.stat} of {args.rounds}:")
-    for name, picked in ((PLAIN, plain), (GENERATED, generated)):
-        print(f"  {name:<22} {picked.rps if picked else float('nan'):>9.0f} requests/s")
-    if plain and generated:
-        print(f"  ratio {generated.rps / plain.rps:.2f} (target >= 0.8)")
+    for stat in ("best", "median"):
+        plain, generated = pick(results[PLAIN], stat), pick(results[GENERATED], stat)
+        print(f"\n{stat} of {args.rounds}:")
+        for name, picked in ((PLAIN, plain), (GENERATED, generated)):
+            print(f"  {name:<22} {picked.rps if picked else float('nan'):>9.0f} requests/s")
+        if plain and generated:
+            print(f"  ratio {generated.rps / plain.rps:.2f} (target >= 0.8)")
     updates = args.generators * rate * args.idle
     extra = idle[GENERATED] - idle[PLAIN]
     print(f"\nidle CPU over {args.idle:g} s: {PLAIN} {idle[PLAIN]:.3f} s, {GENERATED} {idle[GENERATED]:.3f} s "
