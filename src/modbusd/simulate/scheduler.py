@@ -122,7 +122,7 @@ class Job:
     position: int = 0
 
 
-SLICE = 1000  # entries updated before the loop gets a turn: about a millisecond, so clients wait that long at most
+SLICE = 1000  # entries updated before the loop gets a turn: a few milliseconds, the longest a client waits for them
 
 
 class Scheduler:
