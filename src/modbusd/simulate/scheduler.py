@@ -2,7 +2,8 @@
 
 Sans-I/O: the caller says what time it is (`run(now, wall)`) and asks when to come back (`next_due`); the asyncio
 side (`simulator.py`) keeps one timer for that. Generators with the same update period share a bucket, updated
-together in one pass, so 10,000 points at 10 Hz are one heap entry and one timer call every 100 ms, not 10,000 tasks.
+together, so 10,000 points at 10 Hz are one heap entry and one timer every 100 ms (then ten calls of a slice of
+1,000 each, the loop's clients served in between), not 10,000 tasks.
 
 A late run (a busy loop) updates each due bucket once, at the latest of its update times that has passed: missed
 updates are skipped, never bunched up. A value is the generator's value at that scheduled time, not at the moment

@@ -1,8 +1,9 @@
 """The simulator a server owns: its generators, added, listed, paused, resumed, reset and removed at run time, and
 the one timer on the server's loop that drives them all (`scheduler.py` decides what is due).
 
-Time is injected: `clock` (seconds, monotonic, for the schedule; the loop's own clock by default) and `wall` (Unix
-time, for the clock generator). A test passes both and calls `run_due()` instead of starting a loop.
+Time is injected: `clock` (seconds, for the schedule; `time.monotonic` by default, the clock asyncio's loop keeps
+too, and the timer waits `due - clock()` on it) and `wall` (Unix time, for the clock generator and `now`). A test
+sets both and calls `run_due()` instead of starting a loop.
 
 Its methods may be called from any thread: from another thread than the loop's (a program serving with
 `Server.start_thread`), each call is handed to the loop and waited for, so that it never runs in the middle of an
