@@ -19,6 +19,7 @@ from modbusd.simulate.build import Context
 from modbusd.simulate.generators import unix_time
 from modbusd.simulate.scheduler import Scheduler
 from modbusd.simulate.target import Unfit
+from tests.test_layers import NO_IO, imports, within
 
 # --------------------------------------------------------------------------------------------- the language
 
@@ -384,3 +385,10 @@ def test_scheduler_drops_a_bucket_whose_generators_are_all_removed() -> None:
     sim.remove("0.hr")
     assert sim._scheduler.next_due() is None
     assert isinstance(sim._scheduler, Scheduler)
+
+
+@pytest.mark.parametrize("module", ["spec", "generators", "expression", "build", "target", "scheduler"])
+def test_the_generators_and_the_scheduler_are_sans_io(module: str) -> None:
+    """Only `simulator.py` knows the event loop: the rest is driven by the time it is given."""
+    found = imports(f"modbusd.simulate.{module}")
+    assert not [name for name in found if within(name, NO_IO)], found
