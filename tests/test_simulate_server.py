@@ -20,6 +20,7 @@ from modbusd.config import ConfigError, loads
 from tests.conftest import HOST, TIMEOUT, wait_until
 from tests.test_cli import Modbusd, assert_one_line_error, free_port
 from tests.test_cli_config import modbusd_cli
+from tests.test_docs import blocks, commands, mbpoll, only, polled
 
 pytest.importorskip("aiohttp")
 from modbusd.web import HttpApi
@@ -303,3 +304,14 @@ def test_a_generator_on_the_same_registers_as_another_is_refused_when_the_server
     ):
         Server.from_config(loads(text, "plant.toml"))
     assert Device  # the public API's Device, used by the fixtures
+
+
+def test_the_simulator_pages_first_example_does_what_its_comments_say(launch: Callable[..., Modbusd]) -> None:
+    serve, read_float, read_counter = commands(only(blocks("sh", "docs/simulator.md", "# Simulator: values that move")))
+    port = str(free_port())
+    assert serve[:3] == ["modbusd", "-p", "5020"]
+    launch("-p", port, "--host", HOST, *serve[3:]).running()
+    on_port: Callable[[str], str] = lambda arg: port if arg == "5020" else arg  # noqa: E731
+    assert 15 <= float(polled(mbpoll(read_float, on_port))[0]) <= 25
+    counts = [int(polled(mbpoll(read_counter, on_port))[0])]
+    assert wait_until(lambda: counts.append(int(polled(mbpoll(read_counter, on_port))[0])) or counts[-1] > counts[0])
