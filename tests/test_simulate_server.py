@@ -154,6 +154,8 @@ def test_http_adds_lists_pauses_resumes_resets_and_removes_a_generator(api_serve
     (("POST", "/generators", {"point": "30001", "type": "string:2", "generate": "sine()"}), 400, "writes numbers"),
     (("POST", "/generators", {"point": "nowhere", "generate": "sine()"}), 404, "no data point named 'nowhere'"),
     (("POST", "/generators", {"point": "30001"}), 400, "expected {\"point\": P"),
+    (("POST", "/generators", {"point": "30001", "order": "XYZW", "generate": "sine()"}), 400, "not a word order"),
+    (("POST", "/generators", {"point": "30001", "type": "flot", "generate": "sine()"}), 400, "unknown type 'flot'"),
     (("POST", "/generators/7.hr/pause", {}), 404, "no generator '7.hr'"),
     (("POST", "/generators/7.hr/jump", {}), 404, "no action 'jump'"),
     (("DELETE", "/generators/7.hr", {}), 404, "no generator '7.hr'"),

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise one request from any client silences the device for every client until FC08/01",
     )  # fmt: skip
     data.add_argument(
-        "--simulate", action="append", default=[], type=_simulation, metavar="POINT[:TYPE]=SPEC",
+        "--simulate", action="append", default=[], type=_simulation, metavar="POINT[:TYPE[:ORDER]]=SPEC",
         help="generate this point's value, e.g. 30001:float=sine(offset=20,amplitude=5,period=60s): counter, ramp, "
         "triangle, sine, square, random, clock, sequence, csv, expression (docs/simulator.md); repeatable",
     )  # fmt: skip

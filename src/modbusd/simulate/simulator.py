@@ -92,9 +92,12 @@ class Simulator:
         chosen = ValueType.parse(vtype) if isinstance(vtype, str) else vtype
         chosen = chosen or (found.type if found.name else default_type(found.location))
         check_target(found.location, chosen)
+        chosen_order = str(order or found.order).upper()
+        if chosen_order not in tuple(Order):
+            raise GeneratorError(f"{order!r} is not a word order: ABCD, CDAB, BADC or DCBA")
         made = make(spec, Context(limits(chosen), Path(base) if base is not None else Path(), self._read,
                                   self._is_point))  # fmt: skip
-        target = Target(device, found.location, chosen, Order((order or found.order).upper()), made.generator.count,
+        target = Target(device, found.location, chosen, Order(chosen_order), made.generator.count,
                         hold=made.write is WritePolicy.HOLD)  # fmt: skip
         ident = found.name or str(found.location)
         claims = self._claims_of(device, target)
