@@ -70,6 +70,19 @@ def test_pymodbus_reads_a_generated_input_register_that_moves(
     assert second >= first  # a counter: it only goes up (65535 is far away)
 
 
+def test_a_client_write_to_a_generated_register_holds_until_reset(
+    start_server: Callable[..., Server], connect_client: Callable[..., ModbusTcpClient]
+) -> None:
+    server = start_server()
+    server.simulator.add("40001", "counter(period=20ms, every=20ms)")
+    client = connect_client(server)
+    assert not client.write_register(0, 4242, device_id=1).isError()
+    assert wait_until(lambda: server.simulator.get("0.hr")["state"] == "held")
+    assert all(client.read_holding_registers(0, count=1, device_id=1).registers == [4242] for _ in range(10))
+    server.simulator.reset("0.hr")
+    assert moves(lambda: client.read_holding_registers(0, count=1, device_id=1).registers[0])
+
+
 def test_a_float_sine_reads_back_through_pymodbus_within_its_bounds(
     start_server: Callable[..., Server], connect_client: Callable[..., ModbusTcpClient]
 ) -> None:
