@@ -37,9 +37,27 @@ def build_device() -> Device:
     return device
 
 
-async def serve(port: int, state: str | None = None, state_sync: str = "full") -> None:
+GENERATED = (
+    "sine(offset=20, amplitude=5, period=60s, every={every})",
+    "ramp(min=0, max=1000, period=10s, every={every})",
+    "counter(period=1s, every={every})",
+    "random(min=0, max=100, seed=1, every={every})",
+)
+
+
+def add_generators(server: Server, count: int, every: str) -> None:
+    """`count` generators (bench_generators.py, at most 32,768): four kinds in turn, floats and ushorts, two
+    registers apart on the input registers, clear of the holding registers the load reads."""
+    for i in range(count):
+        kind = "float" if i % 2 else "ushort"
+        server.simulator.add(f"{2 * i}.ir", GENERATED[i % 4].format(every=every), kind)
+
+
+async def serve(port: int, generators: int = 0, every: str = "100ms", state: str | None = None,
+                state_sync: str = "full") -> None:  # fmt: skip
     """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py)."""
     server = Server(build_device(), host="127.0.0.1", port=port, state=state, state_sync=state_sync)
+    add_generators(server, generators, every)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,10 +85,12 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     parser.add_argument("--state", metavar="FILE", help="keep written values in FILE (bench_state.py)")
     parser.add_argument("--state-sync", choices=["full", "normal"], default="full")
+    parser.add_argument("--generators", type=int, default=0, help="value generators to run (bench_generators.py)")
+    parser.add_argument("--every", default="100ms", help="their update period (default 100ms)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_fd_limit()
-    run(serve(args.port, args.state, args.state_sync), args.uvloop)
+    run(serve(args.port, args.generators, args.every, args.state, args.state_sync), args.uvloop)
 
 
 if __name__ == "__main__":

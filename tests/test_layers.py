@@ -39,8 +39,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # fault injection: rules (which requests, when) and actions (what happens to the response); sans-I/O, the
     # session applies them; hooks for the range a write request touches
     "modbusd.faults": ("modbusd.faults", "modbusd.protocol", "modbusd.model", "modbusd.hooks"),
+    # value generators: spec language, generators and scheduler sans-I/O; the one timer on the server's loop
+    "modbusd.simulate": ("modbusd.simulate", "modbusd.protocol", "modbusd.model"),
     "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize",
-                       "modbusd.faults"),  # [[fault]]
+                       "modbusd.faults", "modbusd.simulate"),  # [[fault]], generators
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
@@ -84,7 +86,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only
     # the public API re-exports; it must never pull in the command line
-    "modbusd": ("modbusd.protocol", "modbusd.model", "modbusd.server"),
+    "modbusd": ("modbusd.protocol", "modbusd.model", "modbusd.server", "modbusd.simulate"),
 }  # fmt: skip
 # modules allowed by name, not as a prefix
 EXACT: dict[str, tuple[str, ...]] = {"modbusd.web": ("modbusd",), "modbusd.mqtt": ("modbusd",)}

@@ -13,12 +13,14 @@ from modbusd.protocol.errors import (
     ServerDeviceFailure,
 )
 from modbusd.server import Endpoint, Server
+from modbusd.simulate import GeneratorError, UnknownGenerator
 from modbusd.version import __version__
 
 __all__ = [
     "Device",
     "Endpoint",
     "FrameError",
+    "GeneratorError",
     "IllegalDataAddress",
     "IllegalDataValue",
     "IllegalFunction",
@@ -33,6 +35,7 @@ __all__ = [
     "Server",
     "ServerDeviceFailure",
     "Table",
+    "UnknownGenerator",
     "UnknownPoint",
     "ValueType",
     "__version__",

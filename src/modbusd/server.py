@@ -60,6 +60,7 @@ from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpT
 from modbusd.runner import ServingThread
 from modbusd.security import make_security
 from modbusd.session import Session
+from modbusd.simulate import Simulator
 from modbusd.stats import Stats
 from modbusd.traffic import RequestLog
 from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
@@ -217,6 +218,7 @@ class Server:
         self._endpoints = Endpoints(None if plant_only else PointAccess(self._single, self.devices, self.device_for),
                                     endpoints, wiring)  # fmt: skip
         self._points = self._endpoints  # the owner's access to points: ENDPOINT/POINT, or the default endpoint's
+        self.simulator = Simulator(self.locate, self.read)  # value generators (docs/simulator.md)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._runner = ServingThread()
@@ -260,6 +262,11 @@ class Server:
             except (ValueError, LookupError, ModbusError) as exc:
                 reason = str(exc) if str(exc).startswith(item.point) else f"{item}: {exc}"
                 raise ValueError(f"{item.where or 'subscribe'}: {reason}") from None
+        for made in config.generators:  # the file's, and --simulate's
+            try:
+                server.simulator.add(made.point, made.spec, made.type, made.order, base=made.base)
+            except (ValueError, LookupError) as exc:
+                raise ValueError(f"{made.where}: {made.point}: {exc}") from None
         return server
 
     # ------------------------------------------------------------------------------- what it serves, where
@@ -499,6 +506,7 @@ class Server:
         if self.state is not None:
             self.state.start(loop)
         self._admission.start(loop)
+        self.simulator.start(loop)
         try:
             for downstream in self.downstreams.values():  # before any request can come for them
                 await downstream.start()
@@ -534,6 +542,7 @@ class Server:
         """Stop accepting, let every connection send what it already owes, then close it."""
         if self._stopped is not None:
             self._stopped.set()
+        self.simulator.stop()
         self._admission.stop_reaping()
         self._transports.close()
         self._endpoints.close()

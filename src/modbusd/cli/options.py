@@ -180,3 +180,11 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
+
+
+def _simulation(text: str) -> device_file.GeneratorConfig:
+    """`--simulate POINT[:TYPE[:ORDER]]=SPEC`, checked by argparse; the server checks the point when it adds it."""
+    try:
+        return device_file.parse_simulate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

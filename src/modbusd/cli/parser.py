@@ -16,6 +16,7 @@ from modbusd.cli.options import (
     _port,
     _positive,
     _register,
+    _simulation,
     _slave_id,
     _subscription,
     _unit_ids,
@@ -138,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--state-sync", choices=["full", "normal"], help="full (default): a write is synced to disk before it is "
         "answered, so it survives a power cut; normal: faster, survives the process's crash, not the machine's",
+    )  # fmt: skip
+    data.add_argument(
+        "--simulate", action="append", default=[], type=_simulation, metavar="POINT[:TYPE[:ORDER]]=SPEC",
+        help="generate this point's value, e.g. 30001:float=sine(offset=20,amplitude=5,period=60s): counter, ramp, "
+        "triangle, sine, square, random, clock, sequence, csv, expression (docs/simulator.md); repeatable",
     )  # fmt: skip
     serial = parser.add_argument_group("serial lines", "RTU and ASCII on serial ports (pip install 'modbusd[serial]')")
     serial.add_argument("--rtu", action="append", default=[], metavar="DEVICE", help="serve RTU on a serial port")

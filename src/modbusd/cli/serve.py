@@ -140,6 +140,8 @@ async def _serve(server: Server, host: str, http: device_file.HttpConfig | None 
     banner = [f"modbusd version {__version__}",
               f"Starting server {'on' if server.port is not None else 'with'} {served}. {_stamp()}",
               *endpoints]  # fmt: skip
+    if len(server.simulator):
+        banner.append(f"Simulating {len(server.simulator)} point{'s' if len(server.simulator) > 1 else ''}")
     if api is not None:
         banner.append(f"Control API on http://{api.host}:{api.port}/")
     if scraped is not None:
@@ -248,6 +250,7 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             raise ValueError(f"--mqtt-{exc.key} / [mqtt] {exc.key}: {exc}") from None
     subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
     faults = (*config.faults, *args.fault)
+    generators = (*config.generators, *args.simulate)
     return dataclasses.replace(
-        config, server=server, mqtt=mqtt, subscribe=subscribe, faults=faults, metrics=metrics
+        config, server=server, mqtt=mqtt, subscribe=subscribe, faults=faults, metrics=metrics, generators=generators
     ), http

@@ -33,7 +33,8 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   change), layout, order (the default word order of its points), sparse, points_csv, ``[device.size]``,
   read_only, read_only_exception and allow (access rules), ``[device.identification]`` (FC43),
   ``[device.server_id]`` (FC17: id, running, additional_data), ``[device.values]`` (initial values of address
-  ranges, `ranges.py`) and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe).
+  ranges, `ranges.py`) and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe,
+  generate) and ``[[device.generator]]`` (point, type, order, generate: `generators.py`).
 - ``[[fault]]`` (any number): fault rules, tried in order (`faults.py`; docs/faults.md).
 """
 
@@ -60,6 +61,7 @@ from modbusd.config.schema import (
     Config,
     DeviceConfig,
     EndpointConfig,
+    GeneratorConfig,
     HttpAccessError,
     HttpConfig,
     MetricsConfig,
@@ -73,6 +75,7 @@ from modbusd.config.schema import (
     check_mqtt_prefix,
     import_hook,
     parse_mqtt_url,
+    parse_simulate,
     parse_subscribe,
 )
 from modbusd.config.summary import summary
@@ -85,8 +88,8 @@ __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS", "TRANSPORTS",
     "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "FaultSpec",
-    "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig", "ServerConfig", "Subscribe", "TlsConfig",
-    "TlsSettingError", "build_devices", "check_host_name", "check_http_access", "check_mqtt_prefix", "import_hook",
-    "load", "loads", "mqtt_tls_context", "parse_fault", "parse_mqtt_url", "parse_network", "parse_subscribe",
-    "server_tls_context", "summary",
+    "GeneratorConfig", "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig", "ServerConfig", "Subscribe",
+    "TlsConfig", "TlsSettingError", "build_devices", "check_host_name", "check_http_access", "check_mqtt_prefix",
+    "import_hook", "load", "loads", "mqtt_tls_context", "parse_fault", "parse_mqtt_url", "parse_network",
+    "parse_simulate", "parse_subscribe", "server_tls_context", "summary",
 ]  # fmt: skip

@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modbusd.config.access import AccessTables
+from modbusd.config.generators import GeneratorTables
 from modbusd.config.points import Found, PointTables
 from modbusd.config.ranges import RangeTables
 from modbusd.config.reader import Path_
@@ -24,7 +25,7 @@ DEVICE_KEYS = ("unit_id", "unit_ids", "serial_unit_id", "address_register", "lay
                "allow")  # fmt: skip
 
 
-class DeviceTables(PointTables, RangeTables, AccessTables):
+class DeviceTables(PointTables, RangeTables, AccessTables, GeneratorTables):
     """Reads ``[[device]]`` tables, each with its points, and checks the devices of a file together."""
 
     def device(self, data: object, path: Path_, layout: Layout) -> DeviceConfig:
@@ -66,9 +67,18 @@ class DeviceTables(PointTables, RangeTables, AccessTables):
             marked = self.subscribed(item, (*path, "point", i), points[-1][0])
             if marked is not None:
                 subscribe.append(marked)
+            generated = self.point_generator(item, (*path, "point", i), points[-1][0])
+            if generated is not None:
+                self.pending.append(generated)
         if "points_csv" in raw:
             points.extend(self.csv_points(raw, path, order, unit_ids))
         self.check_points(points, sizes, layout)
+        raw_generators = raw.get("generator", [])
+        if not isinstance(raw_generators, list):
+            raise self.error((*path, "generator"), "generators are [[device.generator]] tables (double brackets)")
+        for i, item in enumerate(raw_generators):
+            self.pending.append(self.generator_table(item, (*path, "generator", i), [p for p, _, _ in points],
+                                                     unit_ids))  # fmt: skip
         config = DeviceConfig(
             unit_ids=unit_ids, layout=layout, order=order, sizes=MappingProxyType(sizes), sparse=sparse,
             identification=MappingProxyType(identification), points=tuple(p for p, _, _ in points),

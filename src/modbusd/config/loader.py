@@ -78,7 +78,9 @@ class Loader(ServiceTables, EndpointTables, FaultTables):
             roles = self.roles(data["roles"], server.tls.no_role if server.tls is not None else None)
         faults = self.faults(data["fault"]) if "fault" in data else ()
         metrics = self.metrics(data["metrics"]) if "metrics" in data else None
-        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints, faults, metrics)
+        generators = self.check_generators({p.name for d in devices for p in d.points})
+        return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints, faults, metrics,
+                      generators)  # fmt: skip
 
     def plant_server(self, raw: dict[str, Any], server: ServerConfig) -> ServerConfig:
         """A file of endpoints only: no Modbus/TCP of the [server]'s own, and none of its other transports."""

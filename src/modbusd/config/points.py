@@ -57,7 +57,7 @@ class PointTables(Reader):
     """Reads a device's data points."""
 
     def point(self, data: object, path: Path_, order: Order, unit_ids: tuple[int, ...]) -> Found:
-        raw = self.table(data, path, (*CSV_COLUMNS, "subscribe"))
+        raw = self.table(data, path, (*CSV_COLUMNS, "subscribe", "generate"))
         for key in ("name", "address"):
             if key not in raw:
                 raise self.error(path, f"a data point needs a {key}")

@@ -23,6 +23,8 @@ from modbusd.model.tables import WordTable
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.serial_line import SerialLine
+from modbusd.simulate import GeneratorError, make
+from modbusd.simulate.build import Context
 from modbusd.version import __version__
 
 DEFAULT_HTTP_PORT = 8020
@@ -102,6 +104,39 @@ def parse_subscribe(text: str, where: str = "") -> Subscribe:
     except ValueError as exc:
         raise ValueError(f"{text!r}: {str(exc).removeprefix(f'{point!r}: ')}") from None
     return Subscribe(point, type_text or None, where)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    """A value generator the server adds when it is built (`Server.simulator`, docs/simulator.md)."""
+
+    point: str  # a data point's name, or an address in any notation
+    spec: str  # sine(offset=20, amplitude=5, period=60s)
+    type: str | None = None  # None: a named point's own type, an address's default
+    order: str | None = None  # None: a named point's own order, else ABCD
+    where: str = ""  # FILE:LINE: key, or the option, to name it in a mistake found later
+    base: str | None = None  # where a csv file's relative path starts: the device file's folder
+
+
+def parse_simulate(text: str) -> GeneratorConfig:
+    """``POINT[:TYPE[:ORDER]]=SPEC`` (``30001:float=sine(period=60s)``) → GeneratorConfig; ValueError saying what is
+    wrong: the point's syntax, the type, the order and the spec's arguments (a csv file relative to the working
+    directory). Whether the point exists, and the names in an expression, are the server's to check."""
+    target, equals, spec = text.partition("=")
+    if not equals or not spec.strip():
+        raise ValueError(f"{text!r}: expected POINT[:TYPE[:ORDER]]=SPEC, e.g. 30001:float=sine(period=60s)")
+    point, _, type_text = target.strip().partition(":")
+    head, colon, last = type_text.rpartition(":")
+    order = ""
+    if colon and last.strip().upper() in tuple(Order):  # float:CDAB; string:10 keeps its colon
+        type_text, order = head, last
+    parse_subscribe(f"{point}:{type_text}" if type_text else point)  # the same POINT[:TYPE] rule
+    try:  # every argument checked now; the names in an expression once the server's points are known
+        make(spec, Context(is_point=lambda name: True))
+    except GeneratorError as exc:
+        raise ValueError(str(exc)) from None
+    return GeneratorConfig(point.strip(), spec.strip(), type_text.strip() or None,
+                           order.strip().upper() or None, "--simulate")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +415,7 @@ class Config:
     endpoints: tuple[EndpointConfig, ...] = ()  # [[endpoint]] tables, each instance of each
     faults: tuple[FaultSpec, ...] = ()  # [[fault]] tables, then --fault (docs/faults.md)
     metrics: MetricsConfig | None = None
+    generators: tuple[GeneratorConfig, ...] = ()  # the devices' generators, then --simulate's
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:

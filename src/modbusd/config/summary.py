@@ -45,6 +45,7 @@ def summary(config: Config) -> list[str]:
         lines.append(f"endpoint {endpoint.name}: {endpoint.transport} {endpoint.host} port {endpoint.port}; "
                      f"unit ids {units}; {sum(len(d.points) for d in endpoint.devices)} data points")  # fmt: skip
     lines.extend(f"fault: {spec.text()}{'' if spec.enabled else ' (disabled)'}" for spec in config.faults)
+    lines.extend(f"generator: {g.point}{':' + g.type if g.type else ''} = {g.spec}" for g in config.generators)
     for device in config.devices:
         units = f"unit ids {unit_id_list(device.unit_ids)}" if device.unit_ids else "every unit id"
         if s.serves_serial and not device.unit_ids:

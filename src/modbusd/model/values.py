@@ -46,6 +46,8 @@ from modbusd.model.value_types import (
     decode,
     encode,
     integer_range,
+    packer,
+    packer_into,
     parse_bit_string,
     reorder,
 )
@@ -53,7 +55,8 @@ from modbusd.model.value_types import (
 __all__ = [
     "BIT", "BITS", "DOUBLE", "FLOAT", "HEX", "INT", "LONG", "SHORT", "UINT", "ULONG", "USHORT", "InvalidType",
     "InvalidValue", "Kind", "Order", "Value", "ValueType", "decode", "encode", "format_value", "integer_range",
-    "parse_bit", "parse_bit_string", "parse_typed_value", "parse_value", "read_bit_of_register", "read_bit_value",
+    "packer", "packer_into", "parse_bit", "parse_bit_string", "parse_typed_value", "parse_value",
+    "read_bit_of_register", "read_bit_value",
     "read_value", "register_bit", "reorder", "write_bit_of_register", "write_bit_value", "write_value",
 ]  # fmt: skip
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import modbusd
 from modbusd import (
+    GeneratorError,
     IllegalDataAddress,
     InvalidName,
     InvalidType,
@@ -20,11 +21,12 @@ from modbusd import (
     Order,
     Point,
     Server,
+    UnknownGenerator,
     UnknownPoint,
     ValueType,
     parse_typed_value,
 )
-from modbusd.web import faults
+from modbusd.web import faults, generators
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
 from modbusd.web.metrics import exposition, make_registry
@@ -173,11 +175,11 @@ def make_app(
                 log.warning("control API refused %s %s from %s: %s", request.method, request.path_qs[:100],
                             request.remote, exc)  # fmt: skip
             return error(exc.status, str(exc))
-        except UnknownPoint as exc:
+        except (UnknownPoint, UnknownGenerator) as exc:
             return error(404, str(exc.args[0]) if exc.args else "unknown data point")
         except IllegalDataAddress as exc:
             return error(404, f"no such address in the device: {exc}")
-        except (InvalidName, InvalidType, InvalidValue) as exc:
+        except (InvalidName, InvalidType, InvalidValue, GeneratorError) as exc:
             return error(400, str(exc))
         except web.HTTPException as exc:
             return error(exc.status, exc.reason)
@@ -272,7 +274,9 @@ def make_app(
                                                 "GET /log?follow=1", "GET /devices",
                                                 "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
                                                 "GET /connections", "GET /endpoints", *faults.ENDPOINTS,
-                                                "GET /metrics"],
+                                                "GET /metrics", "GET /generators", "POST /generators",
+                                                "DELETE /generators/{id}",
+                                                "POST /generators/{id}/pause|resume|reset"],
                                   "console": CONSOLE, "served": server.endpoints_info()})  # fmt: skip
 
     files: dict[str, StaticFile] = load()
@@ -306,4 +310,5 @@ def make_app(
     app.router.add_get(CONSOLE + "{file}", static)
     faults.add_routes(web, app.router, server, lambda request: read_json(request, limits), Refused)
     app.router.add_get("/metrics", metrics)
+    app.router.add_routes(generators.routes(server, web, lambda request: read_json(request, limits), Refused))
     return app
