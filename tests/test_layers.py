@@ -27,7 +27,6 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
     # the gateway's master side: framing from protocol, serial ports opened through transport
     "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
-    "modbusd.simulator": ("modbusd.protocol", "modbusd.model"),
     # who may do what, from a PDU's bytes: roles' rights, read-only ranges, allow-lists (sans-I/O)
     "modbusd.authorize": ("modbusd.protocol", "modbusd.model"),
     # the access rules at run time: allow-lists, TLS roles, their counters, log lines and events log records
@@ -71,7 +70,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                           "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
                           "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults"),
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                       "modbusd.transport", "modbusd.forward", "modbusd.simulator", "modbusd.config",
+                       "modbusd.transport", "modbusd.forward", "modbusd.simulate", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
                        "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable",

@@ -22,7 +22,7 @@ from modbusd.protocol.codes import MAX_UNIT_ID as MAX_SERIAL_UNIT_ID
 _OBJECT_ID = re.compile(r"0[xX][0-9a-fA-F]{2}")  # an identification object by id: 0x80
 DEVICE_KEYS = ("unit_id", "unit_ids", "serial_unit_id", "address_register", "layout", "order", "sparse", "size",
                "identification", "server_id", "values", "points_csv", "point", "read_only", "read_only_exception",
-               "allow")  # fmt: skip
+               "allow", "generator")  # fmt: skip
 
 
 class DeviceTables(PointTables, RangeTables, AccessTables, GeneratorTables):
