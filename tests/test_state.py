@@ -347,3 +347,17 @@ def test_without_state_no_table_is_journaled(server: Server) -> None:
     d = server.device
     assert server.state is None
     assert all(t.journal is None for t in (d.coils, d.discrete_inputs, d.input_registers, d.holding_registers))
+
+
+def test_an_owner_is_told_when_its_write_was_refused_by_a_commit_it_did_not_make(tmp_path: Path) -> None:
+    """Not serving, the write's own wake commits it at once; that commit fails, and commit_now, finding nothing left
+    to commit, must still learn the write was undone (the same race a loop's commit makes with an owner's thread)."""
+    server = Server(Device(), host="127.0.0.1", port=0, state=tmp_path / "s.state")
+    assert server.state is not None
+    server.state.store.connection.execute("PRAGMA query_only = ON")  # SQLITE_READONLY on the next commit
+    with pytest.raises(ServerDeviceFailure):
+        server.write("40001", 5)
+    assert server.read("40001") == 0
+    server.state.store.connection.execute("PRAGMA query_only = OFF")
+    server.write("40001", 6)  # stored: no exception
+    assert server.read("40001") == 6

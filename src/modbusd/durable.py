@@ -24,6 +24,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
@@ -69,6 +70,9 @@ class Durable:
         self._closed = False  # after stop(): writes wait in the journal for the next start
         self.commits = 0
         self.failed = 0
+        # (writes noted when a commit took them, stored or not) of the last commits: an owner's commit_now learns from
+        # it the fate of its write even when the loop's commit took it first, from another thread
+        self._outcomes: deque[tuple[int, bool]] = deque(maxlen=64)
         log.info("state file %s (synchronous=%s): %d stored values restored", self.store.path, self.store.sync,
                  self.store.stored())  # fmt: skip
 
@@ -107,6 +111,7 @@ class Durable:
         with self._lock:
             if self._closed:
                 return True  # stopped: the writes wait in the journal for the next start
+            noted = self.journal.writes
             entries = self.journal.take()
             held, self._held = self._held, []
             ok = True
@@ -117,7 +122,8 @@ class Durable:
                     ok = False
                     rollback(entries)
                     self._failed(exc, len(held))
-                else:
+                self._outcomes.append((noted, ok))
+                if ok:
                     self.commits += 1
                     if self._failing:
                         self._failing = False
@@ -140,8 +146,15 @@ class Durable:
             log.debug("state file %s still cannot be written (%s): %d writes refused", self.store.path, exc, refused)
 
     def commit_now(self) -> None:
-        """The owner's write, stored before it returns: ServerDeviceFailure (and the write undone) if it cannot be."""
-        if not self.flush():
+        """The owner's write, stored before it returns: ServerDeviceFailure (and the write undone) if it cannot be.
+
+        The loop's own commit may have taken the write first (an owner writing from its own thread wakes it too):
+        the first commit that took the writes noted up to now tells whether this one was stored."""
+        mine = self.journal.writes
+        self.flush()
+        with self._lock:
+            stored = next((ok for noted, ok in self._outcomes if noted >= mine), True)
+        if not stored:
             raise ServerDeviceFailure(f"the state file {self.store.path} cannot be written: the value is not kept")
 
     # ------------------------------------------------------------------------------- answer functions
