@@ -24,6 +24,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient, ModbusTlsClient
 
 from modbusd import Device, Server
+from modbusd.config import ConfigError, loads
 
 HOST = "127.0.0.1"
 TIMEOUT = 3.0  # seconds any single socket operation may take before the test fails
@@ -200,6 +201,17 @@ def open_raw() -> Iterator[Callable[..., RawClient]]:
     yield open_
     for raw in raws:
         raw.close()
+
+
+def assert_config_mistake(text: str, line: int, key: str, words: str, path: str = "broken.toml") -> None:
+    """Reading the device file `text` fails with one ConfigError that names the file, the line and the key, and
+    says `words` about what is wrong: what a person needs to fix it."""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, path)
+    error = caught.value
+    assert (error.path, error.line, error.key) == (path, line, key), str(error)
+    assert words in error.message
+    assert str(error).startswith(f"{path}:{line}: ")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
