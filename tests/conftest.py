@@ -170,15 +170,17 @@ def client(server: Server, connect_client: Callable[..., ModbusTcpClient]) -> Mo
 
 @pytest.fixture
 def start_api(start_server: Callable[..., Server]) -> Iterator[Callable[..., tuple[Server, Any]]]:
-    """start_api(devices=None, **HttpApi options) → (server, api): the control API on a free port, in the loop of
-    a server served from a background thread, as under `modbusd --http`. Skips without aiohttp (an extra)."""
+    """start_api(devices=None, server_options=None, **HttpApi options) → (server, api): the control API on a free
+    port, in the loop of a server served from a background thread, as under `modbusd --http`. Skips without
+    aiohttp (an extra)."""
     pytest.importorskip("aiohttp")
     from modbusd.web import HttpApi  # after the skip
 
     started: list[tuple[Server, Any]] = []
 
-    def start(devices: object = None, **options: Any) -> tuple[Server, Any]:
-        server = start_server(devices)
+    def start(devices: object = None, server_options: Mapping[str, Any] | None = None, **options: Any,
+              ) -> tuple[Server, Any]:  # fmt: skip
+        server = start_server(devices, **(server_options or {}))
         api = asyncio.run_coroutine_threadsafe(HttpApi.start(server, port=0, **options), server._loop).result(TIMEOUT)
         started.append((server, api))
         return server, api
