@@ -5,11 +5,13 @@ Every server, client, socket and process made here is closed by the fixture that
 bounded.
 """
 
+import asyncio
 import os
 import re
 import selectors
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -19,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymodbus.client import ModbusTcpClient
+from pymodbus.client import ModbusTcpClient, ModbusTlsClient
 
 from modbusd import Device, Server
+from modbusd.config import ConfigError, loads
 
 HOST = "127.0.0.1"
 TIMEOUT = 3.0  # seconds any single socket operation may take before the test fails
@@ -141,13 +144,18 @@ def server(start_server: Callable[..., Server]) -> Server:
 
 @pytest.fixture
 def connect_client() -> Iterator[Callable[..., ModbusTcpClient]]:
-    """connect_client(server) → a connected pymodbus client with a short time-out and no retries."""
-    clients: list[ModbusTcpClient] = []
+    """connect_client(server) → a connected pymodbus client with a short time-out and no retries; with
+    `sslctx`, a pymodbus TLS client of the server's Modbus/TCP Security port."""
+    clients: list[ModbusTcpClient | ModbusTlsClient] = []
 
-    def connect(server: Server, timeout: float = TIMEOUT) -> ModbusTcpClient:
-        client = ModbusTcpClient(HOST, port=server.port, timeout=timeout, retries=0)
+    def connect(server: Server, timeout: float = TIMEOUT, *, sslctx: ssl.SSLContext | None = None) -> Any:
+        if sslctx is None:
+            client: ModbusTcpClient | ModbusTlsClient = ModbusTcpClient(HOST, port=server.port, timeout=timeout,
+                                                                        retries=0)  # fmt: skip
+        else:
+            client = ModbusTlsClient(HOST, port=server.tls_port, sslctx=sslctx, timeout=timeout, retries=0)
         clients.append(client)
-        assert client.connect(), f"pymodbus could not connect to port {server.port}"
+        assert client.connect(), f"pymodbus could not connect to port {client.comm_params.port}"
         return client
 
     yield connect
@@ -158,6 +166,28 @@ def connect_client() -> Iterator[Callable[..., ModbusTcpClient]]:
 @pytest.fixture
 def client(server: Server, connect_client: Callable[..., ModbusTcpClient]) -> ModbusTcpClient:
     return connect_client(server)
+
+
+@pytest.fixture
+def start_api(start_server: Callable[..., Server]) -> Iterator[Callable[..., tuple[Server, Any]]]:
+    """start_api(devices=None, server_options=None, **HttpApi options) → (server, api): the control API on a free
+    port, in the loop of a server served from a background thread, as under `modbusd --http`. Skips without
+    aiohttp (an extra)."""
+    pytest.importorskip("aiohttp")
+    from modbusd.web import HttpApi  # after the skip
+
+    started: list[tuple[Server, Any]] = []
+
+    def start(devices: object = None, server_options: Mapping[str, Any] | None = None, **options: Any,
+              ) -> tuple[Server, Any]:  # fmt: skip
+        server = start_server(devices, **(server_options or {}))
+        api = asyncio.run_coroutine_threadsafe(HttpApi.start(server, port=0, **options), server._loop).result(TIMEOUT)
+        started.append((server, api))
+        return server, api
+
+    yield start
+    for server, api in started:
+        asyncio.run_coroutine_threadsafe(api.stop(), server._loop).result(TIMEOUT)
 
 
 @pytest.fixture
@@ -173,6 +203,17 @@ def open_raw() -> Iterator[Callable[..., RawClient]]:
     yield open_
     for raw in raws:
         raw.close()
+
+
+def assert_config_mistake(text: str, line: int, key: str, words: str, path: str = "broken.toml") -> None:
+    """Reading the device file `text` fails with one ConfigError that names the file, the line and the key, and
+    says `words` about what is wrong: what a person needs to fix it."""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, path)
+    error = caught.value
+    assert (error.path, error.line, error.key) == (path, line, key), str(error)
+    assert words in error.message
+    assert str(error).startswith(f"{path}:{line}: ")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:

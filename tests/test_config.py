@@ -8,6 +8,7 @@ from modbusd import Server
 from modbusd.config import EXAMPLE, ConfigError, load, loads, summary
 from modbusd.model.names import Table
 from modbusd.protocol.errors import IllegalDataAddress
+from tests.conftest import assert_config_mistake
 
 
 def test_config_example_loads_and_builds_a_server_with_its_initial_values() -> None:
@@ -162,12 +163,7 @@ BROKEN = [
 
 @pytest.mark.parametrize(("text", "line", "key", "message"), BROKEN)
 def test_config_mistake_names_file_line_key_and_what_is_wrong(text: str, line: int, key: str, message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads(text, "broken.toml")
-    error = caught.value
-    assert (error.path, error.line, error.key) == ("broken.toml", line, key), str(error)
-    assert message in error.message
-    assert str(error).startswith(f"broken.toml:{line}: ")
+    assert_config_mistake(text, line, key, message)
 
 
 BROKEN_CSV = [

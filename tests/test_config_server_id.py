@@ -7,8 +7,9 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from modbusd import Server
-from modbusd.config import ConfigError, loads
+from modbusd.config import loads
 from modbusd.version import __version__
+from tests.conftest import assert_config_mistake
 
 if TYPE_CHECKING:
     from tests.conftest import RawClient
@@ -90,7 +91,4 @@ def test_device_file_identification_is_exactly_its_objects_with_private_ones_by_
 def test_device_file_fc17_and_object_mistakes_name_file_line_and_key(
     text: str, line: int, key: str, words: str
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads("[[device]]\n" + text, "plant.toml")
-    assert (caught.value.line, caught.value.key) == (line, key)
-    assert words in caught.value.message
+    assert_config_mistake("[[device]]\n" + text, line, key, words, "plant.toml")

@@ -6,10 +6,11 @@ import tomllib
 import pytest
 
 from modbusd import Device, Layout
-from modbusd.config import ConfigError, loads, summary
+from modbusd.config import loads, summary
 from modbusd.config.writer import device_file
 from modbusd.model.tables import BitTable, WordTable
 from modbusd.protocol.codes import ADDRESS_SPACE
+from tests.conftest import assert_config_mistake
 
 
 def seeded_device(seed: int, layout: Layout = Layout.SEPARATE) -> Device:
@@ -102,10 +103,7 @@ def test_device_file_serial_unit_id_of_the_device_answering_every_unit_id() -> N
     ],
 )  # fmt: skip
 def test_value_range_mistakes_name_file_line_and_key(values: str, line: int, key: str, words: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        loads(f"[[device]]\n[device.values]\n{values}\n", "copy.toml")
-    assert (caught.value.line, caught.value.key) == (line, key)
-    assert words in caught.value.message
+    assert_config_mistake(f"[[device]]\n[device.values]\n{values}\n", line, key, words, "copy.toml")
 
 
 def test_value_ranges_in_a_shared_layout_fill_the_shared_table_and_points_win() -> None:
@@ -139,6 +137,4 @@ holding_registers = [{ address = 0, values = [
 [device.server_id]
 id = 300
 """
-    with pytest.raises(ConfigError) as caught:
-        loads(text, "copy.toml")
-    assert (caught.value.line, caught.value.key) == (13, "device[0].server_id.id")
+    assert_config_mistake(text, 13, "device[0].server_id.id", "300 is outside 0..255", "copy.toml")

@@ -6,12 +6,10 @@ The page itself runs in a browser in `test_console_browser.py`.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,26 +18,9 @@ from tests.conftest import HOST, TIMEOUT
 from tests.test_web_hardening import TOKEN, Started, call
 
 pytest.importorskip("aiohttp")
-from modbusd.web import HttpApi  # after the skip: aiohttp is an optional extra
 from modbusd.web.static import load
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def start_api(start_server: Callable[..., Server]) -> Iterator[Callable[..., Started]]:
-    """start_api(devices=None, **HttpApi options) → (server, api), the API on a free port in the server's loop."""
-    started: list[Started] = []
-
-    def start(devices: object = None, **options: Any) -> Started:
-        server = start_server(devices)
-        api = asyncio.run_coroutine_threadsafe(HttpApi.start(server, port=0, **options), server._loop).result(TIMEOUT)
-        started.append((server, api))
-        return server, api
-
-    yield start
-    for server, api in started:
-        asyncio.run_coroutine_threadsafe(api.stop(), server._loop).result(TIMEOUT)
 
 
 def fetch(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:

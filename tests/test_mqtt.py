@@ -423,3 +423,35 @@ def test_mqtt_migration_note_clears_an_old_retained_topic_with_its_mosquitto_pub
     done = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
     assert done.returncode == 0, done.stderr
     assert asyncio.run(retained()) == []
+
+
+def test_mqtt_set_the_state_file_cannot_store_is_an_error_message_and_the_value_stays(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """With --state on a disk that cannot take the write, a set is refused as a bad one is: on <prefix>/error, one
+    warning, the value unchanged, and the bridge goes on (the state file logs its own error once)."""
+
+    async def main() -> None:
+        server = Server(Device(), host=HOST, port=free_port(), state=tmp_path / "s.state")
+        await server.start()
+        bridge = await MqttBridge.start(server, HOST, broker.port, min_backoff=0.1)
+        try:
+            await until(lambda: bridge.connected, what="the bridge's connection")
+            assert server.state is not None
+            async with Watcher(broker.port, "modbusd/#") as watcher, \
+                    aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                server.state.store.connection.execute("PRAGMA query_only = ON")  # a file gone read-only
+                await publisher.publish("modbusd/all/hr/10/set", "7", qos=1)
+                await until(lambda: watcher.on("modbusd/error"), what="the error")
+                error = watcher.on("modbusd/error")[0]
+                assert error["topic"] == "modbusd/all/hr/10/set" and "the value is undone" in error["error"]
+                assert server.read("10.hr") == 0 and bridge.errors == 1
+                server.state.store.connection.execute("PRAGMA query_only = OFF")
+                await publisher.publish("modbusd/all/hr/10/set", "8", qos=1)  # the bridge still sets
+                await until(lambda: watcher.written("modbusd/all/hr/10"), what="the set's state")
+                assert server.read("10.hr") == 8
+        finally:
+            await bridge.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 40))

@@ -13,6 +13,7 @@ from pymodbus.client import ModbusTcpClient, ModbusUdpClient
 from modbusd import Device, Server
 from modbusd.authorize import ReadOnly, parse_spans
 from modbusd.protocol.codes import ExceptionCode
+from modbusd.protocol.rtu import with_crc
 from tests.conftest import HOST, TIMEOUT, RawClient, mbap_frame, wait_until
 
 ELSEWHERE = "192.0.2.0/24"  # TEST-NET-1: never 127.0.0.1
@@ -110,3 +111,20 @@ def test_a_unit_id_whose_allow_list_lacks_the_client_answers_as_a_unit_without_a
 
 def test_no_rules_no_security_counters(server: Server) -> None:
     assert "security" not in server.counters()
+
+
+def test_read_only_ranges_hold_on_a_serial_bus_for_fc15_and_both_halves_of_fc23(
+    start_server: Callable[..., Server], open_raw: Callable[..., RawClient]
+) -> None:
+    """RTU over TCP: the serial bus's answer path (slave ids, as on a serial line) checks the ranges too; FC15 into
+    the read-only coils and FC23's write half are refused, while FC23 may read a read-only register."""
+    server = start_server(read_only_device(), rtu_over_tcp=0)
+    assert server.rtu_over_tcp_port is not None
+    line = open_raw(server.rtu_over_tcp_port)
+    for request, refused in (("01 0F 0000 000A 02 FF03", "01 8F 02"),  # coils 0..9: 0..7 are read-only
+                             ("01 17 0000 0001 0096 0001 02 0005", "01 97 02")):  # writes 150  # fmt: skip
+        line.send(with_crc(bytes.fromhex(request)))
+        assert line.recv_exact(5) == with_crc(bytes.fromhex(refused))
+    line.send(with_crc(bytes.fromhex("01 17 0096 0001 012C 0001 02 0005")))  # reads 150, writes 300
+    assert line.recv_exact(7) == with_crc(bytes.fromhex("01 17 02 0000"))
+    assert (server.read("150.hr"), server.read("300.hr"), server.read("0.co")) == (0, 5, False)

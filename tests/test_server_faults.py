@@ -26,7 +26,7 @@ from modbusd.protocol.rtu import with_crc
 from modbusd.server import SerialLine, TcpTarget
 from tests.conftest import HOST, mbap_frame, wait_until
 from tests.test_cli import assert_one_line_error, free_port
-from tests.test_web_hardening import call, start_api  # noqa: F401  (start_api: a fixture used here)
+from tests.test_web_hardening import call
 
 if TYPE_CHECKING:
     from tests.conftest import PtyPair, RawClient
@@ -334,7 +334,7 @@ def test_events_log_has_the_delay_drawn(start_server: StartServer, tmp_path: Pat
 # --------------------------------------------------------------------------------------- the control API
 
 
-def test_control_api_adds_disables_and_removes_rules(start_api: Callable[..., Started]) -> None:  # noqa: F811
+def test_control_api_adds_disables_and_removes_rules(start_api: Callable[..., Started]) -> None:
     server, api = start_api()
     status, added, _ = call(api.port, "POST", "/faults", {"rule": "fc=3 action=exception:06"})
     assert status == 201 and added["rule"].startswith("fc=3 seed=") and added["enabled"] is True
@@ -370,7 +370,7 @@ def test_control_api_adds_disables_and_removes_rules(start_api: Callable[..., St
     ],
 )  # fmt: skip
 def test_control_api_refuses_wrong_rules_with_a_reason(
-    start_api: Callable[..., Started],  # noqa: F811
+    start_api: Callable[..., Started],
     case: tuple[str, str, object, int, str],
 ) -> None:
     method, path, body, status, words = case
@@ -380,7 +380,7 @@ def test_control_api_refuses_wrong_rules_with_a_reason(
     assert answer[0] == status and words in answer[1]["error"], answer[1]
 
 
-def test_control_api_fault_writes_pass_the_same_checks_as_every_write(start_api: Callable[..., Started]) -> None:  # noqa: F811
+def test_control_api_fault_writes_pass_the_same_checks_as_every_write(start_api: Callable[..., Started]) -> None:
     server, api = start_api(token="a-long-enough-secret-token")
     auth = {"Authorization": "Bearer a-long-enough-secret-token"}
     assert call(api.port, "POST", "/faults", {"rule": "action=silent"})[0] == 401

@@ -183,14 +183,20 @@ def test_serial_line_answers_exceptions_too(
 # ------------------------------------------------------------------------------- what a bus must ignore
 
 
+def line_ignores_a_bad_crc(line: Line, request_hex: str) -> bool:
+    """Send the request with its CRC spoiled: a frame with a communication error gets no answer at all (Application
+    Protocol §7, Serial Line §2.4.2)."""
+    good = with_crc(bytes.fromhex(request_hex))
+    line.send(good[:-1] + bytes((good[-1] ^ 0xFF,)))
+    return line.is_silent()
+
+
 def test_rtu_line_ignores_a_bad_crc_and_counts_it(
     serve_line: Callable[..., tuple[Server, PtyPair]], open_line: Callable[..., Line]
 ) -> None:
     server, pair = serve_line("rtu")
     line = open_line(pair)
-    good = with_crc(bytes.fromhex("01 03 0000 0001"))
-    line.send(good[:-1] + bytes((good[-1] ^ 0xFF,)))
-    assert line.is_silent()
+    assert line_ignores_a_bad_crc(line, "01 03 0000 0001")
     assert server.device.diagnostics.bus_communication_error == 1
     line.send(with_crc(bytes.fromhex("01 08 000C 0000")))  # FC08/0C: bus communication error count
     assert line.read(8) == with_crc(bytes.fromhex("01 08 000C 0001"))
@@ -464,10 +470,8 @@ def test_rtu_line_metrics_count_its_discarded_frame_request_and_bytes(
 
     server, pair = serve_line("rtu")
     line = open_line(pair)
-    good = with_crc(bytes.fromhex("01 03 0000 0001"))
-    line.send(good[:-1] + bytes((good[-1] ^ 0xFF,)))
-    assert line.is_silent()
-    line.send(good)
+    assert line_ignores_a_bad_crc(line, "01 03 0000 0001")
+    line.send(with_crc(bytes.fromhex("01 03 0000 0001")))
     assert line.read(7) == with_crc(bytes.fromhex("01 03 02 0000"))
     found = samples(generate(server))
     assert of(found, "modbusd_serial_frames_discarded_total") == {labels(line=pair.server_end): 1}

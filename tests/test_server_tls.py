@@ -11,7 +11,7 @@ import logging
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,19 +86,11 @@ def tls_server(pki: Pki, start_server: Callable[..., Server], tmp_path: Path) ->
 
 
 @pytest.fixture
-def connect(pki: Pki, tls_server: Server) -> Iterator[Callable[[str | None], ModbusTlsClient]]:
-    clients: list[ModbusTlsClient] = []
-
-    def connect_(who: str | None) -> ModbusTlsClient:
-        client = ModbusTlsClient(HOST, port=tls_server.tls_port, sslctx=pki.client_context(who), timeout=TIMEOUT,
-                                 retries=0)  # fmt: skip
-        clients.append(client)
-        assert client.connect(), f"no TLS connection as {who}"
-        return client
-
-    yield connect_
-    for client in clients:
-        client.close()
+def connect(
+    pki: Pki, tls_server: Server, connect_client: Callable[..., ModbusTlsClient]
+) -> Callable[[str | None], ModbusTlsClient]:
+    """connect(who) → a pymodbus TLS client presenting `who`'s certificate (None: no certificate)."""
+    return lambda who: connect_client(tls_server, sslctx=pki.client_context(who))
 
 
 def records(server: Server, kind: str, count: int) -> list[dict[str, object]]:

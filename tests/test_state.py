@@ -6,11 +6,13 @@ the server with pymodbus over 127.0.0.1. A full disk is SQLite's own SQLITE_FULL
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymodbus.client import ModbusTcpClient
@@ -21,7 +23,7 @@ from modbusd.protocol.errors import ServerDeviceFailure
 from modbusd.protocol.rtu import with_crc
 from modbusd.state import Journal, restore, rollback, rows
 from modbusd.state_store import StateError, StateStore
-from tests.conftest import RawClient
+from tests.conftest import RawClient, wait_until
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., ModbusTcpClient]
@@ -361,3 +363,70 @@ def test_an_owner_is_told_when_its_write_was_refused_by_a_commit_it_did_not_make
     server.state.store.connection.execute("PRAGMA query_only = OFF")
     server.write("40001", 6)  # stored: no exception
     assert server.read("40001") == 6
+
+
+def fill_the_disk(server: Server) -> sqlite3.Connection:
+    """Let the state file grow no more: the next commit that needs a new page fails with SQLITE_FULL."""
+    assert server.state is not None
+    db = server.state.store.connection
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    return db
+
+
+def test_a_write_refused_after_all_is_counted_as_an_exception_and_logged_as_refused(
+    start_server: StartServer, open_raw: Callable[..., RawClient], tmp_path: Path
+) -> None:
+    """The tables did the write and counted a success; the state file could not store it, so it was undone and
+    answered with exception 04: the FC08 and FC11 counters a client reads, and the events log, say so too."""
+    log_path = tmp_path / "events.jsonl"
+    server = start_server(Device(), state=tmp_path / "s.state", events_log=log_path)
+    raw = open_raw(server)
+    assert fc16(raw, 0, [1] * 10, 1) == bytes.fromhex("10 0000 000a")
+    fill_the_disk(server)
+    done, refused = 1, None
+    for i in range(1, 200):
+        if fc16(raw, 120 * i, [i] * 120, i + 1) != struct.pack(">BHH", 16, 120 * i, 120):
+            refused = i
+            break
+        done += 1
+    assert refused is not None, "the disk never filled"
+    # FC11 (§6.9): the event counter counts successful completions only; FC08/0D (§6.8): exceptions returned
+    assert raw.request("0B", transaction_id=900) == struct.pack(">BHH", 0x0B, 0, done)
+    assert raw.request("08 000D 0000", transaction_id=901) == bytes.fromhex("08 000D 0001")
+
+    def refusals() -> list[dict[str, object]]:
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        return [r for r in map(json.loads, lines) if r.get("by") == "state"]
+
+    assert wait_until(lambda: len(refusals()) == 1)
+    record = refusals()[0]
+    assert (record["kind"], record["function"], record["address"], record["quantity"]) == ("write", 16, 120 * refused,
+                                                                                            120)  # fmt: skip
+    assert (record["outcome"], record["exception"]) == ("exception", 4)
+
+
+def test_put_points_on_a_full_disk_is_a_json_503_logged_once(
+    start_api: Callable[..., tuple[Server, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_web_hardening import call
+
+    server, api = start_api(server_options={"state": tmp_path / "s.state"})
+    assert call(api.port, "PUT", "/points/40001", {"value": 1})[0] == 200
+    fill_the_disk(server)
+    caplog.set_level(logging.INFO)
+    status, answer = 200, {}
+    for address in range(2, 3000):  # each write stores a row: a page fills within a few hundred
+        status, answer, _ = call(api.port, "PUT", f"/points/{40000 + address}", {"value": address})
+        if status != 200:
+            break
+    assert status == 503, answer
+    assert answer["error"].startswith("the state file could not store the write: ")
+    assert "database or disk is full; the value is undone" in answer["error"]
+    assert server.read(f"{40000 + address}") == 0  # undone
+    again, second, _ = call(api.port, "PUT", f"/points/{40001 + address}", {"value": 7})  # still full
+    assert again == 503 and second["error"].startswith("the state file could not store the write: ")
+    assert server.read(f"{40001 + address}") == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "cannot be written (database or disk is full)" in errors[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records), "a traceback was logged"

@@ -8,7 +8,6 @@ The API runs in the loop of a Server served from a background thread (conftest's
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import logging
@@ -16,9 +15,8 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,22 +34,6 @@ from modbusd.web.checks import HostCheck, same_origin, token_matches
 
 TOKEN = "a-long-enough-secret-token"
 Started = tuple[Server, HttpApi]
-
-
-@pytest.fixture
-def start_api(start_server: Callable[..., Server]) -> Iterator[Callable[..., Started]]:
-    """start_api(device=None, **HttpApi options) → (server, api), the API on a free port in the server's loop."""
-    started: list[Started] = []
-
-    def start(device: Device | None = None, **options: Any) -> Started:
-        server = start_server(device)
-        api = asyncio.run_coroutine_threadsafe(HttpApi.start(server, port=0, **options), server._loop).result(TIMEOUT)
-        started.append((server, api))
-        return server, api
-
-    yield start
-    for server, api in started:
-        asyncio.run_coroutine_threadsafe(api.stop(), server._loop).result(TIMEOUT)
 
 
 def call(

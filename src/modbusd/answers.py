@@ -12,6 +12,7 @@ arguments, and cost one set lookup more than the tables' own answer while no wri
 from __future__ import annotations  # annotations as strings: nested answer functions are made per connection
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -252,14 +253,14 @@ class Answers:
         Security's, whose client has `role`."""
         transport = "tls" if tls else "tcp"
         self.stats.accept(transport)
-        answer = self._held(self._guarded(peer, transport, role))
+        answer = self._held(self._guarded(peer, transport, role), peer, transport, role)
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
                        faults=self._faults.point("tcp"), counts=self.stats.counts(transport))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        answer = self._held(self._guarded(peer, "udp", None))
+        answer = self._held(self._guarded(peer, "udp", None), peer, "udp")
         return Session(answer, framer=framer, peer=peer, discard=self._discarded, faults=self._faults.point("udp"),
                        counts=self.stats.counts("udp"))  # fmt: skip
 
@@ -297,7 +298,9 @@ class Answers:
         # Discards counted under one name for every client: a label per client address would grow without bound.
         errors = LineErrors(f"RTU over TCP from {peer}", bus, self.stats, "rtu-over-tcp")
         answer = self._held_addressed(
-            self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp")
+            self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp"),
+            peer,
+            "rtu-over-tcp",
         )
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
                        peer=peer, quit_word=self._quit_word, on_quit=self._on_quit,
@@ -311,7 +314,7 @@ class Answers:
         counts = self.stats.counts(line.framing.value)
         if line.framing is Framing.RTU:
             answer = self._held_addressed(
-                self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu")
+                self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu"), peer, "rtu"
             )
             return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer,
                            faults=self._faults.point("rtu", bus.units), counts=counts,
@@ -326,16 +329,34 @@ class Answers:
             framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
             return from_unit, reply
 
-        return Session(self._held_addressed(self._hook_addressed(peer, ascii_answer, "ascii")), framer=framer,
+        return Session(self._held_addressed(self._hook_addressed(peer, ascii_answer, "ascii"), peer, "ascii"),
+                       framer=framer,
                        addressed=True, peer=peer, faults=self._faults.point("ascii", bus.units), counts=counts,
                        time_every_read=True)  # fmt: skip
 
-    def _held(self, answer: Answer) -> Answer:
+    def _held(self, answer: Answer, peer: str, transport: str, role: str | None = None) -> Answer:
         """With a state file, responses to writes wait until the writes are stored; without, `answer` itself."""
-        return answer if self._durable is None else self._durable.wrap(answer)
+        if self._durable is None:
+            return answer
+        return self._durable.wrap(answer, functools.partial(self._undone, peer, transport, role))
 
-    def _held_addressed(self, answer: AddressedAnswer) -> AddressedAnswer:
-        return answer if self._durable is None else self._durable.wrap_addressed(answer)
+    def _held_addressed(self, answer: AddressedAnswer, peer: str, transport: str) -> AddressedAnswer:
+        if self._durable is None:
+            return answer
+        return self._durable.wrap_addressed(answer, functools.partial(self._undone, peer, transport, None))
+
+    def _undone(  # noqa: PLR0917  (the session's parts bound first, then what `Durable` tells)
+        self, peer: str, transport: str, role: str | None, unit_id: int, pdu: bytes, refusal: bytes
+    ) -> None:
+        """A write the tables carried out and the state file could not store: undone, and answered with exception
+        04 instead. The device's FC08 counters and FC12 log take the success back and count the exception
+        (MODBUS Application Protocol §6.8, §6.9); the events log gets a second write record, "by": "state",
+        and the request log (while followed) a second record, with the exception the client received."""
+        device = self.device_for(unit_id)
+        if device is not None:
+            handler.refused_after_all(device, ExceptionCode.SERVER_DEVICE_FAILURE)
+        self._hub.log_write(pdu, refusal, peer, unit_id, by="state", transport=transport, role=role,
+                            endpoint=self._endpoint)  # fmt: skip
 
     # ------------------------------------------------------------------------------------- answer functions
 

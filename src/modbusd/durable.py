@@ -9,7 +9,9 @@ a read in the same turn may see a value whose commit is under way.
 
 A commit that fails (the disk is full, the file went read-only) is logged once, its writes are undone in memory
 (`state.rollback`) and their responses become exception 04 (Server Device Failure, MODBUS Application Protocol
-§7): refused, never acknowledged and then lost. The next turn tries again; the log says when it works again.
+§7): refused, never acknowledged and then lost. Each refusal is told to the wrapper's `Refused` callback (the
+answers put it right in the FC08 counters and the events log, which saw the write done). The next turn tries
+again; the log says when it works again.
 
 The owner's writes (`Server.write`, the control API's set) are committed before `Server.write` returns; a
 program's own writes to a device's tables are committed with the next turn's group.
@@ -25,7 +27,7 @@ import logging
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from modbusd.model.device import Device
@@ -37,7 +39,10 @@ from modbusd.state_store import StateStore, SyncMode
 
 log = logging.getLogger(__name__)
 
-_Held = tuple["asyncio.Future[bytes | None]", bytes]
+Refused = Callable[[int, bytes, bytes], object]
+"""Told of each write refused after all (unit id, request PDU, the exception 04 sent instead of its response)."""
+
+_Held = tuple["asyncio.Future[bytes | None]", bytes, int, bytes, Refused | None]  # future, reply, unit, request, told
 
 
 def _refused(reply: bytes) -> bytes:
@@ -46,9 +51,12 @@ def _refused(reply: bytes) -> bytes:
 
 
 def _answer(held: list[_Held], ok: bool) -> None:
-    for future, reply in held:
+    for future, reply, unit_id, pdu, refused in held:
+        answer = reply if ok else _refused(reply)
         if not future.done():  # a future whose connection closed is cancelled: nobody to answer
-            future.set_result(reply if ok else _refused(reply))
+            future.set_result(answer)
+        if not ok and refused is not None:  # undone all the same
+            refused(unit_id, pdu, answer)
 
 
 class Durable:
@@ -73,6 +81,7 @@ class Durable:
         # (writes noted when a commit took them, stored or not) of the last commits: an owner's commit_now learns from
         # it the fate of its write even when the loop's commit took it first, from another thread
         self._outcomes: deque[tuple[int, bool]] = deque(maxlen=64)
+        self.last_error: sqlite3.Error | None = None  # why the last commit that failed did
         log.info("state file %s (synchronous=%s): %d stored values restored", self.store.path, self.store.sync,
                  self.store.stored())  # fmt: skip
 
@@ -138,6 +147,7 @@ class Durable:
 
     def _failed(self, exc: sqlite3.Error, refused: int) -> None:
         self.failed += 1
+        self.last_error = exc
         if not self._failing:
             self._failing = True
             log.error("state file %s cannot be written (%s): writes are undone and refused with exception 04 "
@@ -155,26 +165,29 @@ class Durable:
         with self._lock:
             stored = next((ok for noted, ok in self._outcomes if noted >= mine), True)
         if not stored:
-            raise ServerDeviceFailure(f"the state file {self.store.path} cannot be written: the value is not kept")
+            raise ServerDeviceFailure(f"{self.store.path}: {self.last_error}; the value is undone")
 
     # ------------------------------------------------------------------------------- answer functions
 
-    def hold(self, reply: bytes) -> asyncio.Future[bytes | None]:
-        """`reply`, once the writes before it are committed (exception 04 if the commit fails)."""
+    def hold(self, reply: bytes, unit_id: int = 0, pdu: bytes = b"", refused: Refused | None = None,
+             ) -> asyncio.Future[bytes | None]:  # fmt: skip
+        """`reply` to `pdu`, once the writes before it are committed (exception 04 if the commit fails, and then
+        `refused` is told)."""
         assert self._loop is not None
         future: asyncio.Future[bytes | None] = self._loop.create_future()
-        self._held.append((future, reply))
+        self._held.append((future, reply, unit_id, pdu, refused))
         return future
 
-    async def _after(self, awaitable: Awaitable[bytes | None]) -> bytes | None:
+    async def _after(self, awaitable: Awaitable[bytes | None], unit_id: int, pdu: bytes,
+                     refused: Refused | None) -> bytes | None:  # fmt: skip
         """An answer that took time (a hook, the gateway): held too if writes are still uncommitted by then."""
         reply = await awaitable
         if reply is not None and self.journal.waiting:
-            return await self.hold(reply)
+            return await self.hold(reply, unit_id, pdu, refused)
         return reply
 
-    def wrap(self, answer: Answer) -> Answer:
-        """`answer`, its responses to writes held until they are committed."""
+    def wrap(self, answer: Answer, refused: Refused | None = None) -> Answer:
+        """`answer`, its responses to writes held until they are committed; `refused` told of each refused."""
         journal = self.journal
 
         def durable(unit_id: int, pdu: bytes) -> bytes | Awaitable[bytes | None] | None:
@@ -183,12 +196,14 @@ class Durable:
             if reply is None:
                 return None
             if reply.__class__ is bytes or isinstance(reply, (bytearray, memoryview)):
-                return reply if journal.writes == before else self.hold(bytes(reply))  # type: ignore[arg-type]  # bytes-like
-            return self._after(reply)  # type: ignore[arg-type]  # an awaitable, as the Answer type allows
+                if journal.writes == before:
+                    return reply  # type: ignore[return-value]  # bytes-like
+                return self.hold(bytes(reply), unit_id, pdu, refused)  # type: ignore[arg-type]  # bytes-like
+            return self._after(reply, unit_id, pdu, refused)  # type: ignore[arg-type]  # an awaitable
 
         return durable
 
-    def wrap_addressed(self, answer: AddressedAnswer) -> AddressedAnswer:
+    def wrap_addressed(self, answer: AddressedAnswer, refused: Refused | None = None) -> AddressedAnswer:
         """The same for a serial line's answer, whose responses name the unit id they come from."""
         journal = self.journal
 
@@ -198,13 +213,17 @@ class Durable:
             if found is None:
                 return None
             if found.__class__ is not tuple:  # a coroutine hook: the tables may be written when it is awaited
-                return self._after(found)  # type: ignore[arg-type]  # an awaitable
+                return self._after(found, unit_id, pdu, refused)  # type: ignore[arg-type]  # an awaitable
             if journal.writes == before:
                 return found
             from_unit, reply = found  # type: ignore[misc]  # a tuple, as checked
             if from_unit == unit_id:
-                return self.hold(reply)  # answered from the request's unit id, as a held answer is
+                return self.hold(reply, unit_id, pdu, refused)  # answered from the request's unit id, as held
             # the address change: answered from the old unit id, which a held answer cannot do; commit now
-            return found if self.flush() else (from_unit, _refused(reply))
+            if self.flush():
+                return found
+            if refused is not None:
+                refused(from_unit, pdu, _refused(reply))
+            return from_unit, _refused(reply)
 
         return durable

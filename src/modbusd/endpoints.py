@@ -88,11 +88,34 @@ class Wiring:
     faults: Faults | None = None  # the server's fault rules: they apply to every endpoint's sessions too
 
 
+class Admitted:
+    """The `ConnectionOwner` of one endpoint's TCP connections (the server's default endpoint's too): each is
+    admitted under the server's connection limits (`Admission`), then answered with that endpoint's `Answers`."""
+
+    def __init__(self, admission: Admission, answers: Answers) -> None:
+        self._admission, self._answers = admission, answers
+
+    @property
+    def peer_warnings(self) -> RateLimitedLog:
+        """Repeated warnings about peers (bad frames, limits): one line per peer and kind a minute."""
+        return self._admission.peer_warnings
+
+    def open_session(self, connection: TcpConnection) -> Session:
+        self._admission.admit(connection)
+        return self._answers.tcp_session(connection.peer)
+
+    def open_rtu_session(self, connection: TcpConnection) -> Session:
+        self._admission.admit(connection)
+        return self._answers.rtu_session(connection.peer)
+
+    def connection_closed(self, connection: TcpConnection) -> None:
+        self._admission.closed(connection)
+
+
 class Served:
     """An endpoint at work: its devices, answers, bus and point access, and its one listener.
 
-    It is the `ConnectionOwner` of its own TCP connections, so that each gets this endpoint's answers, while the
-    connection limits (`Admission`) stay the server's.
+    Its TCP connections are `Admitted` by the server's connection limits and get this endpoint's answers.
     """
 
     def __init__(self, endpoint: Endpoint, wiring: Wiring) -> None:
@@ -124,6 +147,7 @@ class Served:
             endpoint=self.name, faults=wiring.faults,
         )  # fmt: skip
         self.points = PointAccess(self.single, self.devices, self.device_for)
+        self.owner = Admitted(self._admission, self.answers)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} {self.transport} {self.host} port {self.port}>"
@@ -151,29 +175,12 @@ class Served:
     def _distinct(self) -> list[Device]:
         return [self.single] if self.single is not None else list({id(d): d for d in self.devices.values()}.values())
 
-    # ------------------------------------------------------------------------------- ConnectionOwner
-
-    def open_session(self, connection: TcpConnection) -> Session:
-        self._admission.admit(connection)
-        return self.answers.tcp_session(connection.peer)
-
-    def _open_rtu_session(self, connection: TcpConnection) -> Session:
-        self._admission.admit(connection)
-        return self.answers.rtu_session(connection.peer)
-
-    def connection_closed(self, connection: TcpConnection) -> None:
-        self._admission.closed(connection)
-
-    @property
-    def peer_warnings(self) -> RateLimitedLog:
-        return self._admission.peer_warnings
-
     # ------------------------------------------------------------------------------------ life cycle
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the listener; StartError naming this endpoint (and its host) when it cannot."""
         try:
-            await self.transports.start(loop, self, rtu_session=self._open_rtu_session,
+            await self.transports.start(loop, self.owner, rtu_session=self.owner.open_rtu_session,
                                          udp_session=self.answers.udp_session, serial_session=self._no_serial,
                                          gate=self._admission, warnings=self._admission.peer_warnings)  # fmt: skip
         except StartError as exc:

@@ -274,6 +274,14 @@ def record_exception(device: Device, code: int) -> None:
     d.log_event(_send_event(code))
 
 
+def refused_after_all(device: Device, code: int) -> None:
+    """A response `respond` counted as a success, replaced by exception `code` before it was sent (a write that
+    the state file could not store, so undone): §6.9's event counter takes the success back, and the exception is
+    counted (FC08/0D) and logged (FC12) as any other. The FC12 log keeps the success's send event before it."""
+    device.diagnostics.event_count -= 1
+    record_exception(device, code)
+
+
 def respond(device: Device, pdu: bytes, *, broadcast: bool = False, answer_broadcast: bool = False) -> bytes | None:
     """Request PDU → response PDU, or None where the specification wants silence.
 

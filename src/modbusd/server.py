@@ -43,7 +43,7 @@ from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT,
 from modbusd.config.schema import DEFAULT_TLS_PORT
 from modbusd.config.tls import server_tls_context
 from modbusd.durable import Durable
-from modbusd.endpoints import Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
+from modbusd.endpoints import Admitted, Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
 from modbusd.events import EVENT_QUEUE, Listener
 from modbusd.events_log import EventsLog
 from modbusd.faults import Faults
@@ -460,23 +460,12 @@ class Server:
         """Repeated warnings about peers (bad frames, limits): one line per peer and kind a minute."""
         return self._admission.peer_warnings
 
-    def open_session(self, connection: TcpConnection) -> Session:
-        self._admission.admit(connection)
-        return self._answers.tcp_session(connection.peer)
-
-    def _open_rtu_session(self, connection: TcpConnection) -> Session:
-        self._admission.admit(connection)
-        return self._answers.rtu_session(connection.peer)
-
     def _open_tls_session(self, connection: TcpConnection) -> Session:
         self._admission.admit(connection)
         assert self._security is not None  # made whenever there is TLS
         return self._security.tls_session(
             connection, lambda peer, role: self._answers.tcp_session(peer, tls=True, role=role)
         )
-
-    def connection_closed(self, connection: TcpConnection) -> None:
-        self._admission.closed(connection)
 
     def _serving(self) -> bool:
         return self._stopped is not None and not self._stopped.is_set()
@@ -512,7 +501,8 @@ class Server:
                 await downstream.start()
                 log.info("forwarding unit%s %s to %s", "s" if len(self._routes.units_of(downstream)) > 1 else "",
                          unit_ranges(self._routes.units_of(downstream)), downstream)  # fmt: skip
-            await self._transports.start(loop, self, rtu_session=self._open_rtu_session,
+            owner = Admitted(self._admission, self._answers)
+            await self._transports.start(loop, owner, rtu_session=owner.open_rtu_session,
                                          udp_session=self._answers.udp_session,
                                          serial_session=self._answers.serial_session, gate=self._admission,
                                          warnings=self._admission.peer_warnings, tls_session=self._open_tls_session,

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from modbusd.cli.errors import EXIT_OK, _fail, _Parser
-from modbusd.cli.options import _positive, _target
-from modbusd.clone import CloneError, CloneSettings, Ranges, clone, parse_ranges
+from modbusd.cli.options import _checked, _positive, _target, _whole
+from modbusd.clone import CloneError, CloneSettings, clone, parse_ranges
 from modbusd.clone.reader import DEFAULT_RANGES, DEFAULT_RATE, DEFAULT_STRIDE
 from modbusd.config.writer import device_file
 from modbusd.protocol.serial_line import SerialLine
@@ -22,11 +22,7 @@ DEFAULT_TIMEOUT = 1.0  # seconds for each answer, as the gateway's --forward-tim
 COPY_SERVER = {"host": "127.0.0.1", "port": 5020}  # where the copy listens: this machine, a port that needs no root
 
 
-def _ranges(text: str) -> Ranges:
-    try:
-        return parse_ranges(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_ranges = _checked(parse_ranges)
 
 
 def _rate(text: str) -> float:
@@ -39,14 +35,7 @@ def _rate(text: str) -> float:
     return rate
 
 
-def _unit(text: str) -> int:
-    try:
-        unit = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a unit id") from None
-    if not 0 <= unit <= 255:
-        raise argparse.ArgumentTypeError(f"unit id {unit} outside 0..255")
-    return unit
+_unit = _whole("unit id", 0, 255, base=0)
 
 
 def _parser() -> _Parser:

@@ -3,10 +3,42 @@
 import argparse
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from modbusd import config as device_file
 from modbusd.protocol.serial_line import parse_parity
 from modbusd.server import SerialLine, TcpTarget
+
+T = TypeVar("T")
+
+
+def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An option type from a parser that raises ValueError (the device file's own, so that an option and its key
+    in the file accept the same text): argparse then says the parser's message in one line, and exits 2."""
+
+    def check(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
+
+
+def _whole(noun: str, low: int, high: int, *, base: int = 10, example: str = "", why: str = "") -> Callable[[str], int]:
+    """An option type for a whole number within low..high, with one message when it is not a number and one when it
+    is out of range (`example` follows the first, `why` the second). base 0 takes 0x… too."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, base)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}{example}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{noun} {value} outside {low}..{high}{why}")
+        return value
+
+    return parse
 
 
 def _unit_ids(text: str) -> list[int]:
@@ -37,14 +69,7 @@ def _positive(kind: type[int] | type[float]):
     return parse
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} outside 0..65535")
-    return port
+_port = _whole("port", 0, 65535, example=" number")
 
 
 def _network(text: str) -> str:
@@ -56,31 +81,9 @@ def _network(text: str) -> str:
     return text.strip()
 
 
-def _slave_id(text: str) -> int:
-    try:
-        unit = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a unit id") from None
-    if not 1 <= unit <= 247:
-        raise argparse.ArgumentTypeError(f"unit id {unit} outside 1..247, the slave ids of a serial line")
-    return unit
-
-
-def _host_name(text: str) -> str:
-    try:
-        return device_file.check_host_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _register(text: str) -> int:
-    try:
-        address = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a register address such as 0x07D0") from None
-    if not 0 <= address <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"register address {address} outside 0..65535")
-    return address
+_slave_id = _whole("unit id", 1, 247, base=0, why=", the slave ids of a serial line")
+_host_name = _checked(device_file.check_host_name)
+_register = _whole("register address", 0, 0xFFFF, base=0, example=" such as 0x07D0")
 
 
 _SETTINGS = re.compile(r"([78])([EON])([12])?", re.IGNORECASE)  # 8E1, 8N2, 7E1 …
@@ -145,31 +148,15 @@ def _target(text: str) -> SerialLine | TcpTarget:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parity(text: str) -> str:
-    try:
-        return parse_parity(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_parity = _checked(parse_parity)
 
 
 def _subscription(option: str) -> Callable[[str], device_file.Subscribe]:
     """`--subscribe POINT[:TYPE]`'s syntax, checked by argparse; the server checks the point when it subscribes."""
-
-    def parse(text: str) -> device_file.Subscribe:
-        try:
-            return device_file.parse_subscribe(text, option)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
+    return _checked(lambda text: device_file.parse_subscribe(text, option))
 
 
-def _fault(text: str) -> device_file.FaultSpec:
-    """`--fault 'KEY=VALUE …'`: a fault rule, checked whole by argparse (docs/faults.md)."""
-    try:
-        return device_file.parse_fault(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_fault = _checked(device_file.parse_fault)  # `--fault 'KEY=VALUE …'`: a fault rule, checked whole (docs/faults.md)
 
 
 def _count(text: str) -> int:
@@ -182,9 +169,5 @@ def _count(text: str) -> int:
     return value
 
 
-def _simulation(text: str) -> device_file.GeneratorConfig:
-    """`--simulate POINT[:TYPE[:ORDER]]=SPEC`, checked by argparse; the server checks the point when it adds it."""
-    try:
-        return device_file.parse_simulate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+# `--simulate POINT[:TYPE[:ORDER]]=SPEC`, checked by argparse; the server checks the point when it adds it
+_simulation = _checked(device_file.parse_simulate)

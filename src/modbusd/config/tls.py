@@ -11,6 +11,7 @@ import datetime
 import logging
 import os
 import ssl
+from collections.abc import Callable
 
 from modbusd.config.schema import KEY_PASSWORD_ENV, MqttConfig, TlsConfig
 
@@ -69,13 +70,7 @@ def mqtt_tls_context(config: MqttConfig) -> ssl.SSLContext | None:
     except ssl.SSLError as exc:
         raise TlsSettingError("ca", f"{config.ca}: cannot use it as a CA: {exc.reason or exc}") from None
     if config.cert is not None:
-        try:
-            context.load_cert_chain(config.cert, config.key, password=_encrypted)
-        except ssl.SSLError as exc:
-            if exc.reason == "KEY_VALUES_MISMATCH":
-                raise TlsSettingError("key" if config.key else "cert", f"{config.key or config.cert}: this key "
-                                      f"does not match the certificate {config.cert}") from None  # fmt: skip
-            raise TlsSettingError("cert", f"{config.cert}: cannot use it: {exc.reason or exc}") from None
+        _load_cert_chain(context, config.cert, config.key, _encrypted)
     return context
 
 
@@ -100,14 +95,20 @@ def server_tls_context(config: TlsConfig) -> ssl.SSLContext:
         context.load_verify_locations(cafile=config.ca)
     except ssl.SSLError as exc:
         raise TlsSettingError("ca", f"{config.ca}: cannot use it as a CA: {exc.reason or exc}") from None
+    _load_cert_chain(context, config.cert, config.key, _passphrase)
+    return context
+
+
+def _load_cert_chain(context: ssl.SSLContext, cert: str, key: str | None, password: Callable[[], str]) -> None:
+    """`cert` and its key (in `key`, or in `cert`'s file) into `context`; a key of another certificate, or a file
+    OpenSSL cannot use, is one TlsSettingError naming the setting to fix."""
     try:
-        context.load_cert_chain(config.cert, config.key, password=_passphrase)
+        context.load_cert_chain(cert, key, password=password)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
-            raise TlsSettingError("key" if config.key else "cert", f"{config.key or config.cert}: this key "
-                                  f"does not match the certificate {config.cert}") from None  # fmt: skip
-        raise TlsSettingError("cert", f"{config.cert}: cannot use it: {exc.reason or exc}") from None
-    return context
+            raise TlsSettingError("key" if key else "cert", f"{key or cert}: this key "
+                                  f"does not match the certificate {cert}") from None  # fmt: skip
+        raise TlsSettingError("cert", f"{cert}: cannot use it: {exc.reason or exc}") from None
 
 
 _NEEDS = {"cert": "the server's certificate (--cert FILE, or cert in [server.tls]; its chain too, to the root CA)",

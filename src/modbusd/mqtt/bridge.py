@@ -20,6 +20,7 @@ from modbusd import (
     InvalidType,
     InvalidValue,
     Server,
+    ServerDeviceFailure,
     Table,
     UnknownPoint,
     ValueType,
@@ -326,6 +327,8 @@ class MqttBridge:
         except (UnknownPoint, IllegalDataAddress, InvalidName, InvalidType, InvalidValue, ValueError,
                 TypeError) as exc:  # fmt: skip
             raise BadPayload(f"{type(exc).__name__}: {exc}") from None
+        except ServerDeviceFailure as exc:  # --state on a full disk: undone, and logged once by the state file
+            raise BadPayload(f"the state file could not store the write: {exc}") from None
         log.info("MQTT: %s set to %s", point, format_value(chosen, now))
         level = self.unit_level(device, int(unit) if unit.isdecimal() else 0, endpoint)  # the register's one topic
         state = self._payload(f"{self.server.name}.{qualifier}{_point(level, *where)}", chosen, now, previous,

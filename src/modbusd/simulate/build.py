@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from modbusd.simulate.expression import Expression
-from modbusd.simulate.generators import CLOCK_PARTS, Clock, Counter, Generator, Ramp, Random, Sine, Square, Steps
+from modbusd.simulate.generators import CLOCK_PARTS, Clock, Counter, Generator, Ramp, Random, Sine, Square, Steps, Wave
 from modbusd.simulate.generators import Triangle as TriangleWave
 from modbusd.simulate.spec import Duration, GeneratorError, Spec, parse_duration, parse_spec
 
@@ -179,7 +179,7 @@ def _counter(args: _Arguments, context: Context) -> Generator:
     return Counter(start, step, period, lo, hi)
 
 
-def _wave(kind: type[Ramp] | type[TriangleWave]) -> Callable[[_Arguments, Context], Generator]:
+def _wave(kind: type[Wave]) -> Callable[[_Arguments, Context], Generator]:
     def build(args: _Arguments, context: Context) -> Generator:
         lo, hi = _bounds(args, "min", "max", 0, 100)
         return kind(lo, hi, args.duration("period", 10.0))

@@ -67,24 +67,26 @@ class Counter(Generator):
 
 
 @dataclass(slots=True)
-class Ramp(Generator):
-    """Sawtooth: from `minimum` up to `maximum` in a straight line over `period`, then back to `minimum` at once."""
+class Wave(Generator):
+    """A shape between `minimum` and `maximum` that repeats every `period`: ramp and triangle share their settings
+    (and build.py reads them once for both)."""
 
     minimum: float = 0
     maximum: float = 100
     period: float = 10.0
+
+
+@dataclass(slots=True)
+class Ramp(Wave):
+    """Sawtooth: from `minimum` up to `maximum` in a straight line over `period`, then back to `minimum` at once."""
 
     def value(self, t: float, wall: float) -> float:
         return self.minimum + (self.maximum - self.minimum) * _phase(t, self.period)
 
 
 @dataclass(slots=True)
-class Triangle(Generator):
+class Triangle(Wave):
     """Up from `minimum` to `maximum` in the first half of `period`, down again in the second."""
-
-    minimum: float = 0
-    maximum: float = 100
-    period: float = 10.0
 
     def value(self, t: float, wall: float) -> float:
         p = _phase(t, self.period)

@@ -21,6 +21,7 @@ from modbusd import (
     Order,
     Point,
     Server,
+    ServerDeviceFailure,
     UnknownGenerator,
     UnknownPoint,
     ValueType,
@@ -61,7 +62,7 @@ DEFAULT_LIMITS = Limits()
 
 
 class Refused(Exception):
-    """A request answered with a 4xx before it reaches its handler: (status, message)."""
+    """A request answered with an error (a 4xx, or 503 when the state file cannot store a write): (status, message)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -229,7 +230,10 @@ def make_app(
             raise Refused(400, f"{vtype} takes a number or a text, not {json.dumps(value)}")
         if isinstance(value, float) and value.is_integer() and vtype.kind.value not in ("float", "double"):
             value = int(value)
-        server.write(text, value, vtype, order)  # type: ignore[arg-type]  # a JSON scalar: its type's parser checks it
+        try:
+            server.write(text, value, vtype, order)  # type: ignore[arg-type]  # a JSON scalar: its type's parser checks it
+        except ServerDeviceFailure as exc:  # --state on a full disk: undone, and logged once by the state file
+            raise Refused(503, f"the state file could not store the write: {exc}") from None
         return web.json_response(describe(point, vtype, server.read(text, vtype, order), order))
 
     async def counters(_request: Any) -> Any:
