@@ -50,6 +50,7 @@ from modbusd.config.schema import (
     DEFAULT_MQTT_PORT,
     DEFAULT_TLS_PORT,
     ENDPOINT_NAME,
+    STATE_AND_ENDPOINTS,
     EVENTS_LOG_FILES,
     EVENTS_LOG_MAX_BYTES,
     HOOK_TIMEOUT,
@@ -85,7 +86,7 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 """The commented device file `modbusd init` writes (and the README shows): a data file of this package."""
 
 __all__ = [
-    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
+    "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "STATE_AND_ENDPOINTS", "EVENTS_LOG_FILES",
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS", "TRANSPORTS",
     "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "FaultSpec",
     "GeneratorConfig", "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig", "ServerConfig", "Subscribe",
