@@ -254,13 +254,15 @@ class Answers:
         self.stats.accept(transport)
         answer = self._held(self._guarded(peer, transport, role))
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("tcp", endpoint=self._endpoint), counts=self.stats.counts(transport))  # fmt: skip
+                       faults=self._faults.point("tcp", endpoint=self._endpoint),
+                       counts=self.stats.counts(transport))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
         answer = self._held(self._guarded(peer, "udp", None))
-        return Session(answer, framer=framer, peer=peer, discard=self._discarded, faults=self._faults.point("udp", endpoint=self._endpoint),
+        return Session(answer, framer=framer, peer=peer, discard=self._discarded,
+                       faults=self._faults.point("udp", endpoint=self._endpoint),
                        counts=self.stats.counts("udp"))  # fmt: skip
 
     def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:

@@ -46,7 +46,7 @@ class Fault:
         else:
             result = plan(action, rule.rng, out, adu, framer=framer, framing=point.framing)
         rule.applied += 1
-        point.faults.record(rule, point.transport, self.peer, adu, result, point.endpoint)
+        point.faults.record(rule, point.transport, self.peer, adu, result, endpoint=point.endpoint)
         return result
 
     def __str__(self) -> str:
@@ -157,7 +157,7 @@ class Faults:
             found = self._points[transport, endpoint] = FaultPoint(self, transport, units, endpoint)
         return found
 
-    def record(self, rule: FaultRule, transport: str, peer: str, adu: Adu, result: Plan,
+    def record(self, rule: FaultRule, transport: str, peer: str, adu: Adu, result: Plan, *,
                endpoint: str | None = None) -> None:  # fmt: skip
         """An applied fault's line in the events log, when there is one (with the endpoint, as write records)."""
         events_log = self.events_log
