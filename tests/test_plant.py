@@ -296,7 +296,7 @@ def test_state_with_endpoints_is_refused_in_the_file_from_python_and_on_the_comm
     text = METER.replace('name = "plant"', 'name = "plant"\nstate = "plant.state"') + endpoint("m", 0)
     with pytest.raises(ConfigError, match=r"plant\.toml:4: server\.state: a state file keeps the values of the "):
         config.loads(text, "plant.toml")
-    with pytest.raises(ValueError, match="^state: a state file keeps"):
+    with pytest.raises(ValueError, match=r"^state: a state file keeps"):
         Server(endpoints=[Endpoint("m", Device(), port=0)], state=tmp_path / "x.state")
     file = tmp_path / "plant.toml"
     file.write_text(METER + endpoint("m", 0))
