@@ -7,7 +7,8 @@ Through `Server.simulator`, as any program embedding modbusd would. Writes pass 
 - ``POST /generators`` with ``{"point": P, "generate": SPEC}`` (and optionally ``"type"``, ``"order"``): add one;
   201 with its description;
 - ``GET /generators/{id}``; ``DELETE /generators/{id}``;
-- ``POST /generators/{id}/pause``, ``…/resume``, ``…/reset``.
+- ``POST /generators/{id}/pause``, ``…/resume``, ``…/reset``;
+- an endpoint's generator's id holds a slash (``meter7/power``): the same routes take it as typed.
 """
 
 from collections.abc import Awaitable, Callable
