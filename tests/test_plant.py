@@ -198,7 +198,7 @@ def test_a_rule_for_an_endpoint_never_matches_the_default_one() -> None:
     assert "endpoint=plc" in server.faults.counters()[0]["rule"]
 
 
-def test_a_silent_endpoint_does_not_hold_up_another() -> None:
+def test_a_delayed_endpoint_does_not_hold_up_another() -> None:
     server = plant(METER + endpoint("meter", 0, HOST, "count = 2\n"))
     server.faults.add("endpoint=meter1 action=delay:3s")
 
