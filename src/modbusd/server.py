@@ -39,15 +39,8 @@ from modbusd.admission import FRAME_TIMEOUT, WRITE_TIMEOUT, Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.authorize import Roles
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
-from modbusd.config import (
-    EVENTS_LOG_FILES,
-    EVENTS_LOG_MAX_BYTES,
-    HOOK_TIMEOUT,
-    STATE_AND_ENDPOINTS,
-    Config,
-    import_hook,  # fmt: skip
-)
-from modbusd.config.schema import DEFAULT_TLS_PORT
+from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
+from modbusd.config.schema import DEFAULT_TLS_PORT, STATE_AND_ENDPOINTS
 from modbusd.config.tls import server_tls_context
 from modbusd.durable import Durable
 from modbusd.endpoints import Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
