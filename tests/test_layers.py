@@ -68,7 +68,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # more listeners, each with its own devices: one endpoint wires what server.py wires for its default devices
     "modbusd.endpoints": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.transport",
                           "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
-                          "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults"),
+                          "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults",
+                          "modbusd.security", "modbusd.stats"),  # the server's allow-list and request counts
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulate", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",

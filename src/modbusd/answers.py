@@ -255,13 +255,15 @@ class Answers:
         self.stats.accept(transport)
         answer = self._held(self._guarded(peer, transport, role), peer, transport, role)
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("tcp"), counts=self.stats.counts(transport))  # fmt: skip
+                       faults=self._faults.point("tcp", endpoint=self._endpoint),
+                       counts=self.stats.counts(transport))  # fmt: skip
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
         framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
         answer = self._held(self._guarded(peer, "udp", None), peer, "udp")
-        return Session(answer, framer=framer, peer=peer, discard=self._discarded, faults=self._faults.point("udp"),
+        return Session(answer, framer=framer, peer=peer, discard=self._discarded,
+                       faults=self._faults.point("udp", endpoint=self._endpoint),
                        counts=self.stats.counts("udp"))  # fmt: skip
 
     def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:
@@ -304,7 +306,7 @@ class Answers:
         )
         return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
                        peer=peer, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("rtu-over-tcp", bus.units),
+                       faults=self._faults.point("rtu-over-tcp", bus.units, self._endpoint),
                        counts=self.stats.counts("rtu-over-tcp"))  # fmt: skip
 
     def serial_session(self, line: SerialLine) -> Session:

@@ -35,7 +35,9 @@ from modbusd.model.device import Device
 from modbusd.model.points import Point, UnknownPoint
 from modbusd.model.values import Order, Value, ValueType
 from modbusd.ratelimit import RateLimitedLog
+from modbusd.security import Security
 from modbusd.session import Session
+from modbusd.stats import Stats
 from modbusd.transport.tcp import TcpConnection
 from modbusd.transports import StartError, Transports
 
@@ -86,6 +88,8 @@ class Wiring:
     serving: Callable[[], bool]
     listen_only: bool
     faults: Faults | None = None  # the server's fault rules: they apply to every endpoint's sessions too
+    security: Security | None = None  # the server's access rules: its allow-list of every network endpoint
+    stats: Stats | None = None  # requests per transport, for GET /metrics: every endpoint's counted with the server's
 
 
 class Admitted:
@@ -141,10 +145,11 @@ class Served:
             named = f"{wiring.server_name}{SEPARATOR}{self.name}"
             hook = Hook(wiring.hook, wiring.hook_timeout, named, hub, endpoint=self.name)
         self._admission = wiring.admission
+        self._refuse = None if wiring.security is None else wiring.security.endpoint_refuser(self.name)
         self.answers = Answers(
             self.single, self.devices, unknown_unit=wiring.unknown_unit, routes={}, hub=hub, hook=hook, bus=self._bus,
             quit_word=wiring.quit_word, on_quit=wiring.on_quit, warnings=wiring.admission.peer_warnings,
-            endpoint=self.name, faults=wiring.faults,
+            endpoint=self.name, faults=wiring.faults, stats=wiring.stats,
         )  # fmt: skip
         self.points = PointAccess(self.single, self.devices, self.device_for)
         self.owner = Admitted(self._admission, self.answers)
@@ -182,7 +187,8 @@ class Served:
         try:
             await self.transports.start(loop, self.owner, rtu_session=self.owner.open_rtu_session,
                                          udp_session=self.answers.udp_session, serial_session=self._no_serial,
-                                         gate=self._admission, warnings=self._admission.peer_warnings)  # fmt: skip
+                                         gate=self._admission, warnings=self._admission.peer_warnings,
+                                         refuser=lambda _transport: self._refuse)  # fmt: skip
         except StartError as exc:
             exc.endpoint, exc.host = self.name, self.host or "0.0.0.0"
             raise

@@ -139,7 +139,14 @@ class Security:
 
     def refuser(self, endpoint: str) -> Callable[[str], bool] | None:
         """The check a listener makes of each client address (None: it has no allow-list): True refuses it."""
-        allow = self._allow.get(endpoint, self._allow.get("*"))
+        return self._refuser(self._allow.get(endpoint, self._allow.get("*")), endpoint)
+
+    def endpoint_refuser(self, name: str) -> Callable[[str], bool] | None:
+        """The check of a listener of `modbusd.endpoints` (a plant's meter7): the list of every network endpoint
+        (``[server] allow``, ``--allow``); the lists of ``[server.udp]`` and the others are those listeners' own."""
+        return self._refuser(self._allow.get("*"), f"endpoint {name}")
+
+    def _refuser(self, allow: AllowList | None, endpoint: str) -> Callable[[str], bool] | None:
         if allow is None:
             return None
 

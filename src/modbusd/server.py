@@ -40,7 +40,7 @@ from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.authorize import Roles
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
-from modbusd.config.schema import DEFAULT_TLS_PORT
+from modbusd.config.schema import DEFAULT_TLS_PORT, STATE_AND_ENDPOINTS
 from modbusd.config.tls import server_tls_context
 from modbusd.durable import Durable
 from modbusd.endpoints import Admitted, Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
@@ -167,6 +167,8 @@ class Server:
         `endpoints`: more listeners, each with its own devices (`modbusd.endpoints`); with endpoints and no
         `devices`, the server serves only them (no Modbus/TCP of its own, and every point is ``ENDPOINT/POINT``)."""
         plant_only = devices is None and bool(endpoints)
+        if state is not None and endpoints:
+            raise ValueError(f"state: {STATE_AND_ENDPOINTS}")
         port = own_port(devices, endpoints, port, udp, rtu_over_tcp, serial)
         self._single, self.devices = split_devices(devices)
         if not listen_only:
@@ -214,7 +216,8 @@ class Server:
             stats=self.stats,
         )  # fmt: skip
         wiring = Wiring(name, self._hub, self._admission, self.unknown_unit, hook, hook_timeout, self.quit_word,
-                        self._remote_quit, self._serving, listen_only, self.faults)  # fmt: skip
+                        self._remote_quit, self._serving, listen_only, self.faults, self._security,
+                        self.stats)  # fmt: skip
         self._endpoints = Endpoints(None if plant_only else PointAccess(self._single, self.devices, self.device_for),
                                     endpoints, wiring)  # fmt: skip
         self._points = self._endpoints  # the owner's access to points: ENDPOINT/POINT, or the default endpoint's

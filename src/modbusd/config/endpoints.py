@@ -61,7 +61,9 @@ class EndpointTables(DeviceTables):
             if name in found:
                 raise self.error((*path, "name"), f"a template named {name!r} is declared already")
             body = {key: value for key, value in raw.items() if key != "name"}
-            self.device(body, path, layout)
+            since = len(self.pending)
+            checked = self.device(body, path, layout)
+            self.scope(since, None, {p.name for p in checked.points})
             found[name] = body
         return found
 
@@ -121,10 +123,12 @@ class EndpointTables(DeviceTables):
                                                   + (' (port = "N+" counts up)' if count > 1 else ""))  # fmt: skip
             if key[2]:
                 taken[key] = f"endpoint {instance}'s"
+            since = len(self.pending)
             devices = tuple(
                 self.instance_device(entry, (*path, "device", j), templates, layout, n=n,
                                      overrides=[body for which, d, body in overrides if n in which and d == j])
                 for j, entry in enumerate(entries))  # fmt: skip
+            self.scope(since, instance, {p.name for d in devices for p in d.points})
             self.check_devices(devices, entries, (*path, "device"))
             if transport == "rtu-over-tcp":
                 self.check_serial_unit_ids(devices, entries, (*path, "device"))
@@ -228,6 +232,9 @@ class EndpointTables(DeviceTables):
         if values:
             body["point"] = self.valued(values, body.get("point", []), path)
         config = self.device(body, path, layout)
+        if config.allow is not None:  # the server's per-unit allow-lists are its default endpoint's unit ids
+            raise self.error((*path, "allow"), "a device's allow-list is for the top-level [[device]] tables only: "
+                                               "an endpoint's clients are those of [server] allow")  # fmt: skip
         return config
 
     def valued(self, values: object, points: object, path: Path_) -> list[Any]:

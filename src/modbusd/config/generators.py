@@ -4,10 +4,14 @@ tables (point, type, order, generate) for any address of the device, the read-on
 Each spec is checked when the file is read (`modbusd check` reports it at its FILE:LINE): its syntax and
 arguments, the target's type, a csv file (relative to the device file's folder), and the names in an expression,
 which must be data points of the file. The server adds them when it is built (`Server.from_config`).
+
+An ``[[endpoint]]``'s devices (and the ``[[template]]`` tables they come from) may have generators too: each instance's
+generators drive its own points, named ``ENDPOINT/POINT``, and an expression there reads the points of the same
+endpoint (`scope`). A template's generators are checked at the template's own lines, and made only in its instances.
 """
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ class Pending:
     location: Location
     vtype: ValueType
     path: Path_
+    names: frozenset[str] | None = None  # the point names its expression may read; None: the file's top-level ones
 
 
 class GeneratorTables(Reader):
@@ -87,17 +92,33 @@ class GeneratorTables(Reader):
         config = GeneratorConfig(point_text, spec, type_text, order, where, str(self.base))
         return Pending(config, location, vtype, (*path, "generate"))
 
+    def scope(self, since: int, endpoint: str | None, names: Collection[str]) -> None:
+        """The generators read since `pending[since]` belong to one endpoint's (or, `endpoint` None, a template's)
+        devices, whose data points are `names`: an endpoint's point becomes ``ENDPOINT/POINT``; a template's are
+        checked now, against its own points, and dropped (each instance makes its own)."""
+        found = [replace(item, names=frozenset(names)) for item in self.pending[since:]]
+        del self.pending[since:]
+        if endpoint is None:
+            self._checked(found, set())
+            return
+        self.pending.extend(replace(item, config=replace(item.config, point=f"{endpoint}/{item.config.point}"))
+                            for item in found)  # fmt: skip
+
     def check_generators(self, names: Collection[str]) -> tuple[GeneratorConfig, ...]:
         """Every generator made once (then dropped: the server makes its own), so that a mistake is found now."""
+        self._checked(self.pending, names)
+        return tuple(item.config for item in self.pending)
+
+    def _checked(self, pending: list[Pending], names: Collection[str]) -> None:
         taken: dict[str, Path_] = {}
-        for item in self.pending:
+        for item in pending:
             if item.config.point in taken:
                 raise self.error(item.path, f"{item.config.point} has a generator already")
             taken[item.config.point] = item.path
+            known = names if item.names is None else item.names
             try:
                 check_target(item.location, item.vtype)
-                made = make(item.config.spec, Context(limits(item.vtype), self.base, is_point=names.__contains__))
+                made = make(item.config.spec, Context(limits(item.vtype), self.base, is_point=known.__contains__))
                 check_target(item.location, item.vtype, made.generator.count)
             except GeneratorError as exc:
                 raise self.error(item.path, str(exc)) from None
-        return tuple(item.config for item in self.pending)

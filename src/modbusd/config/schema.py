@@ -88,17 +88,21 @@ class Subscribe:
 
 
 def parse_subscribe(text: str, where: str = "") -> Subscribe:
-    """``POINT[:TYPE]`` (``100.hr:float``, ``1.5.co``, ``setpoint``) → Subscribe; ValueError saying what is wrong.
+    """``POINT[:TYPE]`` (``100.hr:float``, ``1.5.co``, ``setpoint``, an endpoint's ``meter7/setpoint``) → Subscribe;
+    ValueError saying what is wrong.
 
     The syntax only: whether the point exists and can be subscribed is the server's to say, when it subscribes.
     """
     point, colon, type_text = text.strip().partition(":")
     point, type_text = point.strip(), type_text.strip()
+    endpoint, slash, own = point.rpartition("/")
     try:
         if colon and not type_text:
             raise ValueError("no type after the colon")
-        if not NAME.fullmatch(point):
-            parse_address(point)  # InvalidName, a ValueError
+        if slash and not ENDPOINT_NAME.fullmatch(endpoint.strip()):
+            raise ValueError(f"{endpoint.strip()!r} is not an endpoint's name (ENDPOINT/POINT)")
+        if not NAME.fullmatch(own.strip()):
+            parse_address(own.strip())  # InvalidName, a ValueError
         if type_text:
             ValueType.parse(type_text)  # InvalidType, a ValueError
     except ValueError as exc:
@@ -383,6 +387,9 @@ def build_devices(configs: Sequence[DeviceConfig]) -> Device | dict[int, Device]
     return devices
 
 
+STATE_AND_ENDPOINTS = ("a state file keeps the values of the default endpoint's devices (the top-level [[device]] "
+                       "tables), not those of [[endpoint]] devices: serve the endpoints without state, or the state "
+                       "without endpoints")  # fmt: skip
 ENDPOINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # no dots nor slashes: part of point and event names
 TRANSPORTS = ("tcp", "udp", "rtu-over-tcp")  # an endpoint's listener
 

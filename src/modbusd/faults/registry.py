@@ -46,7 +46,7 @@ class Fault:
         else:
             result = plan(action, rule.rng, out, adu, framer=framer, framing=point.framing)
         rule.applied += 1
-        point.faults.record(rule, point.transport, self.peer, adu, result)
+        point.faults.record(rule, point.transport, self.peer, adu, result, endpoint=point.endpoint)
         return result
 
     def __str__(self) -> str:
@@ -56,11 +56,14 @@ class Fault:
 class FaultPoint:
     """The rules as one transport's sessions see them. `units`: on a serial bus (and RTU over TCP), the unit ids it
     serves (live: the address change moves them); a request for another slave, or a broadcast, gets no fault, since
-    it gets no response from this device either."""
+    it gets no response from this device either. `endpoint`: the endpoint these sessions serve (None: the default one),
+    which rules with ``endpoint=`` match."""
 
-    __slots__ = ("faults", "framing", "rules", "transport", "units")
+    __slots__ = ("endpoint", "faults", "framing", "rules", "transport", "units")
 
-    def __init__(self, faults: "Faults", transport: str, units: Collection[int] | None) -> None:
+    def __init__(self, faults: "Faults", transport: str, units: Collection[int] | None,
+                 endpoint: str | None = None) -> None:  # fmt: skip
+        self.endpoint = endpoint
         self.faults = faults
         self.rules = faults.active  # the same list object: changed in place
         self.transport = transport
@@ -72,9 +75,9 @@ class FaultPoint:
         _, protocol_id, unit_id, pdu = adu
         if protocol_id or (self.units is not None and unit_id not in self.units):
             return None
-        transport = self.transport
+        transport, endpoint = self.transport, self.endpoint
         for rule in self.rules:
-            if rule.matches(transport, peer, unit_id, pdu) and rule.fires():
+            if rule.matches(transport, peer, unit_id, pdu, endpoint) and rule.fires():
                 return Fault(rule, self, peer)
         return None
 
@@ -93,7 +96,7 @@ class Faults:
         self.active: list[FaultRule] = []  # the enabled rules, in order: what sessions read
         self._rules: list[FaultRule] = []
         self._next_id = 1
-        self._points: dict[str, FaultPoint] = {}
+        self._points: dict[tuple[str, str | None], FaultPoint] = {}
 
     def add(self, rule: str | Mapping[str, object] | FaultSpec | None = None, /, **items: object) -> FaultRule:
         """Add a rule (its text, its items, a parsed `FaultSpec`, or keyword arguments); FaultError (a ValueError)
@@ -147,15 +150,16 @@ class Faults:
     def counters(self) -> list[dict[str, object]]:
         return [rule.describe() for rule in self._rules]
 
-    def point(self, transport: str, units: Collection[int] | None = None) -> FaultPoint:
-        """What a session of `transport` asks (one per transport, shared by its sessions)."""
-        found = self._points.get(transport)
+    def point(self, transport: str, units: Collection[int] | None = None, endpoint: str | None = None) -> FaultPoint:
+        """What a session of `transport` on `endpoint` (None: the default one) asks, shared by its sessions."""
+        found = self._points.get((transport, endpoint))
         if found is None or found.units is not units:
-            found = self._points[transport] = FaultPoint(self, transport, units)
+            found = self._points[transport, endpoint] = FaultPoint(self, transport, units, endpoint)
         return found
 
-    def record(self, rule: FaultRule, transport: str, peer: str, adu: Adu, result: Plan) -> None:
-        """An applied fault's line in the events log, when there is one."""
+    def record(self, rule: FaultRule, transport: str, peer: str, adu: Adu, result: Plan, *,
+               endpoint: str | None = None) -> None:  # fmt: skip
+        """An applied fault's line in the events log, when there is one (with the endpoint, as write records)."""
         events_log = self.events_log
         if events_log is None:
             return
@@ -163,6 +167,8 @@ class Faults:
             "time": time.time(), "kind": "fault", "rule": rule.id, "name": rule.spec.name, "action": str(rule.action),
             "client": peer, "transport": transport, "unit": adu.unit_id, "function": adu.pdu[0],
         }  # fmt: skip
+        if endpoint is not None:
+            record["endpoint"] = endpoint
         if rule.action.kind == "delay":
             record["delay"] = round(result[1][0][0], 6)
         events_log.put(record)

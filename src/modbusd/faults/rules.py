@@ -7,6 +7,7 @@ seeded, so that a run is reproduced by the same seed and the same requests (Modb
 offer random values, not reproducible ones; that is what a test of a client needs).
 """
 
+import fnmatch
 import ipaddress
 import random
 import re
@@ -20,14 +21,15 @@ from modbusd.model.names import InvalidName, Table, parse_address
 from modbusd.protocol.codes import ADDRESS_SPACE
 from modbusd.ratelimit import host_of
 
-KEYS: Final = ("name", "unit", "fc", "address", "client", "transport", "prob", "every", "first", "after", "seed",
-               "action", "enabled")  # fmt: skip
+KEYS: Final = ("name", "unit", "fc", "address", "client", "transport", "endpoint", "prob", "every", "first", "after",
+               "seed", "action", "enabled")  # fmt: skip
 COUNTS: Final = ("every", "first", "after")
 TRANSPORT_NAMES: Final = {"tcp": "tcp", "udp": "udp", "rtu_over_tcp": "rtu-over-tcp", "rtu-over-tcp": "rtu-over-tcp",
                           "rtu": "rtu", "ascii": "ascii"}  # fmt: skip
 _READS: Final = {0x01: Table.COILS, 0x02: Table.DISCRETE_INPUTS, 0x03: Table.HOLDING_REGISTERS,
                  0x04: Table.INPUT_REGISTERS, 0x17: Table.HOLDING_REGISTERS}  # fmt: skip
 _TOKEN = re.compile(r"\S+")
+_ENDPOINT = re.compile(r"[A-Za-z_*][A-Za-z0-9_\-*]*")  # an endpoint's name (docs/endpoints.md), * for any characters
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -44,6 +46,9 @@ class FaultSpec:
     end: int = 0
     clients: tuple[Network, ...] | None = None
     transports: frozenset[str] | None = None
+    endpoints: tuple[str, ...] | None = (
+        None  # names or patterns (meter*) of endpoints; None: every one, the default too
+    )
     prob: float = 1.0
     count_kind: str | None = None  # every, first or after
     count: int = 0
@@ -113,6 +118,9 @@ def parse_rule(rule: str | Mapping[str, object]) -> FaultSpec:
     if "transport" in items:
         options["transports"] = _transports(items["transport"], options["action"])  # type: ignore[arg-type]
         texts.append(("transport", ",".join(sorted(options["transports"]))))  # type: ignore[call-overload]
+    if "endpoint" in items:
+        options["endpoints"] = _endpoints(items["endpoint"])
+        texts.append(("endpoint", ",".join(options["endpoints"])))  # type: ignore[arg-type]  # a tuple of texts
     counts = [key for key in COUNTS if key in items]
     if len(counts) > 1:
         raise FaultError(counts[1], f"give one of every, first and after, not {' and '.join(counts)}")
@@ -231,6 +239,17 @@ def _transports(value: object, action: Action) -> frozenset[str]:
     return frozenset(names)
 
 
+def _endpoints(value: object) -> tuple[str, ...]:
+    """``meter7``, ``meter1,meter2``, ``meter*``: the endpoints (`modbusd.endpoints`) whose requests a rule matches."""
+    names = [part.strip() for part in _items(value, "endpoint")]
+    if not names:
+        raise FaultError("endpoint", "empty: name at least one endpoint, such as meter7 or meter*")
+    for name in names:
+        if not _ENDPOINT.fullmatch(name):
+            raise FaultError("endpoint", f"{name!r} is not an endpoint's name (letters, digits, _ and -; * for any)")
+    return tuple(names)
+
+
 def _integer(value: object, key: str, low: int, high: int) -> int:
     number = _number(value, key) if isinstance(value, str) else value
     if not isinstance(number, int) or isinstance(number, bool) or not low <= number <= high:
@@ -283,6 +302,9 @@ class FaultRule:
         # where it applies: the transports it names (all by default) on which its action means something
         self.transports = frozenset(name for name in set(TRANSPORT_NAMES.values()) if spec.action.applies_to(name) and (
             spec.transports is None or name in spec.transports))  # fmt: skip
+        # the endpoints it applies to, as one compiled pattern (None: every one, the default endpoint too)
+        self.endpoint = None if spec.endpoints is None else re.compile(
+            "|".join(fnmatch.translate(name) for name in spec.endpoints)).fullmatch  # fmt: skip
         self.matched = 0  # requests that matched the rule's keys (and were not taken by an earlier rule)
         self.applied = 0  # faults applied
 
@@ -299,8 +321,11 @@ class FaultRule:
     def name(self) -> str:
         return self.spec.name or str(self.id)
 
-    def matches(self, transport: str, peer: str, unit_id: int, pdu: bytes) -> bool:
+    def matches(self, transport: str, peer: str, unit_id: int, pdu: bytes, endpoint: str | None = None) -> bool:
+        """`endpoint`: the name of the endpoint the request came to, None for the server's default one."""
         if transport not in self.transports:
+            return False
+        if self.endpoint is not None and (endpoint is None or self.endpoint(endpoint) is None):
             return False
         spec = self.spec
         if spec.units is not None and unit_id not in spec.units:

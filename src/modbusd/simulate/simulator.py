@@ -95,11 +95,13 @@ class Simulator:
         chosen_order = str(order or found.order).upper()
         if chosen_order not in tuple(Order):
             raise GeneratorError(f"{order!r} is not a word order: ABCD, CDAB, BADC or DCBA")
-        made = make(spec, Context(limits(chosen), Path(base) if base is not None else Path(), self._read,
-                                  self._is_point))  # fmt: skip
+        scope = _scope(point)
+        made = make(spec, Context(limits(chosen), Path(base) if base is not None else Path(),
+                                  lambda name: self._read(scope + name),
+                                  lambda name: self._is_point(name, scope)))  # fmt: skip
         target = Target(device, found.location, chosen, Order(chosen_order), made.generator.count,
                         hold=made.write is WritePolicy.HOLD)  # fmt: skip
-        ident = found.name or str(found.location)
+        ident = found.name or scope + str(found.location)
         claims = self._claims_of(device, target)
         taken = next((self._claims[c] for c in claims if c in self._claims), None)
         if taken is not None:
@@ -226,11 +228,11 @@ class Simulator:
         except KeyError:
             raise UnknownGenerator(f"no generator {ident!r}") from None
 
-    def _is_point(self, name: str) -> bool:
+    def _is_point(self, name: str, scope: str = "") -> bool:
         if not NAME.fullmatch(name):
             return False
         try:
-            self._locate(name)
+            self._locate(scope + name)
         except UnknownPoint:
             return False
         return True
@@ -242,6 +244,14 @@ class Simulator:
             return [(id(device), where.table.value, where.address, where.bit)]
         width = target.vtype.registers * target.count
         return [(id(device), where.table.value, a, None) for a in range(where.address, where.address + width)]
+
+
+def _scope(point: str) -> str:
+    """``meter7/`` for an endpoint's point (``meter7/power``, the server's ``ENDPOINT/POINT`` names), "" for the
+    default endpoint's: an expression's names are points of its own endpoint, since a name in a formula holds no
+    slash."""
+    endpoint, slash, _ = point.strip().partition("/")
+    return f"{endpoint.strip()}/" if slash else ""
 
 
 def _json(value: object) -> object:

@@ -7,7 +7,8 @@ Through `Server.simulator`, as any program embedding modbusd would. Writes pass 
 - ``POST /generators`` with ``{"point": P, "generate": SPEC}`` (and optionally ``"type"``, ``"order"``): add one;
   201 with its description;
 - ``GET /generators/{id}``; ``DELETE /generators/{id}``;
-- ``POST /generators/{id}/pause``, ``…/resume``, ``…/reset``.
+- ``POST /generators/{id}/pause``, ``…/resume``, ``…/reset``;
+- an endpoint's generator's id holds a slash (``meter7/power``): the same routes take it as typed.
 """
 
 from collections.abc import Awaitable, Callable
@@ -39,11 +40,16 @@ def routes(server: Server, web: Any, read_json: Callable[[Any], Awaitable[object
         added = simulator.add(body["point"], body["generate"], body.get("type"), body.get("order"))
         return web.json_response(added, status=201)
 
+    def ident_of(request: Any) -> str:
+        """The generator's id: ``meter7/power`` for an endpoint's point, its slash as typed (as ``/points``)."""
+        found = request.match_info
+        return f"{found['endpoint']}/{found['id']}" if "endpoint" in found else found["id"]
+
     async def get_generator(request: Any) -> Any:
-        return web.json_response(simulator.get(request.match_info["id"]))
+        return web.json_response(simulator.get(ident_of(request)))
 
     async def remove_generator(request: Any) -> Any:
-        ident = request.match_info["id"]
+        ident = ident_of(request)
         simulator.remove(ident)
         return web.json_response({"removed": ident})
 
@@ -51,7 +57,7 @@ def routes(server: Server, web: Any, read_json: Callable[[Any], Awaitable[object
         action = request.match_info["action"]
         if action not in ACTIONS:
             raise refused(404, f"no action {action[:20]!r}: expected {', '.join(ACTIONS)}")
-        return web.json_response(getattr(simulator, action)(request.match_info["id"]))
+        return web.json_response(getattr(simulator, action)(ident_of(request)))
 
     return [
         web.get("/generators", list_generators),
@@ -59,4 +65,7 @@ def routes(server: Server, web: Any, read_json: Callable[[Any], Awaitable[object
         web.get("/generators/{id}", get_generator),
         web.delete("/generators/{id}", remove_generator),
         web.post("/generators/{id}/{action}", act),
+        web.get("/generators/{endpoint}/{id}", get_generator),  # an endpoint's: ENDPOINT/POINT
+        web.delete("/generators/{endpoint}/{id}", remove_generator),
+        web.post("/generators/{endpoint}/{id}/{action}", act),
     ]
