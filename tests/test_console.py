@@ -148,6 +148,26 @@ def test_connections_lists_each_client_with_its_requests(
     assert listed["connections"][0]["peer"].startswith(f"{HOST}:")
 
 
+def test_counters_has_the_servers_own_request_counts_per_function_and_exception(
+    start_api: Callable[..., Started], connect_client: Callable[..., object]
+) -> None:
+    """Every request since the start, counted by the server (what /metrics reads), not only those a page saw."""
+    server, api = start_api()
+    client = connect_client(server)
+    for _ in range(3):
+        assert not client.read_holding_registers(0, count=1).isError()  # type: ignore[attr-defined]
+    assert client.read_holding_registers(65535, count=2).isError()  # type: ignore[attr-defined]  # exception 2
+    assert not client.write_register(1, 7).isError()  # type: ignore[attr-defined]
+    got, counters, _ = call(api.port, "GET", "/counters")
+    assert got == 200, counters
+    tcp = counters["requests"]["tcp"]
+    assert tcp["functions"] == [{"function": 3, "ok": 3, "exception": 1, "silent": 0},
+                                {"function": 6, "ok": 1, "exception": 0, "silent": 0}]  # fmt: skip
+    assert tcp["exceptions"] == [{"function": 3, "code": 2, "count": 1}]
+    assert tcp["received_bytes"] == 5 * 12 and tcp["sent_bytes"] == 3 * 11 + 9 + 12
+    assert counters["devices"]  # the FC08 counters are still there
+
+
 def test_a_write_and_a_read_take_a_word_order(start_api: Callable[..., Started]) -> None:
     server, api = start_api()
     got, answer, _ = call(api.port, "PUT", "/points/40001", {"type": "float", "value": "21.5", "order": "CDAB"})

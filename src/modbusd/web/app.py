@@ -29,7 +29,7 @@ from modbusd import (
 from modbusd.web import faults, generators
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
-from modbusd.web.metrics import exposition, make_registry
+from modbusd.web.metrics import exposition, make_registry, request_counts
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
 from modbusd.web.static import HEADERS, StaticFile, load, wants_html
 from modbusd.web.window import Window, devices, parse_order, read_window
@@ -233,7 +233,7 @@ def make_app(
         return web.json_response(describe(point, vtype, server.read(text, vtype, order), order))
 
     async def counters(_request: Any) -> Any:
-        return web.json_response(server.counters())
+        return web.json_response(server.counters() | {"requests": request_counts(server)})
 
     async def endpoints(_request: Any) -> Any:
         return web.json_response({"endpoints": server.endpoints_info()})
