@@ -31,6 +31,7 @@ from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
 from modbusd.web.metrics import exposition, make_registry, request_counts
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
+from modbusd.web.snapshot import MEDIA_TYPE, snapshot
 from modbusd.web.static import HEADERS, StaticFile, load, wants_html
 from modbusd.web.window import Window, devices, parse_order, read_window
 
@@ -235,6 +236,11 @@ def make_app(
     async def counters(_request: Any) -> Any:
         return web.json_response(server.counters() | {"requests": request_counts(server)})
 
+    async def download(_request: Any) -> Any:
+        text, name = snapshot(server)
+        return web.Response(text=text, content_type=MEDIA_TYPE, charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
     async def endpoints(_request: Any) -> Any:
         return web.json_response({"endpoints": server.endpoints_info()})
 
@@ -275,7 +281,7 @@ def make_app(
                                                 "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
                                                 "GET /connections", "GET /endpoints", *faults.ENDPOINTS,
                                                 "GET /metrics", "GET /generators", "POST /generators",
-                                                "DELETE /generators/{id}",
+                                                "DELETE /generators/{id}", "GET /snapshot",
                                                 "POST /generators/{id}/pause|resume|reset"],
                                   "console": CONSOLE, "served": server.endpoints_info()})  # fmt: skip
 
@@ -306,6 +312,7 @@ def make_app(
     app.router.add_get("/devices", device_list)
     app.router.add_get("/window", window)
     app.router.add_get("/connections", connections)
+    app.router.add_get("/snapshot", download)
     app.router.add_get(CONSOLE, static)
     app.router.add_get(CONSOLE + "{file}", static)
     faults.add_routes(web, app.router, server, lambda request: read_json(request, limits), Refused)

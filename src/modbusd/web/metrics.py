@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import modbusd
-from modbusd import Server
+from modbusd import ExceptionCode, FunctionCode, Server
 
 OUTCOMES = ("ok", "exception", "silent")
 
@@ -147,13 +147,22 @@ def request_counts(server: Server) -> dict[str, object]:
     answer: dict[str, object] = {}
     for transport, counts in sorted(server.stats.requests.items()):
         answer[transport] = {
-            "functions": [{"function": function, **dict(zip(OUTCOMES, outcomes, strict=True))}
+            "functions": [{"function": function, "name": _name(FunctionCode, function),
+                           **dict(zip(OUTCOMES, outcomes, strict=True))}
                           for function, outcomes in by_function(counts).items()],
-            "exceptions": [{"function": function, "code": code, "count": count}
+            "exceptions": [{"function": function, "code": code, "name": _name(ExceptionCode, code), "count": count}
                            for (function, code), count in by_exception(counts)],
             "received_bytes": counts.bytes_in, "sent_bytes": counts.bytes_out,
         }  # fmt: skip
     return answer
+
+
+def _name(codes: type[FunctionCode] | type[ExceptionCode], code: int) -> str | None:
+    """The specification's name of a function or exception code (MODBUS Application Protocol §5.1, §7), if any."""
+    try:
+        return codes(code).name
+    except ValueError:
+        return None
 
 
 def _events(counter: Any, events: dict[str, Any]) -> Iterator[Any]:

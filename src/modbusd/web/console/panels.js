@@ -115,15 +115,14 @@ export class SelectionPanel {
   }
 }
 
-// The live request log (GET /log?follow=1), followed only while the traffic or connections panel is shown: the
-// server records requests only while someone follows, so a console left on the grid costs the server nothing.
+// The live request log (GET /log?follow=1), followed only while the traffic panel is shown: the server records
+// requests only while someone follows, so a console left on the grid costs the server nothing.
 export class TrafficPanel {
   constructor(status) {
     this.status = status;
     this.records = [];
+    this.missed = 0; // requests the server did not send this page: over its records-per-second cap, or lost
     this.paused = false;
-    this.functions = new Map(); // "3 READ_HOLDING_REGISTERS" → [requests, exceptions]
-    this.exceptions = new Map();
     this.body = document.getElementById("traffic-body");
     this.filters = ["filter-client", "filter-unit", "filter-function", "filter-outcome"].map((id) =>
       document.getElementById(id),
@@ -156,17 +155,8 @@ export class TrafficPanel {
 
   add(records) {
     for (const record of records) {
-      if (record.dropped) continue;
-      this.records.push(record);
-      const key = `${record.function} ${record.function_name ?? ""}`;
-      const counts = this.functions.get(key) ?? [0, 0];
-      counts[0] += 1;
-      if (record.outcome === "exception") {
-        counts[1] += 1;
-        const name = `${record.exception} ${record.exception_name ?? ""}`;
-        this.exceptions.set(name, (this.exceptions.get(name) ?? 0) + 1);
-      }
-      this.functions.set(key, counts);
+      if ("dropped" in record || "not_shown" in record) this.missed += (record.dropped ?? 0) + (record.not_shown ?? 0);
+      else this.records.push(record);
     }
     if (this.records.length > TRAFFIC_RING) this.records.splice(0, this.records.length - TRAFFIC_RING);
     if (!this.paused) this.render();
@@ -181,7 +171,8 @@ export class TrafficPanel {
         (!fc || String(r.function) === fc) &&
         (!outcome || r.outcome === outcome),
     );
-    document.getElementById("traffic-count").textContent = `${shown.length} of ${this.records.length}`;
+    document.getElementById("traffic-count").textContent =
+      `${shown.length} of ${this.records.length}` + (this.missed ? `; ${this.missed} requests not shown` : "");
     if (this.paused) return;
     this.body.replaceChildren();
     for (const r of shown.slice(-200).reverse()) {
@@ -200,7 +191,9 @@ export class TrafficPanel {
   }
 }
 
-export async function refreshConnections(traffic) {
+// The open connections, the server's own request counts (every request since it started, per transport, function
+// and exception: GET /counters, what /metrics reads too) and each device's FC08 counters.
+export async function refreshConnections() {
   const [connections, counters] = await Promise.all([get("/connections"), get("/counters")]);
   const body = document.getElementById("connections-body");
   body.replaceChildren();
@@ -212,19 +205,25 @@ export async function refreshConnections(traffic) {
     cell(row, c.idle_s);
   }
   const functions = document.getElementById("functions-body");
-  functions.replaceChildren();
-  for (const [name, [requests, exceptions]] of [...traffic.functions].sort()) {
-    const row = functions.insertRow();
-    cell(row, name);
-    cell(row, requests);
-    cell(row, exceptions);
-  }
   const exceptions = document.getElementById("exceptions-body");
+  functions.replaceChildren();
   exceptions.replaceChildren();
-  for (const [name, count] of [...traffic.exceptions].sort()) {
-    const row = exceptions.insertRow();
-    cell(row, name);
-    cell(row, count);
+  for (const [transport, counts] of Object.entries(counters.requests)) {
+    for (const f of counts.functions) {
+      const row = functions.insertRow();
+      cell(row, transport);
+      cell(row, `${f.function} ${f.name ?? ""}`);
+      cell(row, f.ok);
+      cell(row, f.exception);
+      cell(row, f.silent);
+    }
+    for (const e of counts.exceptions) {
+      const row = exceptions.insertRow();
+      cell(row, transport);
+      cell(row, e.function);
+      cell(row, `${e.code} ${e.name ?? ""}`);
+      cell(row, e.count);
+    }
   }
   const diagnostics = document.getElementById("diagnostics-body");
   diagnostics.replaceChildren();
