@@ -289,9 +289,8 @@ def test_a_generator_added_in_the_simulator_panel_moves_its_value_in_the_grid(
     row = console.page.locator('#generators-body tr[data-id="10.hr"]')
     sync_api.expect(row.locator("td.state")).to_have_text("running")
     first = int(console.value(10).text_content() or "0")
-    console.page.wait_for_function(  # the grid shows it counting: several new values, polled as they come
-        f"() => Number(document.querySelector('#grid-body .row[data-address=\"10\"] .value').textContent) >= {first + 3}",
-        timeout=WAIT_MS)  # fmt: skip
+    shown = "document.querySelector('#grid-body .row[data-address=\"10\"] .value').textContent"
+    console.page.wait_for_function(f"() => Number({shown}) >= {first + 3}", timeout=WAIT_MS)  # the grid counts
     row.locator("button[data-action=pause]").click()
     sync_api.expect(row.locator("td.state")).to_have_text("paused")
     paused = console.server.read("10.hr")
