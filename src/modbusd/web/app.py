@@ -46,6 +46,7 @@ USAGE = (
     'e.g. {"type": "float", "value": 21.5}'
 )
 CONSOLE = "/console/"
+MAX_PER_SECOND = 1_000_000  # a request log cap above any server's rate: the same as none
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,15 @@ def typed_value(body: object) -> tuple[object, str | None]:
     if value is None or isinstance(value, list | dict):
         raise Refused(400, f"value must be a number, true/false or a text, not {json.dumps(value)[:40]}")
     return value, type_text
+
+
+def per_second(text: str | None) -> int | None:
+    """``GET /log?follow=1&per_second=N``: the most records a second a follower wants (None: every one)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PER_SECOND:
+        raise Refused(400, f"per_second must be a whole number from 1 to {MAX_PER_SECOND}, not {text[:20]!r}")
+    return int(text)
 
 
 def order_of(text: object) -> Order | None:
@@ -249,7 +259,7 @@ def make_app(
         if follow not in ("0", "1"):
             raise Refused(400, f"follow must be 0 or 1, not {follow[:20]!r}")
         if follow == "1":
-            return await streams.follow(web, request)
+            return await streams.follow(web, request, per_second(request.query.get("per_second")))
         return web.Response(body=streams.ring(), content_type=NDJSON)
 
     async def device_list(_request: Any) -> Any:

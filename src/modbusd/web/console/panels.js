@@ -2,6 +2,9 @@
 import { ApiError, follow, get, pointPath, put } from "./api.js";
 
 const TRAFFIC_RING = 500; // records the page keeps; the server's ring and each follower's queue are bounded too
+// Records a second the page asks for: more than anyone reads, few enough that a busy server records and sends only
+// these (the rest are counted: "N requests not shown"); benchmarks/bench_console.py measures what following costs.
+export const TRAFFIC_PER_SECOND = 200;
 const SELECTION_TYPES = ["ushort", "short", "hex", "bits", "uint", "int", "float", "ulong", "long", "double"];
 
 function cell(row, text, className) {
@@ -141,7 +144,7 @@ export class TrafficPanel {
     if (this.abort) return;
     this.abort = new AbortController();
     const signal = this.abort.signal;
-    follow("/log?follow=1", (records) => this.add(records), signal)
+    follow(`/log?follow=1&per_second=${TRAFFIC_PER_SECOND}`, (records) => this.add(records), signal)
       .catch((error) => signal.aborted || this.status(`traffic: ${error.message}`))
       .finally(() => {
         if (this.abort?.signal === signal) this.abort = null;
