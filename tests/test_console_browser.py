@@ -272,7 +272,7 @@ def test_a_chart_draws_a_point_over_time(open_console: Callable[..., Console]) -
 
 
 def test_a_generator_added_in_the_simulator_panel_moves_its_value_in_the_grid(
-    open_console: Callable[..., Console],
+    open_console: Callable[..., Console], tmp_path: Path
 ) -> None:
     console = open_console()
     console.open()
@@ -283,7 +283,7 @@ def test_a_generator_added_in_the_simulator_panel_moves_its_value_in_the_grid(
     console.page.click("#generator-form button[type=submit]")
     sync_api.expect(console.page.locator("#generator-error")).to_contain_text("steps")  # the server's own words
     assert len(console.server.simulator) == 0
-    console.page.fill("#generator-spec", "counter(step=1, every=100ms)")
+    console.page.fill("#generator-spec", "counter(step=1, period=100ms, every=100ms)")
     console.page.click("#generator-form button[type=submit]")
     sync_api.expect(console.page.locator("#generator-error")).to_have_text("")
     row = console.page.locator('#generators-body tr[data-id="10.hr"]')
@@ -291,6 +291,9 @@ def test_a_generator_added_in_the_simulator_panel_moves_its_value_in_the_grid(
     first = int(console.value(10).text_content() or "0")
     shown = "document.querySelector('#grid-body .row[data-address=\"10\"] .value').textContent"
     console.page.wait_for_function(f"() => Number({shown}) >= {first + 3}", timeout=WAIT_MS)  # the grid counts
+    console.server.faults.add("unit=9 action=exception:06")  # one rule listed beside it, for the picture
+    sync_api.expect(console.page.locator('#faults-body tr[data-id="1"]')).to_be_visible()
+    console.page.screenshot(path=tmp_path / "simulator.png")  # how the panel looks, to see after a change
     row.locator("button[data-action=pause]").click()
     sync_api.expect(row.locator("td.state")).to_have_text("paused")
     paused = console.server.read("10.hr")

@@ -11,7 +11,7 @@ frame of a serial line (milliseconds apart at any baud rate). The others, answer
 the byte count the session keeps anyway: a read that starts or crosses a KiB of its transport's bytes (SAMPLE_BYTES)
 is timed, from its bytes to its responses; that is the first read, then about one FC03 request in 85. Sampling by a
 request counter instead would cost every request another increment and test, about as much as all the rest of the
-counting (benchmarks/bench_metrics.py).
+counting (benchmarks/bench_console.py).
 
 Imports nothing from modbusd, so every room (the session, the bus, the server) may use it.
 """
