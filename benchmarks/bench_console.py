@@ -284,11 +284,14 @@ def following_cost(repeats: int, count: int) -> dict[str, float]:
                 server.requests.unfollow(follower)
     best = {name: min(found) for name, found in costs.items()}
     follower = server.requests.follow(lambda: None)
-    for _ in range(1000):
-        answer(1, pdu)
-    began = time.process_time()
-    lines(follower.take()[0])
-    best["writer, per record"] = (time.process_time() - began) / 1000 * 1e6
+    writer = []
+    for _ in range(repeats):
+        for _ in range(1000):  # the follower's queue holds 1000
+            answer(1, pdu)
+        began = time.process_time()
+        lines(follower.take()[0])
+        writer.append((time.process_time() - began) / 1000 * 1e6)
+    best["writer, per record"] = min(writer)
     return best
 
 
