@@ -137,9 +137,11 @@ def test_window_says_what_is_wrong_with_a_query(start_api: Callable[..., Started
     assert got == 400 and message in answer["error"], answer
 
 
-def test_connections_lists_each_client_with_its_requests(
+def test_connections_lists_each_client_and_counters_the_servers_own_counts_per_function_and_exception(
     start_api: Callable[..., Started], connect_client: Callable[..., object]
 ) -> None:
+    """GET /counters: every request since the start, counted by the server (what /metrics reads), not only those a
+    page saw."""
     server, api = start_api()
     client = connect_client(server)
     for _ in range(3):
@@ -147,16 +149,6 @@ def test_connections_lists_each_client_with_its_requests(
     got, listed, _ = call(api.port, "GET", "/connections")
     assert got == 200 and [c["requests"] for c in listed["connections"]] == [3]
     assert listed["connections"][0]["peer"].startswith(f"{HOST}:")
-
-
-def test_counters_has_the_servers_own_request_counts_per_function_and_exception(
-    start_api: Callable[..., Started], connect_client: Callable[..., object]
-) -> None:
-    """Every request since the start, counted by the server (what /metrics reads), not only those a page saw."""
-    server, api = start_api()
-    client = connect_client(server)
-    for _ in range(3):
-        assert not client.read_holding_registers(0, count=1).isError()  # type: ignore[attr-defined]
     assert client.read_holding_registers(65535, count=2).isError()  # type: ignore[attr-defined]  # exception 2
     assert not client.write_register(1, 7).isError()  # type: ignore[attr-defined]
     got, counters, _ = call(api.port, "GET", "/counters")
