@@ -53,9 +53,8 @@ class LogStreams:
                 await self._wait(ready)
                 ready.clear()
                 records, dropped = follower.take()
-                not_shown = follower.not_shown()
-                batch = ([{"dropped": dropped}] if dropped else []) + ([{"not_shown": not_shown}] if not_shown
-                                                                        else []) + records  # fmt: skip
+                missed = {"dropped": dropped, "not_shown": follower.not_shown()}  # lost, and over the cap
+                batch = [{key: count} for key, count in missed.items() if count] + records
                 loop_time = asyncio.get_running_loop().time()
                 if batch:
                     await response.write(lines(batch))
