@@ -247,6 +247,33 @@ def test_traffic_log_shows_requests_with_their_outcome(open_console: Callable[..
     assert console.errors == []
 
 
+def test_connections_panel_shows_the_servers_own_counts_of_requests_the_page_never_saw(
+    open_console: Callable[..., Console],
+) -> None:
+    console = open_console()
+    client = modbus_client(console.server)
+    try:  # before the page opens: only the server's own counts can know of these
+        for _ in range(5):
+            assert not client.read_holding_registers(0, count=2).isError()
+        assert client.read_holding_registers(65535, count=2).isError()  # exception 2
+        assert not client.write_register(3, 9).isError()
+        console.open()
+        console.tab("connections")
+        functions = console.page.locator("#functions-body tr")
+        sync_api.expect(functions).to_have_count(2)
+        sync_api.expect(functions.nth(0).locator("td")).to_have_text(["tcp", "3 READ_HOLDING_REGISTERS", "5", "1", "0"])
+        sync_api.expect(functions.nth(1).locator("td")).to_have_text(["tcp", "6 WRITE_SINGLE_REGISTER", "1", "0", "0"])
+        exceptions = console.page.locator("#exceptions-body tr td")
+        sync_api.expect(exceptions).to_have_text(["tcp", "3", "2 ILLEGAL_DATA_ADDRESS", "1"])
+        sync_api.expect(console.page.locator("#connections-body")).to_contain_text("7")  # the client's requests
+        assert not client.read_holding_registers(0, count=1).isError()  # the panel refreshes every second
+        sync_api.expect(functions.nth(0).locator("td").nth(2)).to_have_text("6")
+    finally:
+        client.close()
+    assert not console.server.requests.followers  # counts, not the request log: nothing recorded for them
+    assert console.errors == []
+
+
 def test_a_chart_draws_a_point_over_time(open_console: Callable[..., Console]) -> None:
     console = open_console()
     console.open()
