@@ -11,7 +11,9 @@ control API's writer), so that records nobody reads (lost by a follower that fel
 follower may also ask for at most N records a second (the web console asks for a few hundred, all a person can
 read): while every follower has such a cap, requests past the largest cap are not recorded at all, only counted,
 and each follower is told how many it did not see (`Follower.not_shown`). The cap is counted per tenth of a second
-(`WINDOW`), so that a busy second shows requests from all of it, not its first moments only.
+(`WINDOW`), so that a busy second shows requests from all of it, not its first moments only. Once a window's records
+are spent, the hub stops observing requests until the window ends (`pause`): they then take the path they take
+with nobody following, and the hub counts them from the server's own request counts (`stats.py`).
 
 The ring keeps the last `size` records (what ``GET /log`` shows, including what earlier followers saw); each
 follower has a queue of its own, bounded, so that a follower that cannot keep up loses records (and is told how
@@ -91,6 +93,11 @@ class RequestLog:
         self.followers: list[Follower] = []
         self.on_change: Callable[[], None] = lambda: None
         self.skipped = 0  # requests not recorded because every follower had its fill (`per_second`)
+        # Called with the seconds left in the window when its records are spent: True if the observer stops
+        # sending requests here until then (the hub does, in the server's loop: the requests meanwhile take the
+        # path they take with nobody following, and it adds them to `skipped` when it resumes).
+        self.pause: Callable[[float], bool] | None = None
+        self.paused = False
         self._per_window: int | None = None  # records a WINDOW may have; None: every request is recorded
         self._window_end = 0.0
         self._left = 0
@@ -123,6 +130,8 @@ class RequestLog:
     def record(self, client: str, transport: str, unit_id: int, pdu: bytes, reply: bytes | None, *,
                started: float | None = None) -> None:  # fmt: skip
         """One answered request; `started`: its time.perf_counter() on arrival, when the caller had it."""
+        if self.paused:  # the observer counts these (`pause`)
+            return
         now = self._clock()
         if self._per_window is not None:
             if now >= self._window_end:
@@ -131,6 +140,8 @@ class RequestLog:
                 self.skipped += 1
                 return
             self._left -= 1
+            if not self._left and self.pause is not None:
+                self.paused = self.pause(self._window_end - now)
         raw = (time.time(), client, transport, unit_id, pdu, reply, None if started is None else now - started)
         self.ring.append(raw)
         for follower in self.followers:
