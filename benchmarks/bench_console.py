@@ -265,7 +265,9 @@ def follow(server: object, cap: int | None) -> object:
 def following_cost(repeats: int, count: int) -> dict[str, float]:
     """CPU µs per FC03 answered by a Modbus/TCP connection's answer function, with nobody following the request log,
     with the console following it (its cap) and with a follower of every request; and µs per record to decode and
-    serialise what a follower takes (the control API's writer does it, a batch at a time)."""
+    serialise what a follower takes (the control API's writer does it, a batch at a time). No loop runs here, so
+    the hub cannot pause past the console's cap: each request over it is observed and counted, the cost a server
+    pays only until its loop next turns."""
     from modbusd import Device, Server
     from modbusd.web.log import lines
 
