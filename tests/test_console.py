@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from modbusd import Device, Server
+from modbusd.config import loads
 from tests.conftest import HOST, TIMEOUT
 from tests.test_web_hardening import TOKEN, Started, call
 
@@ -117,9 +118,11 @@ def test_window_says_what_is_wrong_with_a_query(start_api: Callable[..., Started
     assert got == 400 and message in answer["error"], answer
 
 
-def test_connections_lists_each_client_with_its_requests(
+def test_connections_lists_each_client_and_counters_the_servers_own_counts_per_function_and_exception(
     start_api: Callable[..., Started], connect_client: Callable[..., object]
 ) -> None:
+    """GET /counters: every request since the start, counted by the server (what /metrics reads), not only those a
+    page saw."""
     server, api = start_api()
     client = connect_client(server)
     for _ in range(3):
@@ -127,6 +130,33 @@ def test_connections_lists_each_client_with_its_requests(
     got, listed, _ = call(api.port, "GET", "/connections")
     assert got == 200 and [c["requests"] for c in listed["connections"]] == [3]
     assert listed["connections"][0]["peer"].startswith(f"{HOST}:")
+    assert client.read_holding_registers(65535, count=2).isError()  # type: ignore[attr-defined]  # exception 2
+    assert not client.write_register(1, 7).isError()  # type: ignore[attr-defined]
+    got, counters, _ = call(api.port, "GET", "/counters")
+    assert got == 200, counters
+    tcp = counters["requests"]["tcp"]
+    assert tcp["functions"] == [
+        {"function": 3, "name": "READ_HOLDING_REGISTERS", "ok": 3, "exception": 1, "silent": 0},
+        {"function": 6, "name": "WRITE_SINGLE_REGISTER", "ok": 1, "exception": 0, "silent": 0},
+    ]
+    assert tcp["exceptions"] == [{"function": 3, "code": 2, "name": "ILLEGAL_DATA_ADDRESS", "count": 1}]
+    assert tcp["received_bytes"] == 5 * 12 and tcp["sent_bytes"] == 3 * 11 + 9 + 12
+    assert counters["devices"]  # the FC08 counters are still there
+
+
+def test_snapshot_is_a_device_file_of_each_unit_ids_device_with_a_dated_file_name(
+    start_api: Callable[..., Started],
+) -> None:
+    server, api = start_api({1: Device(), 2: Device()}, token=TOKEN)
+    server.write("1.5.hr", 1234)
+    server.write("2.0.co", True)
+    assert fetch(api.port, "/snapshot")[0] == 401  # the values are data: the token is needed
+    status, headers, body = fetch(api.port, "/snapshot", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and headers.get_content_type() == "application/toml"
+    assert re.fullmatch(r'attachment; filename="modbusd-snapshot-\d{8}-\d{6}\.toml"', headers["Content-Disposition"])
+    copy = Server(loads(body.decode()).build_devices(), host=HOST, port=0)
+    assert copy.read("1.5.hr") == 1234 and copy.read("2.5.hr") == 0
+    assert copy.read("2.0.co") is True and copy.read("1.0.co") is False
 
 
 def test_a_write_and_a_read_take_a_word_order(start_api: Callable[..., Started]) -> None:

@@ -247,6 +247,33 @@ def test_traffic_log_shows_requests_with_their_outcome(open_console: Callable[..
     assert console.errors == []
 
 
+def test_connections_panel_shows_the_servers_own_counts_of_requests_the_page_never_saw(
+    open_console: Callable[..., Console],
+) -> None:
+    console = open_console()
+    client = modbus_client(console.server)
+    try:  # before the page opens: only the server's own counts can know of these
+        for _ in range(5):
+            assert not client.read_holding_registers(0, count=2).isError()
+        assert client.read_holding_registers(65535, count=2).isError()  # exception 2
+        assert not client.write_register(3, 9).isError()
+        console.open()
+        console.tab("connections")
+        functions = console.page.locator("#functions-body tr")
+        sync_api.expect(functions).to_have_count(2)
+        sync_api.expect(functions.nth(0).locator("td")).to_have_text(["tcp", "3 READ_HOLDING_REGISTERS", "5", "1", "0"])
+        sync_api.expect(functions.nth(1).locator("td")).to_have_text(["tcp", "6 WRITE_SINGLE_REGISTER", "1", "0", "0"])
+        exceptions = console.page.locator("#exceptions-body tr td")
+        sync_api.expect(exceptions).to_have_text(["tcp", "3", "2 ILLEGAL_DATA_ADDRESS", "1"])
+        sync_api.expect(console.page.locator("#connections-body")).to_contain_text("7")  # the client's requests
+        assert not client.read_holding_registers(0, count=1).isError()  # the panel refreshes every second
+        sync_api.expect(functions.nth(0).locator("td").nth(2)).to_have_text("6")
+    finally:
+        client.close()
+    assert not console.server.requests.followers  # counts, not the request log: nothing recorded for them
+    assert console.errors == []
+
+
 def test_a_chart_draws_a_point_over_time(open_console: Callable[..., Console]) -> None:
     console = open_console()
     console.open()
@@ -269,6 +296,113 @@ def test_a_chart_draws_a_point_over_time(open_console: Callable[..., Console]) -
     }""")
     assert drawn > 20, drawn
     assert console.errors == []
+
+
+def test_a_generator_added_in_the_simulator_panel_moves_its_value_in_the_grid(
+    open_console: Callable[..., Console], tmp_path: Path
+) -> None:
+    console = open_console()
+    console.open()
+    console.tab("simulator")
+    sync_api.expect(console.page.locator("#generators-none")).to_be_visible()
+    console.page.fill("#generator-point", "40011")
+    console.page.fill("#generator-spec", "counter(step=1, steps=9)")  # a key counter() does not take
+    console.page.click("#generator-form button[type=submit]")
+    sync_api.expect(console.page.locator("#generator-error")).to_contain_text("steps")  # the server's own words
+    assert len(console.server.simulator) == 0
+    console.page.fill("#generator-spec", "counter(step=1, period=100ms, every=100ms)")
+    console.page.click("#generator-form button[type=submit]")
+    sync_api.expect(console.page.locator("#generator-error")).to_have_text("")
+    row = console.page.locator('#generators-body tr[data-id="10.hr"]')
+    sync_api.expect(row.locator("td.state")).to_have_text("running")
+    first = int(console.value(10).text_content() or "0")
+    shown = "document.querySelector('#grid-body .row[data-address=\"10\"] .value').textContent"
+    console.page.wait_for_function(f"() => Number({shown}) >= {first + 3}", timeout=WAIT_MS)  # the grid counts
+    console.server.faults.add("unit=9 action=exception:06")  # one rule listed beside it, for the picture
+    sync_api.expect(console.page.locator('#faults-body tr[data-id="1"]')).to_be_visible()
+    console.page.screenshot(path=tmp_path / "simulator.png")  # how the panel looks, to see after a change
+    row.locator("button[data-action=pause]").click()
+    sync_api.expect(row.locator("td.state")).to_have_text("paused")
+    paused = console.server.read("10.hr")
+    time.sleep(0.4)  # four of its periods: a paused generator writes nothing
+    assert console.server.read("10.hr") == paused
+    row.locator("button[data-action=resume]").click()
+    sync_api.expect(row.locator("td.state")).to_have_text("running")
+    assert _wait(lambda: console.server.read("10.hr") != paused)
+    sync_api.expect(row.locator("td.updates")).not_to_have_text("0")
+    row.locator("button[data-action=remove]").click()
+    sync_api.expect(row).to_have_count(0)
+    assert len(console.server.simulator) == 0
+    sync_api.expect(console.page.locator("#generators-none")).to_be_visible()
+    assert console.unexpected_errors() == []
+
+
+def test_a_fault_rule_disabled_in_the_simulator_panel_lets_a_client_get_answers_again(
+    open_console: Callable[..., Console],
+) -> None:
+    console = open_console()
+    console.open()
+    console.tab("simulator")
+    console.page.fill("#fault-rule", "fc=3 action=explode")
+    console.page.press("#fault-rule", "Enter")
+    sync_api.expect(console.page.locator("#fault-error")).to_contain_text("explode")
+    console.page.fill("#fault-rule", "fc=3 action=exception:04")
+    console.page.press("#fault-rule", "Enter")
+    row = console.page.locator('#faults-body tr[data-id="1"]')
+    sync_api.expect(row.locator("td.state")).to_have_text("on")
+    client = modbus_client(console.server)
+    try:
+        answer = client.read_holding_registers(0, count=1)
+        assert answer.isError() and answer.exception_code == 4
+        sync_api.expect(row.locator("td.applied")).to_have_text("1")  # the panel refreshes its counts
+        row.locator("button[data-action=disable]").click()
+        sync_api.expect(row.locator("td.state")).to_have_text("off")
+        assert client.read_holding_registers(0, count=1).registers == [0]
+        row.locator("button[data-action=enable]").click()
+        sync_api.expect(row.locator("td.state")).to_have_text("on")
+        assert client.read_holding_registers(0, count=1).isError()
+        row.locator("button[data-action=remove]").click()
+        sync_api.expect(row).to_have_count(0)
+        assert client.read_holding_registers(0, count=1).registers == [0]
+    finally:
+        client.close()
+    assert console.server.faults.rules == []
+    assert console.unexpected_errors() == []
+
+
+def test_a_snapshot_downloaded_from_the_page_serves_the_same_values(
+    open_console: Callable[..., Console], start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    console = open_console(token=TOKEN)  # the download carries the token too, in its header
+    console.page.goto(console.url)
+    console.page.fill("#token-input", TOKEN)
+    console.page.press("#token-input", "Enter")
+    console.page.wait_for_selector("body[data-ready=true]")
+    client = modbus_client(console.server)
+    try:
+        assert not client.write_registers(20, [1, 2, 3, 65535]).isError()
+        assert not client.write_coils(5, [True, False, True]).isError()
+    finally:
+        client.close()
+    console.server.write("3.ir", 77)
+    with console.page.expect_download() as download:
+        console.page.click("#snapshot")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.startswith("modbusd-snapshot-") and saved.suffix == ".toml"
+    copy = start_server(loads(saved.read_text(encoding="utf-8")).build_devices())
+    client, original = modbus_client(copy), modbus_client(console.server)
+    try:
+        for address in (0, 100):  # the written registers, and the setpoint's 20.0 in CDAB at 40101
+            assert (client.read_holding_registers(address, count=120).registers
+                    == original.read_holding_registers(address, count=120).registers)  # fmt: skip
+        assert client.read_holding_registers(20, count=4).registers == [1, 2, 3, 65535]
+        assert client.read_coils(0, count=8).bits[5:8] == [True, False, True]
+        assert client.read_input_registers(0, count=4).registers == [0x41AC, 0, 0, 77]  # temperature's 21.5 too
+    finally:
+        client.close()
+        original.close()
+    assert [e for e in console.errors if "status of 401" not in e] == []  # the first load, before the token
 
 
 def test_the_token_is_asked_once_and_sent_in_a_header_never_in_a_url(open_console: Callable[..., Console]) -> None:

@@ -86,7 +86,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.web": ("modbusd.web",),  # and the public API, `modbusd` itself: see EXACT
     "modbusd.mqtt": ("modbusd.mqtt",),  # the same: the public API only
     # the public API re-exports; it must never pull in the command line
-    "modbusd": ("modbusd.protocol", "modbusd.model", "modbusd.server", "modbusd.simulate"),
+    "modbusd": ("modbusd.protocol", "modbusd.model", "modbusd.server", "modbusd.simulate",
+                "modbusd.config.writer"),  # device_file: what `modbusd clone` and a console snapshot write
 }  # fmt: skip
 # modules allowed by name, not as a prefix
 EXACT: dict[str, tuple[str, ...]] = {"modbusd.web": ("modbusd",), "modbusd.mqtt": ("modbusd",)}

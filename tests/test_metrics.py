@@ -303,3 +303,33 @@ def test_metrics_every_exported_name_is_documented() -> None:
 def test_metrics_every_documented_name_is_exported() -> None:
     assert documented() - exported() == set()
     assert len(documented()) >= 19
+
+
+def test_metrics_count_each_generators_updates_and_errors_and_each_fault_rules_faults() -> None:
+    """Generators on an injected clock: a counter updates at t = 0, 1, 2 s; an expression divides by zero at t = 1 s
+    (one error, two updates). A rule faulting every 2nd FC03: four reads match it, two get exception 06."""
+
+    async def main() -> tuple[Server, Samples]:
+        server = Server(Device(), host=HOST, port=0)
+        clock = [0.0]
+        server.simulator.clock = lambda: clock[0]
+        server.simulator.add("0.hr", "counter(step=1, every=1s)")
+        server.simulator.add("1.hr", 'expression("10 / (t - 1)", every=1s)', "short")
+        for clock[0] in (1.0, 2.0):
+            server.simulator.run_due()
+        server.faults.add("fc=3 every=2 action=exception:06")
+        server.faults.add("fc=6 action=exception:04")  # never matched: its counts are there, at 0
+        async with server:
+            client = AsyncModbusTcpClient(HOST, port=server.port, timeout=TIMEOUT, retries=0)
+            await client.connect()
+            outcomes = [(await client.read_holding_registers(0, count=1)).isError() for _ in range(4)]
+            client.close()
+            assert outcomes == [False, True, False, True]
+            return server, samples(generate(server))
+
+    server, found = asyncio.run(main())
+    assert of(found, "modbusd_generator_updates_total") == {labels(generator="0.hr"): 3, labels(generator="1.hr"): 2}
+    assert of(found, "modbusd_generator_errors_total") == {labels(generator="0.hr"): 0, labels(generator="1.hr"): 1}
+    assert [(g["id"], g["updates"], g["errors"]) for g in server.simulator.list()] == [("0.hr", 3, 0), ("1.hr", 2, 1)]
+    assert of(found, "modbusd_fault_matched_total") == {labels(rule="1"): 4, labels(rule="2"): 0}
+    assert of(found, "modbusd_fault_applied_total") == {labels(rule="1"): 2, labels(rule="2"): 0}

@@ -21,7 +21,7 @@ from modbusd import Device, Server
 from modbusd.hooks import WRITE_FUNCTIONS
 from modbusd.server import TcpTarget
 from modbusd.traffic import RequestLog, describe_request
-from tests.conftest import HOST, TIMEOUT, RawClient, mbap_frame
+from tests.conftest import HOST, TIMEOUT, RawClient, mbap_frame, wait_until
 
 pytest.importorskip("aiohttp")
 from modbusd.web import HttpApi  # after the skip: aiohttp is an optional extra
@@ -176,6 +176,70 @@ def test_a_follower_that_falls_behind_loses_the_oldest_records_and_is_told_how_m
     assert follower.take() == ([], 0)
 
 
+def test_a_capped_follower_gets_its_records_a_second_spread_over_the_second_and_the_count_of_the_rest() -> None:
+    now = [100.0]
+    log = RequestLog(clock=lambda: now[0])
+
+    def send(addresses: range) -> None:
+        for address in addresses:
+            log.record("127.0.0.1:1", "tcp", 1, bytes((3, 0, address, 0, 1)), b"\x03\x02\x00\x00")
+
+    capped = log.follow(lambda: None, per_second=20)  # 2 in each tenth of a second
+    send(range(10))
+    assert [r["address"] for r in capped.take()[0]] == [0, 1] and capped.not_shown() == 8
+    assert capped.not_shown() == 0  # told once
+    now[0] += 0.1
+    send(range(10, 15))
+    assert [r["address"] for r in capped.take()[0]] == [10, 11] and capped.not_shown() == 3
+    everything = log.follow(lambda: None)  # a follower that wants every request lifts the cap for all
+    send(range(20, 25))
+    assert [r["address"] for r in everything.take()[0]] == [20, 21, 22, 23, 24]
+    assert [r["address"] for r in capped.take()[0]] == [20, 21, 22, 23, 24] and capped.not_shown() == 0
+    log.unfollow(everything)
+    now[0] += 0.1
+    send(range(30, 33))
+    assert [r["address"] for r in capped.take()[0]] == [30, 31] and capped.not_shown() == 1
+    assert [r["address"] for r in log.records()][-2:] == [30, 31]  # the ring keeps what was recorded
+
+
+def test_a_log_whose_observer_pauses_is_told_when_a_window_is_spent_and_counts_nothing_meanwhile() -> None:
+    now = [100.0]
+    log = RequestLog(clock=lambda: now[0])
+    pauses: list[float] = []
+    log.pause = lambda seconds: pauses.append(seconds) or True
+    follower = log.follow(lambda: None, per_second=20)  # 2 in each tenth of a second
+    now[0] += 0.04
+    for address in range(5):
+        log.record("127.0.0.1:1", "tcp", 1, bytes((3, 0, address, 0, 1)), b"\x03\x02\x00\x00")
+    assert pauses == [pytest.approx(0.1)]  # the window opened by the first record, the second spending it
+    assert [r["address"] for r in follower.take()[0]] == [0, 1]
+    assert log.paused and log.skipped == 0  # the three others are the observer's to count
+
+
+def test_past_the_cap_requests_take_the_unobserved_path_and_are_counted_from_the_servers_counts(
+    start_server: Callable[..., Server],
+) -> None:
+    server = start_server()
+    follower = in_loop(server, lambda: server.requests.follow(lambda: None, 10))  # one record in each 0.1 s
+    paused: list[bool] = []
+    hub_pause = server.requests.pause
+    assert hub_pause is not None
+    server.requests.pause = lambda seconds: paused.append(hub_pause(seconds)) or paused[-1]
+    raw = RawClient(server.port)
+    try:  # 20 requests in one segment: one read, one window; the first is recorded, then the hub pauses
+        raw.send(b"".join(mbap_frame(tid, 1, f"03 {tid:04X} 0001") for tid in range(20)))
+        raw.recv_exact(20 * 11)
+    finally:
+        raw.sock.close()
+    assert wait_until(lambda: in_loop(server, lambda: not server.requests.paused))  # resumed when the window ended
+    assert paused == [True]  # the hub stopped observing: the 19 others took the path of nobody following
+    records, dropped = in_loop(server, follower.take)
+    assert [r["address"] for r in records] == [0] and dropped == 0
+    assert in_loop(server, follower.not_shown) == 19  # counted from the server's own counts, on resuming
+    assert server.stats.total() == 20
+    in_loop(server, lambda: server.requests.unfollow(follower))
+
+
 # ------------------------------------------------------------------------------------------ over HTTP
 
 
@@ -229,3 +293,34 @@ def test_get_log_follows_in_batches_reports_drops_and_obeys_the_api_rules(
     finally:
         asyncio.run_coroutine_threadsafe(api.stop(), server._loop).result(TIMEOUT)
     assert server.requests.followers == []  # the stream ended with the API
+
+
+def test_get_log_follow_with_a_cap_says_how_many_requests_it_did_not_show(start_server: Callable[..., Server]) -> None:
+    server = start_server()
+    api = start_api(server)
+    try:
+        connection = http.client.HTTPConnection(HOST, api.port, timeout=TIMEOUT)
+        connection.request("GET", "/log?follow=1&per_second=0")
+        assert connection.getresponse().status == 400
+        connection.close()
+        connection = http.client.HTTPConnection(HOST, api.port, timeout=TIMEOUT)
+        connection.request("GET", "/log?follow=1&per_second=10")  # one record in each tenth of a second
+        response = connection.getresponse()
+        assert response.status == 200
+        raw = RawClient(server.port)
+        try:  # 20 requests in one segment, answered within far less than a tenth of a second on any machine
+            raw.send(b"".join(mbap_frame(tid, 1, f"03 {tid:04X} 0001") for tid in range(20)))
+            raw.recv_exact(20 * 11)
+        finally:
+            raw.sock.close()
+        shown, not_shown = [], 0
+        while len(shown) + not_shown < 20:  # bounded: the socket's time-out ends a silent wait
+            line = response.readline()
+            if line.strip():
+                record = json.loads(line)
+                not_shown += record.get("not_shown", 0)
+                shown += [record["address"]] if "address" in record else []
+        connection.close()
+        assert shown[0] == 0 and len(shown) <= 3 and not_shown == 20 - len(shown), (shown, not_shown)
+    finally:
+        asyncio.run_coroutine_threadsafe(api.stop(), server._loop).result(TIMEOUT)

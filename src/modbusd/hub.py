@@ -57,6 +57,11 @@ class EventsHub:
         self._stopped: asyncio.Event | None = None
         self.requests = RequestLog()
         self.requests.on_change = self._update_observed
+        self.requests.pause = self._pause_recording
+        # Every request the server has counted (`Stats.total`), set by the server: what lets the request log stop
+        # being handed requests past its followers' cap and still say how many it did not show.
+        self.count_requests: Callable[[], int] | None = None
+        self._paused_from = 0
         # Serial lines by device name → their framing, for the request log: the bus says only who sent a request
         # (a line's device, or an RTU over TCP client's address), and a line's device is no network address.
         self.serial_transports: dict[str, str] = {}
@@ -90,10 +95,32 @@ class EventsHub:
     def _update_observed(self) -> None:
         """The one set every answer function looks a request's function code up in (so: changed in place)."""
         self.observed.clear()
-        if self.requests.followers:
+        if self.requests.followers and not self.requests.paused:
             self.observed.update(EVERY_FUNCTION)
         elif len(self._subscriptions) or self.events_log is not None:
             self.observed.update(WRITE_FUNCTIONS)
+
+    def _pause_recording(self, seconds: float) -> bool:
+        """The request log's followers have all their records for `seconds`: observe requests as if nobody followed
+        until then, and count the requests meanwhile from the server's own counts. On the server's loop only."""
+        count = self.count_requests
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test driving the log): the log counts each request itself
+            return False
+        if count is None:
+            return False
+        self._paused_from = count() + 1  # the request being recorded is counted once it is answered
+        self.requests.paused = True
+        self._update_observed()
+        loop.call_later(seconds, self._resume_recording)
+        return True
+
+    def _resume_recording(self) -> None:
+        assert self.count_requests is not None  # set, or there was no pause
+        self.requests.skipped += max(0, self.count_requests() - self._paused_from)
+        self.requests.paused = False
+        self._update_observed()
 
     # ----------------------------------------------------------------------------------------- listeners
 

@@ -205,6 +205,7 @@ class Server:
         self.state = None if state is None else Durable(state, self._single, self.devices, reset=reset_state,
                                                         sync=state_sync)  # fmt: skip
         self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
+        self._hub.count_requests = self.stats.total  # the request log's not-shown count, while it pauses
         self._answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),

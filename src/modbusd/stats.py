@@ -11,7 +11,7 @@ frame of a serial line (milliseconds apart at any baud rate). The others, answer
 the byte count the session keeps anyway: a read that starts or crosses a KiB of its transport's bytes (SAMPLE_BYTES)
 is timed, from its bytes to its responses; that is the first read, then about one FC03 request in 85. Sampling by a
 request counter instead would cost every request another increment and test, about as much as all the rest of the
-counting (benchmarks/bench_metrics.py).
+counting (benchmarks/bench_console.py).
 
 Imports nothing from modbusd, so every room (the session, the bus, the server) may use it.
 """
@@ -60,6 +60,10 @@ class RequestCounts:
             self.exceptions[key] = self.exceptions.get(key, 0) + 1
         self.bytes_out += sent
 
+    def total(self) -> int:
+        """Every request counted, whatever its outcome."""
+        return sum(self.ok) + sum(self.silent) + sum(self.exceptions.values())
+
     def observe(self, seconds: float) -> None:
         """One request's latency into its bucket (`le` is inclusive, as Prometheus' buckets are)."""
         self.latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -81,6 +85,10 @@ class Stats:
         if counts is None:
             counts = self.requests[transport] = RequestCounts()
         return counts
+
+    def total(self) -> int:
+        """Every request counted, on every transport (the request log's count of what it did not record)."""
+        return sum(counts.total() for counts in self.requests.values())
 
     def accept(self, transport: str) -> None:
         self.accepted[transport] = self.accepted.get(transport, 0) + 1

@@ -30,8 +30,9 @@ from modbusd import (
 from modbusd.web import faults, generators
 from modbusd.web.checks import HostCheck, is_json, same_origin, token_matches
 from modbusd.web.log import NDJSON, LogStreams
-from modbusd.web.metrics import exposition, make_registry
+from modbusd.web.metrics import exposition, make_registry, request_counts
 from modbusd.web.points import Listing, Paging, describe, describe_range, range_count
+from modbusd.web.snapshot import MEDIA_TYPE, snapshot
 from modbusd.web.static import HEADERS, StaticFile, load, wants_html
 from modbusd.web.window import Window, devices, parse_order, read_window
 
@@ -46,6 +47,7 @@ USAGE = (
     'e.g. {"type": "float", "value": 21.5}'
 )
 CONSOLE = "/console/"
+MAX_PER_SECOND = 1_000_000  # a request log cap above any server's rate: the same as none
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,15 @@ def typed_value(body: object) -> tuple[object, str | None]:
     return value, type_text
 
 
+def per_second(text: str | None) -> int | None:
+    """``GET /log?follow=1&per_second=N``: the most records a second a follower wants (None: every one)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PER_SECOND:
+        raise Refused(400, f"per_second must be a whole number from 1 to {MAX_PER_SECOND}, not {text[:20]!r}")
+    return int(text)
+
+
 def order_of(text: object) -> Order | None:
     """A request's word order (``?order=`` or ``"order"``), or None for the point's own; Refused (400) otherwise."""
     if text is not None and not isinstance(text, str):
@@ -237,7 +248,12 @@ def make_app(
         return web.json_response(describe(point, vtype, server.read(text, vtype, order), order))
 
     async def counters(_request: Any) -> Any:
-        return web.json_response(server.counters())
+        return web.json_response(server.counters() | {"requests": request_counts(server)})
+
+    async def download(_request: Any) -> Any:
+        text, name = snapshot(server)
+        return web.Response(text=text, content_type=MEDIA_TYPE, charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
     async def endpoints(_request: Any) -> Any:
         return web.json_response({"endpoints": server.endpoints_info()})
@@ -247,7 +263,7 @@ def make_app(
         if follow not in ("0", "1"):
             raise Refused(400, f"follow must be 0 or 1, not {follow[:20]!r}")
         if follow == "1":
-            return await streams.follow(web, request)
+            return await streams.follow(web, request, per_second(request.query.get("per_second")))
         return web.Response(body=streams.ring(), content_type=NDJSON)
 
     async def device_list(_request: Any) -> Any:
@@ -279,7 +295,7 @@ def make_app(
                                                 "GET /window?unit=U&table=hr&start=N&count=N&type=T&order=O",
                                                 "GET /connections", "GET /endpoints", *faults.ENDPOINTS,
                                                 "GET /metrics", "GET /generators", "POST /generators",
-                                                "DELETE /generators/{id}",
+                                                "DELETE /generators/{id}", "GET /snapshot",
                                                 "POST /generators/{id}/pause|resume|reset"],
                                   "console": CONSOLE, "served": server.endpoints_info()})  # fmt: skip
 
@@ -310,6 +326,7 @@ def make_app(
     app.router.add_get("/devices", device_list)
     app.router.add_get("/window", window)
     app.router.add_get("/connections", connections)
+    app.router.add_get("/snapshot", download)
     app.router.add_get(CONSOLE, static)
     app.router.add_get(CONSOLE + "{file}", static)
     faults.add_routes(web, app.router, server, lambda request: read_json(request, limits), Refused)

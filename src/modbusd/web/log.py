@@ -5,6 +5,8 @@
 batches a second, so that a busy server costs one write per batch, not one per request; an empty line every
 `KEEPALIVE` seconds while nothing happens. A follower that falls
 more than the request log's queue behind loses the oldest records and gets ``{"dropped": N}`` in their place.
+``&per_second=N`` asks for at most N records a second (the console's cap): the requests past it are counted, not
+recorded, and the stream says ``{"not_shown": N}`` in their place (`modbusd.traffic`).
 The stream ends when the client goes or the API stops (`stop_following`, on the app's shutdown).
 """
 
@@ -38,10 +40,11 @@ class LogStreams:
     def ring(self) -> bytes:
         return lines(self._server.requests.records())
 
-    async def follow(self, web: Any, request: Any) -> Any:
+    async def follow(self, web: Any, request: Any, per_second: int | None = None) -> Any:
+        """Stream the log to `request`; `per_second`: at most that many records a second (`modbusd.traffic`)."""
         ready = asyncio.Event()
         response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-store"})
-        follower = self._server.requests.follow(ready.set)
+        follower = self._server.requests.follow(ready.set, per_second)
         try:
             await response.prepare(request)
             await response.write(b"")  # the headers go now: the client knows it is following
@@ -50,7 +53,8 @@ class LogStreams:
                 await self._wait(ready)
                 ready.clear()
                 records, dropped = follower.take()
-                batch = ([{"dropped": dropped}] if dropped else []) + records
+                missed = {"dropped": dropped, "not_shown": follower.not_shown()}  # lost, and over the cap
+                batch = [{key: count} for key, count in missed.items() if count] + records
                 loop_time = asyncio.get_running_loop().time()
                 if batch:
                     await response.write(lines(batch))

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import modbusd
-from modbusd import Server
+from modbusd import ExceptionCode, FunctionCode, Server
 
 OUTCOMES = ("ok", "exception", "silent")
 
@@ -65,8 +65,25 @@ class ServerCollector:
         udp = counters["udp"]
         yield counter("modbusd_udp_requests_dropped", "requests a UDP datagram held after its first, never answered",
                       value=udp["requests_dropped"])  # type: ignore[index]  # fmt: skip
-        # Simulator generators and fault rules: their families go here, read from the server's counters at scrape
-        # time like the ones above (never counted per request through prometheus_client).
+        yield from _simulator(counter, server)
+
+
+def _simulator(counter: Any, server: Server) -> Iterator[Any]:
+    """Each generator's updates and failed updates, each fault rule's matches and faults applied: read from the
+    simulator's and the rules' own counts at scrape time, like the families above."""
+    updates = counter("modbusd_generator_updates", "values a generator wrote, per generator (its id: the point's "
+                      "name or address)", labels=["generator"])  # fmt: skip
+    errors = counter("modbusd_generator_errors", "updates a generator could not make (an expression that failed, a "
+                     "value that does not fit), per generator", labels=["generator"])  # fmt: skip
+    for ident, updated, failed in server.simulator.counts():
+        updates.add_metric([ident], updated)
+        errors.add_metric([ident], failed)
+    matched = counter("modbusd_fault_matched", "requests a fault rule matched, per rule (its id)", labels=["rule"])
+    applied = counter("modbusd_fault_applied", "faults a rule applied (matched and fired), per rule", labels=["rule"])
+    for rule in server.faults.rules:
+        matched.add_metric([str(rule.id)], rule.matched)
+        applied.add_metric([str(rule.id)], rule.applied)
+    yield from (updates, errors, matched, applied)
 
 
 def _info(gauge: Any, version: str) -> Any:
@@ -90,15 +107,10 @@ def _requests(core: Any, requests: dict[str, Any]) -> Iterator[Any]:
         labels=["transport"],
     )  # fmt: skip
     for transport, counts in sorted(requests.items()):
-        per_function: dict[int, list[int]] = {}
-        for function in range(256):
-            if counts.ok[function] or counts.silent[function]:
-                per_function[function] = [counts.ok[function], 0, counts.silent[function]]
-        for key, count in sorted(counts.exceptions.items()):
-            function, code = key >> 8, key & 0xFF
-            per_function.setdefault(function, [0, 0, 0])[1] += count
+        per_function = by_function(counts)
+        for (function, code), count in by_exception(counts):
             exceptions.add_metric([transport, str(function), str(code)], count)
-        for function, outcomes in sorted(per_function.items()):
+        for function, outcomes in per_function.items():
             for outcome, count in zip(OUTCOMES, outcomes, strict=True):
                 if count:
                     total.add_metric([transport, str(function), outcome], count)
@@ -110,6 +122,47 @@ def _requests(core: Any, requests: dict[str, Any]) -> Iterator[Any]:
             buckets.append((bound, cumulative))
         latency.add_metric([transport], buckets, counts.latency_sum)
     yield from (total, exceptions, received, sent, latency)
+
+
+def by_function(counts: Any) -> dict[int, list[int]]:
+    """[ok, exception, silent] per function code that has any, in code order, from one transport's `RequestCounts`
+    (`Server.stats`): what /metrics and ``GET /counters`` both show."""
+    per_function: dict[int, list[int]] = {}
+    for function in range(256):
+        if counts.ok[function] or counts.silent[function]:
+            per_function[function] = [counts.ok[function], 0, counts.silent[function]]
+    for (function, _code), count in by_exception(counts):
+        per_function.setdefault(function, [0, 0, 0])[1] += count
+    return dict(sorted(per_function.items()))
+
+
+def by_exception(counts: Any) -> list[tuple[tuple[int, int], int]]:
+    """((function code, exception code), count) of one transport's exception responses, in code order."""
+    return [((key >> 8, key & 0xFF), count) for key, count in sorted(counts.exceptions.items())]
+
+
+def request_counts(server: Server) -> dict[str, object]:
+    """The server's own request counts per transport as JSON, for ``GET /counters`` (the console's Connections
+    panel): every request since the start, not only those a page saw."""
+    answer: dict[str, object] = {}
+    for transport, counts in sorted(server.stats.requests.items()):
+        answer[transport] = {
+            "functions": [{"function": function, "name": _name(FunctionCode, function),
+                           **dict(zip(OUTCOMES, outcomes, strict=True))}
+                          for function, outcomes in by_function(counts).items()],
+            "exceptions": [{"function": function, "code": code, "name": _name(ExceptionCode, code), "count": count}
+                           for (function, code), count in by_exception(counts)],
+            "received_bytes": counts.bytes_in, "sent_bytes": counts.bytes_out,
+        }  # fmt: skip
+    return answer
+
+
+def _name(codes: type[FunctionCode] | type[ExceptionCode], code: int) -> str | None:
+    """The specification's name of a function or exception code (MODBUS Application Protocol §5.1, §7), if any."""
+    try:
+        return codes(code).name
+    except ValueError:
+        return None
 
 
 def _events(counter: Any, events: dict[str, Any]) -> Iterator[Any]:

@@ -19,14 +19,18 @@ MAX_WINDOW = 2000  # registers or bits one window may cover: a tall screen of st
 SUFFIXES = {table.suffix: table for table in Table}
 
 
+def units(server: Server) -> Mapping[int | None, Device]:
+    """The default endpoint's devices by unit id (None: one device answering every unit id)."""
+    try:
+        return {None: server.device}
+    except AttributeError:  # one device per unit id
+        return dict(sorted(server.devices.items()))
+
+
 def devices(server: Server) -> dict[str, object]:
     """Each unit id (None: one device answering every unit id) with its layout and tables' sizes."""
-    try:
-        units: Mapping[int | None, Device] = {None: server.device}
-    except AttributeError:  # one device per unit id
-        units = dict(sorted(server.devices.items()))
     listed = []
-    for unit_id, device in units.items():
+    for unit_id, device in units(server).items():
         tables = {}
         for table in Table:
             held = getattr(device, table.value)

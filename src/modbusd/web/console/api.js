@@ -45,9 +45,26 @@ export async function get(path) {
   return answer(await fetch(path, { headers: headers(), cache: "no-store" }));
 }
 
-export async function put(path, body) {
-  const init = { method: "PUT", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) };
+// A write: JSON, with the token; `body` undefined sends an empty JSON object (an action such as pause has none).
+export async function send(method, path, body = {}) {
+  const init = { method, headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) };
   return answer(await fetch(path, init));
+}
+
+export const put = (path, body) => send("PUT", path, body);
+
+// A file the API answers (GET /snapshot), saved under the name its Content-Disposition gives: fetched with the
+// token in its header, which a plain link could not send, then handed to the browser as a download.
+export async function download(path) {
+  const response = await fetch(path, { headers: headers(), cache: "no-store" });
+  if (!response.ok) await answer(response);
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "")?.[1] ?? "download";
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  return name;
 }
 
 export function pointPath(name, query = {}) {

@@ -1,8 +1,9 @@
 // The console's entry point: the unit and table selectors, the tabs, the token, and what runs while each is shown.
-import { ApiError, get, onTokenNeeded, pointPath, setToken } from "./api.js";
+import { ApiError, download, get, onTokenNeeded, pointPath, setToken } from "./api.js";
 import { Charts } from "./charts.js";
 import { Grid } from "./grid.js";
 import { PointsPanel, SelectionPanel, TrafficPanel, refreshConnections } from "./panels.js";
+import { SimulatorPanel } from "./simulator.js";
 
 const $ = (id) => document.getElementById(id);
 const statusLine = $("status");
@@ -25,6 +26,7 @@ const selection = new SelectionPanel();
 const pointsPanel = new PointsPanel(status);
 const traffic = new TrafficPanel(status);
 const charts = new Charts(status);
+const simulator = new SimulatorPanel(status);
 let tab = "points";
 
 async function loadPoints() {
@@ -90,7 +92,7 @@ function showTab(name) {
     button.setAttribute("aria-selected", String(button.dataset.tab === name));
   }
   for (const panel of document.querySelectorAll(".panel")) panel.hidden = panel.id !== `panel-${name}`;
-  if (name === "traffic" || name === "connections") traffic.start();
+  if (name === "traffic") traffic.start();
   else traffic.stop();
   refreshTab();
 }
@@ -98,7 +100,8 @@ function showTab(name) {
 async function refreshTab() {
   try {
     if (tab === "points") await pointsPanel.refresh();
-    if (tab === "connections") await refreshConnections(traffic);
+    if (tab === "connections") await refreshConnections();
+    if (tab === "simulator") await simulator.refresh();
   } catch (failure) {
     status(failure.message);
   }
@@ -149,6 +152,13 @@ $("pause").onclick = () => {
   $("pause").textContent = grid.paused ? "Resume" : "Pause";
   $("pause").classList.toggle("on", grid.paused);
   if (!grid.paused) grid.poll(true);
+};
+$("snapshot").onclick = async () => {
+  try {
+    await download("/snapshot");
+  } catch (failure) {
+    status(failure.message);
+  }
 };
 document.addEventListener("visibilitychange", () => document.hidden || grid.poll(true));
 start();

@@ -2,6 +2,9 @@
 import { ApiError, follow, get, pointPath, put } from "./api.js";
 
 const TRAFFIC_RING = 500; // records the page keeps; the server's ring and each follower's queue are bounded too
+// Records a second the page asks for: more than anyone reads, few enough that a busy server records and sends only
+// these (the rest are counted: "N requests not shown"); benchmarks/bench_console.py measures what following costs.
+export const TRAFFIC_PER_SECOND = 200;
 const SELECTION_TYPES = ["ushort", "short", "hex", "bits", "uint", "int", "float", "ulong", "long", "double"];
 
 function cell(row, text, className) {
@@ -115,15 +118,14 @@ export class SelectionPanel {
   }
 }
 
-// The live request log (GET /log?follow=1), followed only while the traffic or connections panel is shown: the
-// server records requests only while someone follows, so a console left on the grid costs the server nothing.
+// The live request log (GET /log?follow=1), followed only while the traffic panel is shown: the server records
+// requests only while someone follows, so a console left on the grid costs the server nothing.
 export class TrafficPanel {
   constructor(status) {
     this.status = status;
     this.records = [];
+    this.missed = 0; // requests the server did not send this page: over its records-per-second cap, or lost
     this.paused = false;
-    this.functions = new Map(); // "3 READ_HOLDING_REGISTERS" → [requests, exceptions]
-    this.exceptions = new Map();
     this.body = document.getElementById("traffic-body");
     this.filters = ["filter-client", "filter-unit", "filter-function", "filter-outcome"].map((id) =>
       document.getElementById(id),
@@ -142,7 +144,7 @@ export class TrafficPanel {
     if (this.abort) return;
     this.abort = new AbortController();
     const signal = this.abort.signal;
-    follow("/log?follow=1", (records) => this.add(records), signal)
+    follow(`/log?follow=1&per_second=${TRAFFIC_PER_SECOND}`, (records) => this.add(records), signal)
       .catch((error) => signal.aborted || this.status(`traffic: ${error.message}`))
       .finally(() => {
         if (this.abort?.signal === signal) this.abort = null;
@@ -156,17 +158,8 @@ export class TrafficPanel {
 
   add(records) {
     for (const record of records) {
-      if (record.dropped) continue;
-      this.records.push(record);
-      const key = `${record.function} ${record.function_name ?? ""}`;
-      const counts = this.functions.get(key) ?? [0, 0];
-      counts[0] += 1;
-      if (record.outcome === "exception") {
-        counts[1] += 1;
-        const name = `${record.exception} ${record.exception_name ?? ""}`;
-        this.exceptions.set(name, (this.exceptions.get(name) ?? 0) + 1);
-      }
-      this.functions.set(key, counts);
+      if ("dropped" in record || "not_shown" in record) this.missed += (record.dropped ?? 0) + (record.not_shown ?? 0);
+      else this.records.push(record);
     }
     if (this.records.length > TRAFFIC_RING) this.records.splice(0, this.records.length - TRAFFIC_RING);
     if (!this.paused) this.render();
@@ -181,7 +174,8 @@ export class TrafficPanel {
         (!fc || String(r.function) === fc) &&
         (!outcome || r.outcome === outcome),
     );
-    document.getElementById("traffic-count").textContent = `${shown.length} of ${this.records.length}`;
+    document.getElementById("traffic-count").textContent =
+      `${shown.length} of ${this.records.length}` + (this.missed ? `; ${this.missed} requests not shown` : "");
     if (this.paused) return;
     this.body.replaceChildren();
     for (const r of shown.slice(-200).reverse()) {
@@ -200,7 +194,9 @@ export class TrafficPanel {
   }
 }
 
-export async function refreshConnections(traffic) {
+// The open connections, the server's own request counts (every request since it started, per transport, function
+// and exception: GET /counters, what /metrics reads too) and each device's FC08 counters.
+export async function refreshConnections() {
   const [connections, counters] = await Promise.all([get("/connections"), get("/counters")]);
   const body = document.getElementById("connections-body");
   body.replaceChildren();
@@ -212,19 +208,25 @@ export async function refreshConnections(traffic) {
     cell(row, c.idle_s);
   }
   const functions = document.getElementById("functions-body");
-  functions.replaceChildren();
-  for (const [name, [requests, exceptions]] of [...traffic.functions].sort()) {
-    const row = functions.insertRow();
-    cell(row, name);
-    cell(row, requests);
-    cell(row, exceptions);
-  }
   const exceptions = document.getElementById("exceptions-body");
+  functions.replaceChildren();
   exceptions.replaceChildren();
-  for (const [name, count] of [...traffic.exceptions].sort()) {
-    const row = exceptions.insertRow();
-    cell(row, name);
-    cell(row, count);
+  for (const [transport, counts] of Object.entries(counters.requests)) {
+    for (const f of counts.functions) {
+      const row = functions.insertRow();
+      cell(row, transport);
+      cell(row, `${f.function} ${f.name ?? ""}`);
+      cell(row, f.ok);
+      cell(row, f.exception);
+      cell(row, f.silent);
+    }
+    for (const e of counts.exceptions) {
+      const row = exceptions.insertRow();
+      cell(row, transport);
+      cell(row, e.function);
+      cell(row, `${e.code} ${e.name ?? ""}`);
+      cell(row, e.count);
+    }
   }
   const diagnostics = document.getElementById("diagnostics-body");
   diagnostics.replaceChildren();
