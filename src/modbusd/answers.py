@@ -35,8 +35,8 @@ from modbusd.protocol.pdu import exception_pdu
 from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.ratelimit import RateLimitedLog, host_of
-from modbusd.session import AddressedAnswer, Answer, Session
-from modbusd.stats import Stats
+from modbusd.session import AddressedAnswer, Answer, Batch, Session
+from modbusd.stats import RequestCounts, Stats
 
 if TYPE_CHECKING:
     from modbusd.security import Security
@@ -253,8 +253,21 @@ class Answers:
         transport = "tls" if tls else "tcp"
         self.stats.accept(transport)
         answer = self._held(self._guarded(peer, transport, role))
+        counts = self.stats.counts(transport)
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("tcp"), counts=self.stats.counts(transport))  # fmt: skip
+                       faults=self._faults.point("tcp"), counts=counts, batch=self._batch(counts))  # fmt: skip
+
+    def _batch(self, counts: RequestCounts) -> Batch | None:
+        """Pipelined requests answered at once (`handler.respond_frames`) where the answer function is the direct
+        device's tables alone: no hook, no gateway, no access rules, no state file, one device. The function codes
+        the hub observes (a subscribed write, the followed request log) still take the reference path."""
+        single = self._single
+        if single is None or self._routes or self._hook is not None or self._security is not None:
+            return None
+        if self._durable is not None:
+            return None
+        ok, observed, respond_frames = counts.ok, self._hub.observed, handler.respond_frames
+        return lambda data: respond_frames(single, data, ok, observed)
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""

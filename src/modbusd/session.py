@@ -32,7 +32,7 @@ from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.stats import SAMPLE_MASK, RequestCounts
 
 # FrameError: what receive() raises, for the transport
-__all__ = ["AddressedAnswer", "Answer", "Discard", "FaultHook", "FrameError", "Pending", "Schedule", "Session"]
+__all__ = ["AddressedAnswer", "Answer", "Batch", "Discard", "FaultHook", "FrameError", "Pending", "Schedule", "Session"]
 
 log = logging.getLogger(__name__)
 # At DEBUG (the command line's -vv) the request log shows the values each read answered with too; -v shows the
@@ -53,6 +53,11 @@ For serial lines, where the answering device says which address it answers from:
 is sent to 0xFF and answered from the device's own (old) address. It may also return an awaitable of a
 response PDU (a coroutine request hook), which is answered from the request's unit id, in request order.
 """
+
+Batch = Callable[[bytes], tuple[bytes, int, int]]
+"""Pipelined requests answered at once (`handler.respond_frames`, bound by `answers.py`): bytes of an MBAP stream
+→ (the framed responses to its first requests, the bytes they took, how many they were); (b"", 0, 0) to leave it
+all to the reference path."""
 
 Discard = Callable[[int], None]
 """Told the unit id of each frame discarded for a protocol id other than 0."""
@@ -116,9 +121,9 @@ class Pending:
 
 class Session:
     __slots__ = (
-        "_addressed", "_answer", "_counts", "_debug", "_discard", "_discards", "_end_of_frame", "_fault_rules",
-        "_faults", "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values", "_sample_mask", "awaiting",
-        "peer", "requests", "warnings",
+        "_addressed", "_answer", "_batch", "_counts", "_debug", "_discard", "_discards", "_end_of_frame",
+        "_fault_rules", "_faults", "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values",
+        "_sample_mask", "awaiting", "peer", "requests", "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -134,11 +139,14 @@ class Session:
         faults: FaultHook | None = None,
         counts: RequestCounts | None = None,
         time_every_read: bool = False,
+        batch: Batch | None = None,
     ) -> None:
         """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns.
         `faults`: asked about each request while it has rules (fault injection).
         `counts`: where this transport's requests, bytes and latencies are counted (`modbusd.stats`); None: not.
-        `time_every_read`: every read that completes a request is timed, not one per KiB (a serial line's few)."""
+        `time_every_read`: every read that completes a request is timed, not one per KiB (a serial line's few).
+        `batch`: answers a read's first requests at once (MBAP framing only), when nothing needs the reference path:
+        no fault rules, no response owed, no partial frame, no request log at DEBUG."""
         self._answer = cast(Answer, answer)
         self._addressed = cast(AddressedAnswer, answer) if addressed else None
         self._discard = discard
@@ -155,6 +163,8 @@ class Session:
         self._sample_mask = 0 if time_every_read else SAMPLE_MASK
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
+        # -v's line per request is the reference path's; a batch frames MBAP only (the empty framer is MbapFramer)
+        self._batch = batch if framer is None and not self._debug else None
         self.peer = peer
         # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
         # Empty on the fast path, where every answer is at hand.
@@ -179,16 +189,27 @@ class Session:
             counts.bytes_in = received = counts.bytes_in + size
             if received & self._sample_mask <= size:  # this read starts or crosses a KiB of the transport's: timed
                 started = perf_counter()
-        try:
-            adus = self._framer.feed(data)
-        except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
-            exc.reply = self._replies(exc.frames)  # type: ignore[arg-type]  # Adus
-            raise
-        self.requests += len(adus)
-        if len(adus) == 1 and not self._owed:  # the usual case
-            out = self._faulted(adus[0]) if self._fault_rules else self._reply(adus[0])
-        else:
-            out = self._replies(adus)
+        out = b""
+        batch = self._batch
+        if batch is not None and not self._fault_rules and not self._owed and self._framer.empty:  # type: ignore[attr-defined]  # MBAP's
+            out, used, answered = batch(data)  # the usual requests, at once; the rest (if any) as ever
+            if answered:
+                self.requests += answered
+                if counts is not None:
+                    counts.bytes_out += len(out)
+                data = data[used:]
+        if data:
+            try:
+                adus = self._framer.feed(data)
+            except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
+                self.requests += len(exc.frames)
+                exc.reply = out + self._replies(exc.frames)  # type: ignore[arg-type]  # Adus
+                raise
+            self.requests += len(adus)
+            if len(adus) == 1 and not self._owed:  # the usual case without a batch
+                out += self._faulted(adus[0]) if self._fault_rules else self._reply(adus[0])
+            else:
+                out += self._replies(adus)
         if started and out and not self.awaiting:  # an answer that waits is timed when it comes (`settle`)
             counts.observe(perf_counter() - started)  # type: ignore[union-attr]  # started: counted
         return out
