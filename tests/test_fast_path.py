@@ -170,8 +170,9 @@ streams = st.lists(st.one_of(common_frames, common_frames, common_frames, any_fr
 
 
 def observed_state(device: Device, session: Session, counts: RequestCounts) -> tuple[object, ...]:
-    return (bytes(device.holding_registers.buffer), bytes(device.coils.buffer), device.diagnostics,
-            session.requests, counts.ok, counts.silent, counts.exceptions, counts.bytes_in, counts.bytes_out)  # fmt: skip
+    tables = (bytes(device.holding_registers.buffer), bytes(device.coils.buffer))
+    return (*tables, device.diagnostics, session.requests, counts.ok, counts.silent, counts.exceptions,
+            counts.bytes_in, counts.bytes_out)  # fmt: skip
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
