@@ -36,7 +36,7 @@ from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.session import AddressedAnswer, Answer, Batch, Session
-from modbusd.stats import RequestCounts, Stats
+from modbusd.stats import Stats
 
 if TYPE_CHECKING:
     from modbusd.security import Security
@@ -203,6 +203,7 @@ class Answers:
         self._durable = durable
         self.stats = Stats() if stats is None else stats
         self.answer = self._make_answer()
+        self._batches: dict[str, Batch | None] = {}  # by transport: see `_batch`
         self.udp_drops = UdpDrops()
 
     def device_for(self, unit_id: int) -> Device | None:
@@ -255,19 +256,21 @@ class Answers:
         answer = self._held(self._guarded(peer, transport, role))
         counts = self.stats.counts(transport)
         return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("tcp"), counts=counts, batch=self._batch(counts))  # fmt: skip
+                       faults=self._faults.point("tcp"), counts=counts, batch=self._batch(transport))  # fmt: skip
 
-    def _batch(self, counts: RequestCounts) -> Batch | None:
+    def _batch(self, transport: str) -> Batch | None:
         """Pipelined requests answered at once (`handler.respond_frames`) where the answer function is the direct
         device's tables alone: no hook, no gateway, no access rules, no state file, one device. The function codes
-        the hub observes (a subscribed write, the followed request log) still take the reference path."""
-        single = self._single
-        if single is None or self._routes or self._hook is not None or self._security is not None:
-            return None
-        if self._durable is not None:
-            return None
-        ok, observed, respond_frames = counts.ok, self._hub.observed, handler.respond_frames
-        return lambda data: respond_frames(single, data, ok, observed)
+        the hub observes (a subscribed write, the followed request log) still take the reference path. One function
+        per transport, shared by its connections (memory per connection)."""
+        if transport in self._batches:
+            return self._batches[transport]
+        single, batch = self._single, None
+        plain = self._hook is None and self._security is None and self._durable is None and not self._routes
+        if single is not None and plain:
+            ok, observed, respond_frames = self.stats.counts(transport).ok, self._hub.observed, handler.respond_frames
+            batch = self._batches[transport] = lambda data: respond_frames(single, data, ok, observed)
+        return batch
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
