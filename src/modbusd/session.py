@@ -167,9 +167,10 @@ class Session:
         self._batch = batch if framer is None and not self._debug else None
         self.peer = peer
         # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
-        # Empty on the fast path, where every answer is at hand.
-        self._owed: list[Pending | bytes] = []  # a list, not a deque: 56 bytes a connection instead of 600
-        self.awaiting: list[Pending | Schedule] = []  # what the transport has not started awaiting or running yet
+        # Empty on the fast path, where every answer is at hand: a shared empty tuple until something is owed (a list,
+        # not a deque, once it is: 56 bytes instead of 600), for the memory of thousands of idle connections.
+        self._owed: list[Pending | bytes] | tuple[()] = ()
+        self.awaiting: list[Pending | Schedule] | tuple[()] = ()  # what the transport has not started awaiting yet
         self.requests = 0  # complete frames received: the transport's sign of activity, and its close line's count
         # Set by a transport whose peer opens many sessions (UDP: one per datagram): its warnings are rate-limited
         # per peer across them, instead of once per session.
@@ -217,13 +218,12 @@ class Session:
     def _replies(self, adus: list[Adu] | tuple[Adu, ...]) -> bytes:
         """The responses to `adus` that can be sent now; those behind a pending one wait in `_owed`."""
         ready = []
-        owed = self._owed
         reply = self._faulted if self._fault_rules else self._reply
         for adu in adus:
-            out = reply(adu)  # a pending answer goes into _owed itself and gives b""
-            if owed:
+            out = reply(adu)  # a pending answer goes into _owed itself (made then) and gives b""
+            if self._owed:
                 if out:
-                    owed.append(out)
+                    self._owed.append(out)  # type: ignore[union-attr]  # not empty: a list
             else:
                 ready.append(out)
         return b"".join(ready)
@@ -233,10 +233,15 @@ class Session:
         """A frame has begun and not ended. The transport, which has the clock, times it out."""
         return bool(self._framer.pending)
 
-    def take_awaiting(self) -> list[Pending | Schedule]:
+    def take_awaiting(self) -> list[Pending | Schedule] | tuple[()]:
         """The Pendings and Schedules made since the last call, for the transport to start awaiting or running."""
-        awaiting, self.awaiting = self.awaiting, []
+        awaiting, self.awaiting = self.awaiting, ()
         return awaiting
+
+    def _await(self, item: Pending | Schedule) -> None:
+        if not self.awaiting:
+            self.awaiting = []
+        self.awaiting.append(item)  # type: ignore[union-attr]  # a list, as just made
 
     def settle(self, pending: Pending, reply: bytes | None) -> bytes:
         """`pending`'s answer came: what can be sent now (its response and those held behind it), in order."""
@@ -280,8 +285,10 @@ class Session:
     def _defer(self, adu: Adu, reply: object) -> bytes:
         """The answer is an awaitable: hold its place in line; nothing to send for it now."""
         pending = Pending(adu, reply, 0.0 if self._counts is None else perf_counter())  # type: ignore[arg-type]  # the Answer type says what else it can be
-        self._owed.append(pending)
-        self.awaiting.append(pending)
+        if not self._owed:
+            self._owed = []
+        self._owed.append(pending)  # type: ignore[union-attr]  # a list, as just made
+        self._await(pending)
         return b""
 
     def end_of_frame(self) -> bytes:
@@ -359,7 +366,7 @@ class Session:
     def _apply(self, fault: Fault, adu: Adu, out: bytes | None) -> bytes:
         now, pieces, end = fault.apply(out, adu, self._framer)
         if pieces or end is not None:
-            self.awaiting.append(Schedule(pieces, end))
+            self._await(Schedule(pieces, end))
         return now
 
     def _addressed_reply(self, adu: Adu, answer: AddressedAnswer) -> bytes:
