@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from modbusd import Device, Server
+from modbusd.routing import TcpTarget
 
 PRELOADED = 100
 
@@ -37,10 +38,24 @@ def build_device() -> Device:
     return device
 
 
-async def serve(port: int, state: str | None = None, state_sync: str = "full") -> None:
-    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py)."""
-    server = Server(build_device(), host="127.0.0.1", port=port, state=state, state_sync=state_sync)
+async def serve(port: int, state: str | None = None, state_sync: str = "full", path: str = "direct") -> None:
+    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py).
+
+    `path` (bench_paths.py): "direct"; "hook", a request hook that returns None (the tables answer); "subscribed",
+    holding register 0 subscribed and the events counted by a listener; "forward:PORT", a gateway forwarding unit
+    id 1 to the Modbus/TCP server on 127.0.0.1:PORT."""
+    kind, _, downstream = path.partition(":")
+    options: dict[str, Any] = {}
+    if kind == "hook":
+        options["hook"] = lambda *_: None
+    elif kind == "forward":
+        options["forward"] = {1: TcpTarget("127.0.0.1", int(downstream))}
+    server = Server(build_device(), host="127.0.0.1", port=port, state=state, state_sync=state_sync, **options)
     await server.start()
+    if kind == "subscribed":
+        server.subscribe("0.hr")
+        events = [0]
+        server.add_listener(lambda _event: events.__setitem__(0, events[0] + 1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,10 +82,11 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     parser.add_argument("--state", metavar="FILE", help="keep written values in FILE (bench_state.py)")
     parser.add_argument("--state-sync", choices=["full", "normal"], default="full")
+    parser.add_argument("--path", default="direct", help="direct, hook, subscribed or forward:PORT (bench_paths.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_fd_limit()
-    run(serve(args.port, args.state, args.state_sync), args.uvloop)
+    run(serve(args.port, args.state, args.state_sync, args.path), args.uvloop)
 
 
 if __name__ == "__main__":
