@@ -56,23 +56,30 @@ def measure(running: dict[str, tcp.RunningServer], opts: tcp.LoadOptions, rounds
     return results
 
 
+def cpu_us(result: tcp.LoadResult) -> float:
+    """The server's CPU per answered request (warm-up included): what a server costs even while a busy machine
+    gives it only part of a core, when its req/s says more about the neighbours than about the server."""
+    answered = result.get("ok_total")
+    return 1e6 * result.server_cpu_s / answered if answered else float("nan")
+
+
 def cell(result: tcp.LoadResult | None) -> str:
     if result is None:
-        return f"{'-':>8} {'-':>7} {'-':>6}"
-    return f"{result.rps:>8.0f} {result.get('p99_us'):>7.0f} {result.get('errors'):>6.0f}"
+        return f"{'-':>8} {'-':>7} {'-':>6} {'-':>5}"
+    return f"{result.rps:>8.0f} {result.get('p99_us'):>7.0f} {cpu_us(result):>6.1f} {result.get('errors'):>5.0f}"
 
 
 def print_table(results: dict[str, dict[str, list[tcp.LoadResult]]], scenarios: Sequence[tcp.Scenario]) -> None:
     names = list(next(iter(results.values())))
-    print("\n== Summary (median round; rps = answered requests/s; p99 in us; err = errors)")
-    print(f"{'':<24}| " + " | ".join(f"{n:<22}" for n in names) + " | modbusd / | modbusd / | p99 / libmodbus")
-    print(f"{'scenario':<24}| " + " | ".join(f"{'rps':>8} {'p99':>7} {'err':>6}" for _ in names)
+    print("\n== Summary (median round; rps = answered requests/s; p99 in us; cpu = server CPU us per request)")
+    print(f"{'':<24}| " + " | ".join(f"{n:<28}" for n in names) + " | modbusd / | modbusd / | p99 / libmodbus")
+    print(f"{'scenario':<24}| " + " | ".join(f"{'rps':>8} {'p99':>7} {'cpu':>6} {'err':>5}" for _ in names)
           + f" | {'pymodbus':>9} | {'libmodbus':>9} | {'p99':>15}")  # fmt: skip
     for scenario in scenarios:
         row = {name: tcp.pick(runs, "median") for name, runs in results[scenario.key].items()}
         mb, py, lib = row.get(tcp.MODBUSD), row.get(tcp.PYMODBUS), row.get(tcp.LIBMODBUS)
         p99 = tcp.ratio(mb.get("p99_us") if mb else None, lib.get("p99_us") if lib else None)
-        print(f"{scenario.title:<24}| " + " | ".join(f"{cell(row.get(n)):<22}" for n in names)
+        print(f"{scenario.title:<24}| " + " | ".join(f"{cell(row.get(n)):<28}" for n in names)
               + f" | {tcp.ratio(tcp.rps_of(mb), tcp.rps_of(py)):>9} | {tcp.ratio(tcp.rps_of(mb), tcp.rps_of(lib)):>9}"
               f" | {p99:>15}")  # fmt: skip
         if mb is not None and mb.get("conns_ok") < scenario.conns:
