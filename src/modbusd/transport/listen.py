@@ -3,8 +3,9 @@
 Not `loop.create_server`: its accept loop cannot be paused, and when the process runs out of file descriptors it
 logs a traceback for every failed accept() of a 1024-long loop and re-arms once per failure (hundreds of thousands
 of lines a minute, and clients left hanging after descriptors free up). Here each listening socket has a task that
-awaits `loop.sock_accept` while the gate is open and `connect_accepted_socket` for what it accepts, which asyncio
-and uvloop both provide. At the limit the gate closes and new clients wait in the kernel's backlog, unrefused,
+awaits `loop.sock_accept` while the gate is open, and gives what it accepts a transport: on asyncio's selector loop
+the lean one of `transport.direct` (less memory and Python per connection), elsewhere `connect_accepted_socket`'s,
+which uvloop provides in C. At the limit the gate closes and new clients wait in the kernel's backlog, unrefused,
 until a connection ends. Out of descriptors anyway (files, serial ports, the control API count too): the gate
 says so once and closes for a while.
 
@@ -24,6 +25,8 @@ import socket
 import ssl
 from collections.abc import Callable
 from typing import Final, Protocol
+
+from modbusd.transport.direct import SocketTransport, serves
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ class TcpListener:
         self._tasks = [loop.create_task(self._accept(loop, sock)) for sock in self.sockets]
 
     async def _accept(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        direct = serves(loop)
         while True:
             accepting = self._gate.accepting
             if not accepting.is_set():
@@ -126,6 +130,9 @@ class TcpListener:
                 await self._start_handshake(loop, conn, address)
                 continue
             try:
+                if direct:  # asyncio's selector loop: the leaner transport (`transport.direct`)
+                    SocketTransport(loop, conn, self._factory())  # type: ignore[arg-type]  # a TcpConnection
+                    continue
                 await loop.connect_accepted_socket(self._factory, conn)
             except OSError as exc:  # the client left already, or the transport could not be made
                 log.debug("connection from %s not started: %s", host, exc)
