@@ -132,6 +132,9 @@ class TcpListener:
             try:
                 if direct:  # asyncio's selector loop: the leaner transport (`transport.direct`)
                     SocketTransport(loop, conn, self._factory())  # type: ignore[arg-type]  # a TcpConnection
+                    # One turn of the loop per connection, as connect_accepted_socket takes: sock_accept does not
+                    # yield while the backlog has clients, and a flood of them would hold up everyone's requests.
+                    await asyncio.sleep(0)
                     continue
                 await loop.connect_accepted_socket(self._factory, conn)
             except OSError as exc:  # the client left already, or the transport could not be made
