@@ -4,8 +4,8 @@
 Scenarios, FC03 of 10 registers at 0 as in bench_tcp.py: 1 connection (latency), 100 and 1,000 connections,
 10 connections with 16 requests in flight each (pipelined), and 10,000 connections, each with one request in
 flight. Then memory per connection: fresh modbusd and pymodbus while loadgen holds 10,000 idle connections (VmRSS
-delta over connections). Every server runs the same scenario in turn within each round, and the median round is quoted, so
-that the ratios (modbusd over pymodbus, modbusd over libmodbus, p99 over libmodbus's p99) come from the same
+delta over connections). Every server runs the same scenario in turn within each round, and the median round is
+quoted, so that the ratios (modbusd over pymodbus, modbusd over libmodbus, p99 over libmodbus's p99) come from the same
 minutes of a shared machine. The servers, the data and the load generator are bench_tcp.py's (imported), the
 libmodbus server included, which is the C yardstick.
 
