@@ -5,11 +5,13 @@ Scenarios, FC03 of 10 registers at 0 as in bench_tcp.py: 1 connection (latency),
 10 connections with 16 requests in flight each (pipelined), and 10,000 connections, each with one request in
 flight. Then memory per connection: fresh modbusd and pymodbus while loadgen holds 10,000 idle connections (VmRSS
 delta over connections). Every server runs the same scenario in turn within each round, and the median round is
-quoted, so that the ratios (modbusd over pymodbus, modbusd over libmodbus, p99 over libmodbus's p99) come from the same
-minutes of a shared machine. The servers, the data and the load generator are bench_tcp.py's (imported), the
-libmodbus server included, which is the C yardstick.
+quoted, so that the ratios (modbusd over pymodbus, modbusd over libmodbus, p99 over libmodbus's p99) come from the
+same minutes of a shared machine. The ratios are the command line's modbusd's: on uvloop when it is installed (the
+modbusd+uvloop row), the modbusd row being asyncio's loop with modbusd's own transport (`transport.direct`). The
+servers, the data and the load generator are bench_tcp.py's (imported), the libmodbus server included, which is
+the C yardstick.
 
-    python3 benchmarks/bench_connections.py                      # about 5 minutes
+    python3 benchmarks/bench_connections.py                      # about 7 minutes
     python3 benchmarks/bench_connections.py --only c1,c10d16 --rounds 5
 """
 
@@ -77,7 +79,8 @@ def print_table(results: dict[str, dict[str, list[tcp.LoadResult]]], scenarios: 
           + f" | {'pymodbus':>9} | {'libmodbus':>9} | {'p99':>15}")  # fmt: skip
     for scenario in scenarios:
         row = {name: tcp.pick(runs, "median") for name, runs in results[scenario.key].items()}
-        mb, py, lib = row.get(tcp.MODBUSD), row.get(tcp.PYMODBUS), row.get(tcp.LIBMODBUS)
+        mb = row.get(tcp.MODBUSD_UVLOOP, row.get(tcp.MODBUSD))  # the command line's loop: uvloop when installed
+        py, lib = row.get(tcp.PYMODBUS), row.get(tcp.LIBMODBUS)
         p99 = tcp.ratio(mb.get("p99_us") if mb else None, lib.get("p99_us") if lib else None)
         print(f"{scenario.title:<24}| " + " | ".join(f"{cell(row.get(n)):<28}" for n in names)
               + f" | {tcp.ratio(tcp.rps_of(mb), tcp.rps_of(py)):>9} | {tcp.ratio(tcp.rps_of(mb), tcp.rps_of(lib)):>9}"
@@ -93,7 +96,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="runs per server and scenario (default 3)")
     parser.add_argument("--only", default="", help="scenario keys, comma-separated: c1,c100,c1000,c10d16,c10000")
     parser.add_argument("--idle-conns", type=int, default=10000, help="idle connections for memory, 0 skips it")
-    parser.add_argument("--uvloop", action="store_true", help="a modbusd+uvloop row too")
+    parser.add_argument("--no-uvloop", action="store_true", help="no modbusd+uvloop row (the command line's default)")
     parser.add_argument("--timeout-ms", type=int, default=2000, help="loadgen's per-request time-out (default 2000)")
     parser.add_argument("--loadgen-src", type=Path, default=tcp.LOADGEN_SRC, help=argparse.SUPPRESS)
     parser.add_argument("--no-libmodbus", action="store_true", help=argparse.SUPPRESS)
@@ -110,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmpdir)
         loadgen, lib_bin = tcp.build_tools(args, tmp)
         opts = tcp.LoadOptions(loadgen, args.seconds, args.warmup, args.timeout_ms, load_cpu)
-        # bench_tcp.py's servers without its asyncio floor; on uvloop too when asked
-        server_specs = tcp.server_specs(lib_bin, True, args.uvloop and tcp.uvloop_available(), False)
+        # bench_tcp.py's servers without its asyncio floor: modbusd on asyncio's loop and on uvloop
+        server_specs = tcp.server_specs(lib_bin, True, not args.no_uvloop and tcp.uvloop_available(), False)
         print(f"servers on cpu {server_cpu}, loadgen on cpu {load_cpu}; python {sys.version.split()[0]}")
         with tcp.servers_running(server_specs, tmp, server_cpu) as running:
             results = measure(running, opts, args.rounds, scenarios, logdir=tmp, server_cpu=server_cpu)
