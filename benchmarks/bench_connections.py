@@ -94,10 +94,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run (default 2)")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run (default 0.5)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per server and scenario (default 3)")
-    parser.add_argument("--only", default="", help="scenario keys, comma-separated: c1,c100,c1000,c10d16,c10000")
+    parser.add_argument("--only", default="", help="scenario keys, comma-separated: c1,c100,c1000,c10d16,c10000; none")
     parser.add_argument("--idle-conns", type=int, default=10000, help="idle connections for memory, 0 skips it")
     parser.add_argument("--no-uvloop", action="store_true", help="no modbusd+uvloop row (the command line's default)")
     parser.add_argument("--timeout-ms", type=int, default=2000, help="loadgen's per-request time-out (default 2000)")
+    parser.add_argument("--src", type=Path, help="another checkout's src/ to measure as modbusd (before and after)")
     parser.add_argument("--loadgen-src", type=Path, default=tcp.LOADGEN_SRC, help=argparse.SUPPRESS)
     parser.add_argument("--no-libmodbus", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -105,8 +106,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    keys = {key for key in args.only.split(",") if key}
+    keys = {key for key in args.only.split(",") if key}  # "none": the memory test alone
     scenarios = [s for s in SCENARIOS if not keys or s.key in keys]
+    if args.src is not None:  # bench_tcp.py's servers put <checkout>/src first on PYTHONPATH
+        tcp.REPO = args.src.resolve().parent
     tcp.raise_fd_limit()
     server_cpu, load_cpu = tcp.pinning()
     with tempfile.TemporaryDirectory(prefix="bench_connections-") as tmpdir:
@@ -125,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     memory[spec.name] = tcp.measure_memory(spec, opts, args.idle_conns, tmp, server_cpu)
                 except (RuntimeError, OSError) as exc:
                     memory[spec.name] = f"failed: {exc}"
-        print_table(results, scenarios)
+        if scenarios:
+            print_table(results, scenarios)
         if memory:
             tcp.print_memory(memory, args.idle_conns)
     return 0
