@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from modbusd.transport.direct import SocketTransport, serves
+from modbusd.transport.direct import SocketTransport
 
 TIMEOUT = 5.0
 
@@ -73,7 +73,6 @@ def test_reads_reach_the_protocol_and_the_peers_close_ends_it() -> None:
 
 
 async def _reads_reach_the_protocol_and_the_peers_close_ends_it() -> None:
-    assert serves(asyncio.get_running_loop())
     accepted, client = await pair()
     protocol = Recorder()
     transport = SocketTransport(asyncio.get_running_loop(), accepted, protocol)
