@@ -60,7 +60,7 @@ def _http_asked(args: argparse.Namespace) -> bool:
 
 
 def _event_loop(uvloop_asked: bool | None) -> Callable[..., Any] | None:
-    """How to run the server: on uvloop when it is installed, unless --no-uvloop (its C transports cost less CPU per
+    """How to run the server: on uvloop when it is installed, unless --no-uvloop (a loop in C costs less CPU per
     request: docs/performance.md), else on asyncio's loop. None: --uvloop was asked and uvloop is not there."""
     if uvloop_asked is False:
         return asyncio.run
