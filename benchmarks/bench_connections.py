@@ -3,13 +3,12 @@
 
 Scenarios, FC03 of 10 registers at 0 as in bench_tcp.py: 1 connection (latency), 100 and 1,000 connections,
 10 connections with 16 requests in flight each (pipelined), and 10,000 connections, each with one request in
-flight. Then memory per connection: fresh modbusd and pymodbus while loadgen holds 10,000 idle connections (VmRSS
-delta over connections). Every server runs the same scenario in turn within each round, and the median round is
-quoted, so that the ratios (modbusd over pymodbus, modbusd over libmodbus, p99 over libmodbus's p99) come from the
-same minutes of a shared machine. The ratios are the command line's modbusd's: on uvloop when it is installed (the
-modbusd+uvloop row), the modbusd row being asyncio's loop with modbusd's own transport (`transport.direct`). The
-servers, the data and the load generator are bench_tcp.py's (imported), the libmodbus server included, which is
-the C yardstick.
+flight. Then memory per connection: fresh modbusd (on both loops) and pymodbus while loadgen holds 10,000 idle
+connections (VmRSS delta over connections). Every server runs the same scenario in turn within each round, and the
+median round is quoted, so that the ratios (modbusd over pymodbus, modbusd over libmodbus, p99 over libmodbus's
+p99) come from the same minutes of a shared machine. The ratios are the command line's modbusd's: on uvloop when it
+is installed (the modbusd+uvloop row; the modbusd row is asyncio's loop). The servers, the data and the load
+generator are bench_tcp.py's (imported), the libmodbus server included, which is the C yardstick.
 
     python3 benchmarks/bench_connections.py                      # about 7 minutes
     python3 benchmarks/bench_connections.py --only c1,c10d16 --rounds 5
@@ -123,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = measure(running, opts, args.rounds, scenarios, logdir=tmp, server_cpu=server_cpu)
         memory: dict[str, tcp.MemoryResult | str] = {}
         for spec in server_specs if args.idle_conns else ():
-            if spec.name in (tcp.MODBUSD, tcp.PYMODBUS):  # libmodbus_server's tables are static: nothing to see
+            if spec.name != tcp.LIBMODBUS:  # libmodbus_server's tables are static: nothing to see
                 try:
                     memory[spec.name] = tcp.measure_memory(spec, opts, args.idle_conns, tmp, server_cpu)
                 except (RuntimeError, OSError) as exc:
