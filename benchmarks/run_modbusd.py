@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from modbusd import Device, Server
+from modbusd.routing import TcpTarget
 
 PRELOADED = 100
 
@@ -54,11 +55,25 @@ def add_generators(server: Server, count: int, every: str) -> None:
 
 
 async def serve(port: int, generators: int = 0, every: str = "100ms", state: str | None = None,
-                state_sync: str = "full") -> None:  # fmt: skip
-    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py)."""
-    server = Server(build_device(), host="127.0.0.1", port=port, state=state, state_sync=state_sync)
+                state_sync: str = "full", path: str = "direct") -> None:  # fmt: skip
+    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py).
+
+    `path` (bench_paths.py): "direct"; "hook", a request hook that returns None (the tables answer); "subscribed",
+    holding register 0 subscribed and the events counted by a listener; "forward:PORT", a gateway forwarding unit
+    id 1 to the Modbus/TCP server on 127.0.0.1:PORT."""
+    kind, _, downstream = path.partition(":")
+    options: dict[str, Any] = {}
+    if kind == "hook":
+        options["hook"] = lambda *_: None
+    elif kind == "forward":
+        options["forward"] = {1: TcpTarget("127.0.0.1", int(downstream))}
+    server = Server(build_device(), host="127.0.0.1", port=port, state=state, state_sync=state_sync, **options)
     add_generators(server, generators, every)
     await server.start()
+    if kind == "subscribed":
+        server.subscribe("0.hr")
+        events = [0]
+        server.add_listener(lambda _event: events.__setitem__(0, events[0] + 1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -87,10 +102,11 @@ def main() -> None:
     parser.add_argument("--state-sync", choices=["full", "normal"], default="full")
     parser.add_argument("--generators", type=int, default=0, help="value generators to run (bench_generators.py)")
     parser.add_argument("--every", default="100ms", help="their update period (default 100ms)")
+    parser.add_argument("--path", default="direct", help="direct, hook, subscribed or forward:PORT (bench_paths.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_fd_limit()
-    run(serve(args.port, args.generators, args.every, args.state, args.state_sync), args.uvloop)
+    run(serve(args.port, args.generators, args.every, args.state, args.state_sync, args.path), args.uvloop)
 
 
 if __name__ == "__main__":

@@ -782,3 +782,13 @@ def test_modbusd_mqtt_publishes_a_client_write_and_carries_out_a_set(
     assert child.stop(signal.SIGTERM) == 0
     assert child.stdout[-1].startswith("Operator terminated server at ")
     assert not any("Traceback" in line for line in child.stderr), child.stderr
+
+
+def test_the_server_runs_on_uvloop_when_installed_unless_no_uvloop() -> None:
+    import uvloop  # the "fast" extra, which CI installs
+
+    from modbusd.cli import _event_loop
+
+    assert _event_loop(None) is uvloop.run  # the default
+    assert _event_loop(True) is uvloop.run
+    assert _event_loop(False) is asyncio.run

@@ -1,17 +1,20 @@
-"""The FC03/FC04 fast path and the session's one-frame shortcut give the same bytes as the reference path."""
+"""The fast paths (FC03/FC04 straight from the table, the session's one-frame shortcut, pipelined requests answered
+at once) give the same bytes as the reference path."""
 
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modbusd.handler import execute, read_registers_fast, respond
+from modbusd.handler import execute, read_registers_fast, respond, respond_frames
 from modbusd.model.device import Device
 from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.mbap import frame
 from modbusd.protocol.pdu import decode_request, encode_response, exception_pdu
-from modbusd.session import Session
+from modbusd.session import FrameError, Session
+from modbusd.stats import RequestCounts
+from tests import strategies
 
 DEVICE = Device(holding_registers=1000, input_registers=300)
 DEVICE.holding_registers.set_values(0, [(i * 7919) & 0xFFFF for i in range(1000)])
@@ -116,3 +119,100 @@ def test_fast_path_edges_answer_like_the_reference(request_hex: str, fast: bool)
     answer = read_registers_fast(DEVICE, pdu)
     assert (answer is not None) == fast
     assert (answer or reference(pdu)) == reference(pdu)
+
+
+# ------------------------------------------------------------------ pipelined requests answered at once
+
+SIZES = {"coils": 40, "discrete_inputs": 30, "holding_registers": 100, "input_registers": 50}
+EDGES = {1: SIZES["coils"], 2: SIZES["discrete_inputs"], 3: SIZES["holding_registers"], 4: SIZES["input_registers"],
+         6: SIZES["holding_registers"], 16: SIZES["holding_registers"]}  # fmt: skip
+
+
+def small_device(sparse: bool) -> Device:
+    """Small tables, so that edges are hit often; sparse holding registers send every write the reference way."""
+    addresses = {"holding_registers": [*range(50), *range(60, 100)]} if sparse else None
+    device = Device(**SIZES, addresses=addresses)  # type: ignore[arg-type]  # sizes are ints
+    for address in device.holding_registers.addresses():
+        device.holding_registers[address] = (address * 7919) & 0xFFFF
+    device.input_registers.set_values(0, [(i * 104729) & 0xFFFF for i in range(SIZES["input_registers"])])
+    device.coils.write(0, [i % 3 == 0 for i in range(SIZES["coils"])])
+    device.discrete_inputs.write(0, [i % 5 == 0 for i in range(SIZES["discrete_inputs"])])
+    return device
+
+
+@st.composite
+def common_requests(draw: st.DrawFn) -> bytes:
+    """FC01-04, FC06, FC16 PDUs aimed at a table's end, with quantities at and beside the limits."""
+    function = draw(st.sampled_from([1, 2, 3, 4, 6, 16]))
+    limit = {1: 2000, 2: 2000, 3: 125, 4: 125, 6: 1, 16: 123}[function]
+    quantity = draw(st.sampled_from([0, 1, 2, limit, limit + 1]) | st.integers(0, 130))
+    end = EDGES[function] + draw(st.integers(-3, 1))
+    address = max(end - (1 if function == 6 else quantity), 0) if draw(st.integers(0, 3)) else draw(words)
+    if function == 6:
+        return struct.pack(">BHH", 6, address, draw(words))
+    if function == 16:
+        count = draw(st.sampled_from([2 * quantity, 2 * quantity, 2 * quantity + 2, 0])) & 0xFF
+        values = draw(st.binary(min_size=min(count, 246), max_size=min(count, 246)))
+        return struct.pack(">BHHB", 16, address, quantity & 0xFFFF, count) + values
+    return struct.pack(">BHH", function, address, quantity & 0xFFFF)
+
+
+words = st.integers(0, 0xFFFF)
+common_frames = st.builds(
+    lambda tid, proto, unit, pdu: frame(tid, unit, pdu, protocol_id=proto),
+    words, st.sampled_from([0, 0, 0, 0, 1]), st.integers(0, 255), common_requests(),
+)  # fmt: skip
+any_frames = strategies.adus().map(lambda adu: strategies.encode_adus([adu]))
+bad_header = st.binary(min_size=7, max_size=7).map(lambda head: head[:4] + b"\x00\x00" + head[6:])  # length 0
+streams = st.lists(st.one_of(common_frames, common_frames, common_frames, any_frames), max_size=24).flatmap(
+    lambda frames: st.one_of(st.just(b"".join(frames)), bad_header.map(lambda bad: b"".join(frames) + bad))
+)
+
+
+def observed_state(device: Device, session: Session, counts: RequestCounts) -> tuple[object, ...]:
+    tables = (bytes(device.holding_registers.buffer), bytes(device.coils.buffer))
+    return (*tables, device.diagnostics, session.requests, counts.ok, counts.silent, counts.exceptions,
+            counts.bytes_in, counts.bytes_out)  # fmt: skip
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cut=strategies.split_anywhere(streams),
+    sparse=st.booleans(),
+    slow=st.sets(st.sampled_from([1, 3, 6, 16]), max_size=2),
+)
+def test_pipelined_requests_answered_at_once_like_the_reference_path(
+    cut: tuple[bytes, list[bytes]], sparse: bool, slow: set[int]
+) -> None:
+    """Any stream of frames (the common requests and every other kind, protocol ids other than 0, a header that
+    loses the framing) cut anywhere: the same bytes out of each read, the same error, and the same device, counters
+    and request counts afterwards, with and without `respond_frames`; `slow`: function codes left to the reference
+    path (what the hub observes)."""
+    _stream, pieces = cut
+    sides = []
+    for batched in (False, True):
+        device, counts = small_device(sparse), RequestCounts()
+        batch = (lambda data, d=device, ok=counts.ok: respond_frames(d, data, ok, slow)) if batched else None
+        session = Session(lambda _unit, pdu, d=device: respond(d, pdu), counts=counts, batch=batch)
+        outs: list[bytes] = []
+        for piece in pieces:
+            try:
+                outs.append(session.receive(piece))
+            except FrameError as exc:
+                outs.append(b"closed: " + exc.reply)  # type: ignore[operator]  # the responses owed before it
+                break
+        sides.append((outs, observed_state(device, session, counts)))
+    assert sides[1] == sides[0]
+
+
+def test_pipelined_reads_take_the_batch() -> None:
+    """The property above holds trivially if nothing is ever batched: here every frame is."""
+    device, counts = small_device(sparse=False), RequestCounts()
+    requests = b"".join(frame(tid, 1, bytes.fromhex(pdu)) for tid, pdu in
+                        enumerate(["03 0000 0002", "04 0031 0001", "01 0000 0028", "02 001D 0001", "06 0063 1234",
+                                   "10 0000 0001 02 ABCD", "03 0063 0001"]))  # fmt: skip
+    out, used, answered = respond_frames(device, requests, counts.ok, set())
+    assert (used, answered) == (len(requests), 7)
+    assert out.endswith(frame(6, 1, bytes.fromhex("03 02 1234")))
+    assert device.holding_registers[0] == 0xABCD
+    assert respond_frames(device, frame(0, 1, bytes.fromhex("03 0064 0001")), counts.ok, set())[2] == 0  # past the end

@@ -84,7 +84,7 @@ def startup_line(line: str) -> bool:
     return any(text in line for text in ("listening on", "connections at a time", "open-files limit from"))
 
 
-@pytest.mark.parametrize("loop", [[], ["--uvloop"]], ids=["asyncio", "uvloop"])
+@pytest.mark.parametrize("loop", [["--no-uvloop"], ["--uvloop"]], ids=["asyncio", "uvloop"])
 def test_modbusd_under_ulimit_256_keeps_serving_quietly_and_serves_new_clients_after(loop: list[str]) -> None:
     port = free_port()
     child = Modbusd(["-p", str(port), "--host", HOST, *loop], prefix=["prlimit", "--nofile=256:256", "--"])

@@ -580,3 +580,23 @@ def test_modbusd_events_log_option_writes_the_log(tmp_path: Path) -> None:
             child.proc.kill()
     (record,) = read_log(path)
     assert (record["function"], record["address"], record["values"], record["outcome"]) == (6, 3, 77, "ok")
+
+
+def test_pipelined_requests_each_reach_the_hook_and_make_their_event(
+    start_server: StartServer, open_raw: OpenRaw
+) -> None:
+    """Many requests in one read are answered at once only where nothing else wants them: a hook still sees every
+    one, and a subscribed write still makes one event per request."""
+    seen: list[bytes] = []
+    hooked = start_server(hook=lambda _name, _client, _unit, pdu: seen.append(pdu))
+    raw = open_raw(hooked)
+    raw.send(b"".join(raw.frame(tid, 1, READ) for tid in range(16)))
+    assert raw.recv_exact(16 * 11)[-11:] == raw.frame(15, 1, "03 02 0000")
+    assert seen == [bytes.fromhex(READ)] * 16
+    subscribed = start_server()
+    subscribed.subscribe("3.hr")
+    events = listen(subscribed)
+    raw = open_raw(subscribed)
+    raw.send(b"".join(raw.frame(tid, 1, f"06 0003 {tid:04X}") for tid in range(16)))
+    assert raw.recv_exact(16 * 12)[-12:] == raw.frame(15, 1, "06 0003 000F")
+    assert [event.value for event in events.wait(16)] == list(range(16))

@@ -36,7 +36,7 @@ from modbusd.protocol.pdu import exception_pdu
 from modbusd.protocol.rtu import RtuFramer
 from modbusd.protocol.serial_line import Framing, SerialLine
 from modbusd.ratelimit import RateLimitedLog, host_of
-from modbusd.session import AddressedAnswer, Answer, Session
+from modbusd.session import AddressedAnswer, Answer, Batch, Session
 from modbusd.stats import Stats
 
 if TYPE_CHECKING:
@@ -204,6 +204,9 @@ class Answers:
         self._durable = durable
         self.stats = Stats() if stats is None else stats
         self.answer = self._make_answer()
+        self._batches: dict[str, Batch | None] = {}  # by transport: see `_batch`
+        # Bound once: a method bound per connection costs each of thousands of idle connections 64 bytes.
+        self._discard_unit, self._observe = self._discarded, self._observed
         self.udp_drops = UdpDrops()
 
     def device_for(self, unit_id: int) -> Device | None:
@@ -254,9 +257,24 @@ class Answers:
         transport = "tls" if tls else "tcp"
         self.stats.accept(transport)
         answer = self._held(self._guarded(peer, transport, role), peer, transport, role)
-        return Session(answer, peer=peer, discard=self._discarded, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("tcp", endpoint=self._endpoint),
-                       counts=self.stats.counts(transport))  # fmt: skip
+        counts = self.stats.counts(transport)
+        return Session(answer, peer=peer, discard=self._discard_unit, quit_word=self._quit_word,
+                       on_quit=self._on_quit, faults=self._faults.point("tcp", endpoint=self._endpoint), counts=counts,
+                       batch=self._batch(transport))  # fmt: skip
+
+    def _batch(self, transport: str) -> Batch | None:
+        """Pipelined requests answered at once (`handler.respond_frames`) where the answer function is the direct
+        device's tables alone: no hook, no gateway, no access rules, no state file, one device. The function codes
+        the hub observes (a subscribed write, the followed request log) still take the reference path. One function
+        per transport, shared by its connections (memory per connection)."""
+        if transport in self._batches:
+            return self._batches[transport]
+        single, batch = self._single, None
+        plain = self._hook is None and self._security is None and self._durable is None and not self._routes
+        if single is not None and plain:
+            ok, observed, respond_frames = self.stats.counts(transport).ok, self._hub.observed, handler.respond_frames
+            batch = self._batches[transport] = lambda data: respond_frames(single, data, ok, observed)
+        return batch
 
     def udp_session(self, peer: str) -> Session:
         """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
@@ -373,7 +391,7 @@ class Answers:
         # One function per connection: its context travels in default arguments, one tuple, rather than in
         # a closure's cells, one object each (memory per idle connection).
         single = self._single
-        observed_write = self._observed
+        observed_write = self._observe
         if role is not None:
 
             def observed_write(

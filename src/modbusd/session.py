@@ -32,7 +32,7 @@ from modbusd.ratelimit import RateLimitedLog, host_of
 from modbusd.stats import SAMPLE_MASK, RequestCounts
 
 # FrameError: what receive() raises, for the transport
-__all__ = ["AddressedAnswer", "Answer", "Discard", "FaultHook", "FrameError", "Pending", "Schedule", "Session"]
+__all__ = ["AddressedAnswer", "Answer", "Batch", "Discard", "FaultHook", "FrameError", "Pending", "Schedule", "Session"]
 
 log = logging.getLogger(__name__)
 # At DEBUG (the command line's -vv) the request log shows the values each read answered with too; -v shows the
@@ -53,6 +53,11 @@ For serial lines, where the answering device says which address it answers from:
 is sent to 0xFF and answered from the device's own (old) address. It may also return an awaitable of a
 response PDU (a coroutine request hook), which is answered from the request's unit id, in request order.
 """
+
+Batch = Callable[[bytes], tuple[bytes, int, int]]
+"""Pipelined requests answered at once (`handler.respond_frames`, bound by `answers.py`): bytes of an MBAP stream
+→ (the framed responses to its first requests, the bytes they took, how many they were); (b"", 0, 0) to leave it
+all to the reference path."""
 
 Discard = Callable[[int], None]
 """Told the unit id of each frame discarded for a protocol id other than 0."""
@@ -116,9 +121,9 @@ class Pending:
 
 class Session:
     __slots__ = (
-        "_addressed", "_answer", "_counts", "_debug", "_discard", "_discards", "_end_of_frame", "_fault_rules",
-        "_faults", "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values", "_sample_mask", "awaiting",
-        "peer", "requests", "warnings",
+        "_addressed", "_answer", "_batch", "_counts", "_debug", "_discard", "_discards", "_end_of_frame",
+        "_fault_rules", "_faults", "_framer", "_gap", "_on_quit", "_owed", "_quit_word", "_read_values",
+        "_sample_mask", "awaiting", "peer", "requests", "warnings",
     )  # fmt: skip
 
     def __init__(
@@ -134,11 +139,14 @@ class Session:
         faults: FaultHook | None = None,
         counts: RequestCounts | None = None,
         time_every_read: bool = False,
+        batch: Batch | None = None,
     ) -> None:
         """`addressed`: `answer` is an AddressedAnswer, and responses are framed from the unit id it returns.
         `faults`: asked about each request while it has rules (fault injection).
         `counts`: where this transport's requests, bytes and latencies are counted (`modbusd.stats`); None: not.
-        `time_every_read`: every read that completes a request is timed, not one per KiB (a serial line's few)."""
+        `time_every_read`: every read that completes a request is timed, not one per KiB (a serial line's few).
+        `batch`: answers a read's first requests at once (MBAP framing only), when nothing needs the reference path:
+        no fault rules, no response owed, no partial frame, no request log at DEBUG."""
         self._answer = cast(Answer, answer)
         self._addressed = cast(AddressedAnswer, answer) if addressed else None
         self._discard = discard
@@ -155,11 +163,14 @@ class Session:
         self._sample_mask = 0 if time_every_read else SAMPLE_MASK
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._read_values = self._debug and values_log.isEnabledFor(logging.DEBUG)
+        # -v's line per request is the reference path's; a batch frames MBAP only (the empty framer is MbapFramer)
+        self._batch = batch if framer is None and not self._debug else None
         self.peer = peer
         # Responses owed in request order once one of them is pending: Pendings and framed bytes (never b"").
-        # Empty on the fast path, where every answer is at hand.
-        self._owed: list[Pending | bytes] = []  # a list, not a deque: 56 bytes a connection instead of 600
-        self.awaiting: list[Pending | Schedule] = []  # what the transport has not started awaiting or running yet
+        # Empty on the fast path, where every answer is at hand: a shared empty tuple until something is owed (a list,
+        # not a deque, once it is: 56 bytes instead of 600), for the memory of thousands of idle connections.
+        self._owed: list[Pending | bytes] | tuple[()] = ()
+        self.awaiting: list[Pending | Schedule] | tuple[()] = ()  # what the transport has not started awaiting yet
         self.requests = 0  # complete frames received: the transport's sign of activity, and its close line's count
         # Set by a transport whose peer opens many sessions (UDP: one per datagram): its warnings are rate-limited
         # per peer across them, instead of once per session.
@@ -179,16 +190,27 @@ class Session:
             counts.bytes_in = received = counts.bytes_in + size
             if received & self._sample_mask <= size:  # this read starts or crosses a KiB of the transport's: timed
                 started = perf_counter()
-        try:
-            adus = self._framer.feed(data)
-        except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
-            exc.reply = self._replies(exc.frames)  # type: ignore[arg-type]  # Adus
-            raise
-        self.requests += len(adus)
-        if len(adus) == 1 and not self._owed:  # the usual case
-            out = self._faulted(adus[0]) if self._fault_rules else self._reply(adus[0])
-        else:
-            out = self._replies(adus)
+        out = b""
+        batch = self._batch
+        if batch is not None and not self._fault_rules and not self._owed and self._framer.empty:  # type: ignore[attr-defined]  # MBAP's
+            out, used, answered = batch(data)  # the usual requests, at once; the rest (if any) as ever
+            if answered:
+                self.requests += answered
+                if counts is not None:
+                    counts.bytes_out += len(out)
+                data = data[used:]
+        if data:
+            try:
+                adus = self._framer.feed(data)
+            except FrameError as exc:  # answer the good requests before the bad frame; the caller then closes
+                self.requests += len(exc.frames)
+                exc.reply = out + self._replies(exc.frames)  # type: ignore[arg-type]  # Adus
+                raise
+            self.requests += len(adus)
+            if len(adus) == 1 and not self._owed:  # the usual case without a batch
+                out += self._faulted(adus[0]) if self._fault_rules else self._reply(adus[0])
+            else:
+                out += self._replies(adus)
         if started and out and not self.awaiting:  # an answer that waits is timed when it comes (`settle`)
             counts.observe(perf_counter() - started)  # type: ignore[union-attr]  # started: counted
         return out
@@ -196,13 +218,12 @@ class Session:
     def _replies(self, adus: list[Adu] | tuple[Adu, ...]) -> bytes:
         """The responses to `adus` that can be sent now; those behind a pending one wait in `_owed`."""
         ready = []
-        owed = self._owed
         reply = self._faulted if self._fault_rules else self._reply
         for adu in adus:
-            out = reply(adu)  # a pending answer goes into _owed itself and gives b""
-            if owed:
+            out = reply(adu)  # a pending answer goes into _owed itself (made then) and gives b""
+            if self._owed:
                 if out:
-                    owed.append(out)
+                    self._owed.append(out)  # type: ignore[union-attr]  # not empty: a list
             else:
                 ready.append(out)
         return b"".join(ready)
@@ -212,10 +233,15 @@ class Session:
         """A frame has begun and not ended. The transport, which has the clock, times it out."""
         return bool(self._framer.pending)
 
-    def take_awaiting(self) -> list[Pending | Schedule]:
+    def take_awaiting(self) -> list[Pending | Schedule] | tuple[()]:
         """The Pendings and Schedules made since the last call, for the transport to start awaiting or running."""
-        awaiting, self.awaiting = self.awaiting, []
+        awaiting, self.awaiting = self.awaiting, ()
         return awaiting
+
+    def _await(self, item: Pending | Schedule) -> None:
+        if not self.awaiting:
+            self.awaiting = []
+        self.awaiting.append(item)  # type: ignore[union-attr]  # a list, as just made
 
     def settle(self, pending: Pending, reply: bytes | None) -> bytes:
         """`pending`'s answer came: what can be sent now (its response and those held behind it), in order."""
@@ -259,8 +285,10 @@ class Session:
     def _defer(self, adu: Adu, reply: object) -> bytes:
         """The answer is an awaitable: hold its place in line; nothing to send for it now."""
         pending = Pending(adu, reply, 0.0 if self._counts is None else perf_counter())  # type: ignore[arg-type]  # the Answer type says what else it can be
-        self._owed.append(pending)
-        self.awaiting.append(pending)
+        if not self._owed:
+            self._owed = []
+        self._owed.append(pending)  # type: ignore[union-attr]  # a list, as just made
+        self._await(pending)
         return b""
 
     def end_of_frame(self) -> bytes:
@@ -338,7 +366,7 @@ class Session:
     def _apply(self, fault: Fault, adu: Adu, out: bytes | None) -> bytes:
         now, pieces, end = fault.apply(out, adu, self._framer)
         if pieces or end is not None:
-            self.awaiting.append(Schedule(pieces, end))
+            self._await(Schedule(pieces, end))
         return now
 
     def _addressed_reply(self, adu: Adu, answer: AddressedAnswer) -> bytes:

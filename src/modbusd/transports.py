@@ -36,7 +36,9 @@ class StartError(OSError):
     host: str | None = None
 
     def __init__(self, kind: str, target: int | str, cause: OSError) -> None:
-        super().__init__(cause.errno, cause.strerror or str(cause))
+        # uvloop's "could not bind to local_addr" has no errno: the OSError it was raised from has
+        inner = cause.__cause__ if cause.errno is None and isinstance(cause.__cause__, OSError) else cause
+        super().__init__(inner.errno, inner.strerror or str(cause))
         self.kind = kind
         self.target = target
         self.cause = cause

@@ -20,7 +20,8 @@ import asyncio
 import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from modbusd import config as device_file
 from modbusd.cli.client import TOKEN_VARIABLE, _call, _client_parser, _get, _set
@@ -56,6 +57,18 @@ def _http_asked(args: argparse.Namespace) -> bool:
     the first thing a user runs, serves Modbus with the standard library alone.
     """
     return args.http is not None or bool(args.http_host or args.http_token or args.http_allow_host)
+
+
+def _event_loop(uvloop_asked: bool | None) -> Callable[..., Any] | None:
+    """How to run the server: on uvloop when it is installed, unless --no-uvloop (a loop in C costs less CPU per
+    request: docs/performance.md), else on asyncio's loop. None: --uvloop was asked and uvloop is not there."""
+    if uvloop_asked is False:
+        return asyncio.run
+    try:
+        import uvloop
+    except ImportError:
+        return None if uvloop_asked else asyncio.run
+    return uvloop.run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,15 +142,10 @@ def _command(argv: Sequence[str] | None) -> int:
     host = config.server.host
     if config.server.quit_command and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("the quit command is enabled on %s: any client that can reach the port can stop the server", host)
-    if args.uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            print("modbusd: --uvloop needs the uvloop package: pip install 'modbusd[fast]'", file=sys.stderr)
-            return EXIT_USAGE
-        run = uvloop.run
-    else:
-        run = asyncio.run
+    run = _event_loop(args.uvloop)
+    if run is None:
+        print("modbusd: --uvloop needs the uvloop package: pip install 'modbusd[fast]'", file=sys.stderr)
+        return EXIT_USAGE
     if config.metrics is not None:
         missing = [name for name in ("aiohttp", "prometheus_client") if importlib.util.find_spec(name) is None]
         if missing:  # said now, in one line, rather than after binding

@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-timeout", type=_positive(float), metavar="SECONDS",
         help=f"drop a connection that takes none of its responses for that long (default {WRITE_TIMEOUT:g})",
     )  # fmt: skip
-    server.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'modbusd[fast]')")
+    server.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=None,
+                        help="run on uvloop: the default when it is installed (pip install 'modbusd[fast]'); "
+                        "--no-uvloop: on asyncio's own loop")  # fmt: skip
     security = parser.add_argument_group("security", "Modbus/TCP Security and access rules (docs/security.md; "
                                          "pip install 'modbusd[tls]' for TLS)")  # fmt: skip
     security.add_argument(

@@ -3,10 +3,10 @@
 Not `loop.create_server`: its accept loop cannot be paused, and when the process runs out of file descriptors it
 logs a traceback for every failed accept() of a 1024-long loop and re-arms once per failure (hundreds of thousands
 of lines a minute, and clients left hanging after descriptors free up). Here each listening socket has a task that
-awaits `loop.sock_accept` while the gate is open and `connect_accepted_socket` for what it accepts, which asyncio
-and uvloop both provide. At the limit the gate closes and new clients wait in the kernel's backlog, unrefused,
-until a connection ends. Out of descriptors anyway (files, serial ports, the control API count too): the gate
-says so once and closes for a while.
+awaits `loop.sock_accept` while the gate is open and gives what it accepts the lean transport of `transport.direct`
+(less memory per connection than asyncio's or uvloop's), on either loop. At the limit the gate closes and new
+clients wait in the kernel's backlog, unrefused, until a connection ends. Out of descriptors anyway (files, serial
+ports, the control API count too): the gate says so once and closes for a while.
 
 Modbus/TCP Security's listener is the same, made with an `ssl.SSLContext`: each accepted connection's TLS handshake
 runs in a task of its own (at most MAX_HANDSHAKES at a time, each bounded by HANDSHAKE_TIMEOUT), so that a client
@@ -24,6 +24,8 @@ import socket
 import ssl
 from collections.abc import Callable
 from typing import Final, Protocol
+
+from modbusd.transport.direct import SocketTransport
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +128,13 @@ class TcpListener:
                 await self._start_handshake(loop, conn, address)
                 continue
             try:
-                await loop.connect_accepted_socket(self._factory, conn)
-            except OSError as exc:  # the client left already, or the transport could not be made
+                SocketTransport(loop, conn, self._factory())  # type: ignore[arg-type]  # a TcpConnection
+            except OSError as exc:  # the client left already
                 log.debug("connection from %s not started: %s", host, exc)
                 conn.close()
+            # One turn of the loop per connection, as connect_accepted_socket took: sock_accept does not yield
+            # while the backlog has clients, and a flood of them would hold up everyone's requests.
+            await asyncio.sleep(0)
 
     async def _start_handshake(self, loop: asyncio.AbstractEventLoop, conn: socket.socket, address: object) -> None:
         handshakes = self._handshakes

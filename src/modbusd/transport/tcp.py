@@ -21,6 +21,7 @@ import asyncio
 import logging
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import Final, Protocol, cast
@@ -145,7 +146,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(SEND_QUEUE)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.host = host_of(self.peer)
+        self.host = sys.intern(host_of(self.peer))  # one string for all of a client's connections
         log.debug("connection from %s", self.peer)
         self._session = session = self._open_session(self)
         session.warnings = self._owner.peer_warnings
