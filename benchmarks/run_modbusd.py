@@ -54,7 +54,7 @@ def add_generators(server: Server, count: int, every: str) -> None:
         server.simulator.add(f"{2 * i}.ir", GENERATED[i % 4].format(every=every), kind)
 
 
-async def serve(port: int, generators: int = 0, every: str = "100ms", state: str | None = None,
+async def serve(port: int, *, generators: int = 0, every: str = "100ms", state: str | None = None,
                 state_sync: str = "full", path: str = "direct") -> None:  # fmt: skip
     """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then stop gracefully; `state`: a state file (bench_state.py).
 
@@ -106,7 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_fd_limit()
-    run(serve(args.port, args.generators, args.every, args.state, args.state_sync, args.path), args.uvloop)
+    run(serve(args.port, generators=args.generators, every=args.every, state=args.state, state_sync=args.state_sync,
+              path=args.path), args.uvloop)  # fmt: skip
 
 
 if __name__ == "__main__":
