@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modbusd.handler import execute, read_registers_fast, respond, respond_frames
+from modbusd.batch import batch_for
+from modbusd.handler import execute, read_registers_fast, respond
 from modbusd.model.device import Device
 from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.mbap import frame
@@ -186,13 +187,13 @@ def test_pipelined_requests_answered_at_once_like_the_reference_path(
 ) -> None:
     """Any stream of frames (the common requests and every other kind, protocol ids other than 0, a header that
     loses the framing) cut anywhere: the same bytes out of each read, the same error, and the same device, counters
-    and request counts afterwards, with and without `respond_frames`; `slow`: function codes left to the reference
-    path (what the hub observes)."""
+    and request counts afterwards, with and without the batch (`batch_for`); `slow`: function codes left to the
+    reference path (what the hub observes)."""
     _stream, pieces = cut
     sides = []
     for batched in (False, True):
         device, counts = small_device(sparse), RequestCounts()
-        batch = (lambda data, d=device, ok=counts.ok: respond_frames(d, data, ok, slow)) if batched else None
+        batch = batch_for(device, counts.ok, slow) if batched else None
         session = Session(lambda _unit, pdu, d=device: respond(d, pdu), counts=counts, batch=batch)
         outs: list[bytes] = []
         for piece in pieces:
@@ -211,8 +212,29 @@ def test_pipelined_reads_take_the_batch() -> None:
     requests = b"".join(frame(tid, 1, bytes.fromhex(pdu)) for tid, pdu in
                         enumerate(["03 0000 0002", "04 0031 0001", "01 0000 0028", "02 001D 0001", "06 0063 1234",
                                    "10 0000 0001 02 ABCD", "03 0063 0001"]))  # fmt: skip
-    out, used, answered = respond_frames(device, requests, counts.ok, set())
+    batch = batch_for(device, counts.ok, set())
+    out, used, answered = batch(requests)
     assert (used, answered) == (len(requests), 7)
     assert out.endswith(frame(6, 1, bytes.fromhex("03 02 1234")))
     assert device.holding_registers[0] == 0xABCD
-    assert respond_frames(device, frame(0, 1, bytes.fromhex("03 0064 0001")), counts.ok, set())[2] == 0  # past the end
+    assert batch(frame(0, 1, bytes.fromhex("03 0064 0001")))[2] == 0  # past the end
+
+
+@pytest.mark.parametrize("change", ["listen_only", "guard", "address_register", "journal"])
+def test_the_batch_takes_nothing_once_the_device_needs_the_reference_path(change: str) -> None:
+    """`batch_for` binds the tables once, but what sends requests the reference way can change after: FC08/04 puts
+    the device in listen-only mode, and the server gives it a guard (read-only ranges), an address register or a
+    state file's journal. Each is seen on the next read."""
+    device, counts = small_device(sparse=False), RequestCounts()
+    batch = batch_for(device, counts.ok, set())
+    read = frame(1, 1, bytes.fromhex("03 0000 0001"))
+    assert batch(read)[2] == 1
+    if change == "listen_only":
+        device.diagnostics.listen_only = True
+    elif change == "guard":
+        device.guard = lambda pdu: None
+    elif change == "address_register":
+        device.address_register = 10
+    else:
+        device.holding_registers.journal = object()  # type: ignore[assignment]  # any journal at all
+    assert batch(read) == (b"", 0, 0)

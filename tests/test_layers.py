@@ -22,6 +22,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.protocol": ("modbusd.protocol",),
     "modbusd.model": ("modbusd.model", "modbusd.protocol"),
     "modbusd.handler": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.batch": ("modbusd.protocol", "modbusd.model"),  # the fast path beside handler's reference path
     "modbusd.hooks": ("modbusd.protocol", "modbusd.model"),
     "modbusd.session": ("modbusd.protocol",),  # the answer function is injected
     "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
@@ -50,7 +51,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # typed access to points, the events hub, connection admission
     "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                         "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security", "modbusd.durable",
-                        "modbusd.faults"),
+                        "modbusd.faults", "modbusd.batch"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
     # durable state (--state): what a write changed and how to undo it, sans-I/O; the SQLite file; the group
     # commit that holds responses to writes until they are stored (answers wraps its answer functions in it)

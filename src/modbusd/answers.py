@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 from modbusd import handler
+from modbusd.batch import batch_for
 from modbusd.bus import Bus, LineErrors
 from modbusd.durable import Durable
 from modbusd.faults import Faults
@@ -263,7 +264,7 @@ class Answers:
                        batch=self._batch(transport))  # fmt: skip
 
     def _batch(self, transport: str) -> Batch | None:
-        """Pipelined requests answered at once (`handler.respond_frames`) where the answer function is the direct
+        """Pipelined requests answered at once (`batch.batch_for`) where the answer function is the direct
         device's tables alone: no hook, no gateway, no access rules, no state file, one device. The function codes
         the hub observes (a subscribed write, the followed request log) still take the reference path. One function
         per transport, shared by its connections (memory per connection)."""
@@ -272,8 +273,7 @@ class Answers:
         single, batch = self._single, None
         plain = self._hook is None and self._security is None and self._durable is None and not self._routes
         if single is not None and plain:
-            ok, observed, respond_frames = self.stats.counts(transport).ok, self._hub.observed, handler.respond_frames
-            batch = self._batches[transport] = lambda data: respond_frames(single, data, ok, observed)
+            batch = self._batches[transport] = batch_for(single, self.stats.counts(transport).ok, self._hub.observed)
         return batch
 
     def udp_session(self, peer: str) -> Session:

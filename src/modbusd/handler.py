@@ -6,7 +6,6 @@ responses. It imports the protocol and the model only; who sent the request is t
 
 import logging
 import struct
-from collections.abc import Container
 from typing import Final
 
 from modbusd.model import diagnostics as diag
@@ -15,12 +14,9 @@ from modbusd.model.identification import BASIC_LAST, EXTENDED_LAST, REGULAR_LAST
 from modbusd.protocol.codes import (
     COIL_OFF,
     COIL_ON,
-    MAX_EVENT_LOG,
     MAX_PDU,
-    MAX_READ_BITS,
     MAX_READ_REGISTERS,
     MAX_UNIT_ID,
-    MAX_WRITE_REGISTERS,
     MIN_UNIT_ID,
     DeviceIdCode,
     DiagnosticSubFunction,
@@ -253,78 +249,6 @@ def read_registers_fast(device: Device, pdu: bytes) -> bytes | None:
         if 1 <= quantity <= MAX_READ_REGISTERS and end <= table.dense_end:  # so the slice needs no more checks
             return bytes((function, 2 * quantity)) + table.buffer[2 * address : 2 * end]
     return None
-
-
-_FRAME_HEAD: Final = struct.Struct(">HHHBBHH")  # MBAP header, function code, address, quantity (or FC06's value)
-_READ_HEAD: Final = struct.Struct(">HHHBBB")  # a read response's MBAP header, function code and byte count
-_WRITE_ECHO: Final = struct.Struct(">HHHBBHH")  # FC16's response: MBAP header, function code, address, quantity
-_PAIR: Final = (diag.RECEIVE_EVENT, diag.SEND_EVENT)  # what `respond` logs for one request answered normally
-
-
-def respond_frames(device: Device, data: bytes, ok: list[int], slow: Container[int]) -> tuple[bytes, int, int]:
-    """Pipelined requests (many MBAP frames in one read) answered at once: (their framed responses, the bytes of
-    `data` they took, how many they were). What `MbapFramer.feed`, `respond` and `MbapFramer.frame` do for each, for
-    the common requests only: FC01-04 reads and FC06/FC16 writes, well-formed, protocol id 0, within a dense table.
-
-    It stops at the first frame it does not take (any other function, a function code in `slow`, an error to
-    answer, a partial frame) and leaves it and the rest to the reference path; before anything, when the device is
-    in listen-only mode, has a guard or an address register, or its holding registers are journaled. The counters
-    `respond` moves per request are moved once for all, and `ok[function]` counts each request answered (the
-    session's `RequestCounts.ok`). A property test (tests/test_fast_path.py) holds it to the reference path's bytes.
-    """
-    d = device.diagnostics
-    holding = device.holding_registers
-    if d.listen_only or device.guard is not None or device.address_register is not None or holding.journal is not None:
-        return b"", 0, 0
-    inputs = device.input_registers
-    words, writable = holding.buffer, holding.dense_end  # dense_end: 0 when sparse, for the reference path's checks
-    registers = (None, None, None, (words, writable), (inputs.buffer, inputs.dense_end))  # by function code
-    out: list[bytes | bytearray] = []
-    size = len(data)
-    pos = answered = 0
-    unpack, read_head = _FRAME_HEAD.unpack_from, _READ_HEAD.pack
-    while size - pos >= 12:
-        tid, proto, length, unit, function, address, quantity = unpack(data, pos)
-        if proto or function in slow:
-            break
-        end = address + quantity
-        if length == 6 and (function == 3 or function == 4):  # noqa: PLR1714  (faster than a tuple lookup)
-            buffer, dense_end = registers[function]  # type: ignore[misc]  # FC03, FC04: a table's
-            if not 1 <= quantity <= MAX_READ_REGISTERS or end > dense_end:  # as in read_registers_fast
-                break
-            out.append(read_head(tid, 0, 3 + 2 * quantity, unit, function, 2 * quantity))
-            out.append(buffer[2 * address : 2 * end])
-        elif length == 6 and (function == 1 or function == 2):  # noqa: PLR1714  (as above)
-            bits = device.coils if function == 1 else device.discrete_inputs
-            if not 1 <= quantity <= MAX_READ_BITS or end > bits.size or bits.sparse:
-                break
-            try:
-                packed = bits.read_packed(address, quantity)
-            except Exception:  # a bug of ours: the reference path answers it with exception 04 and logs it
-                break
-            out.append(read_head(tid, 0, 3 + len(packed), unit, function, len(packed)))
-            out.append(packed)
-        elif length == 6 and function == 6:  # §6.6: the response echoes the request
-            if address >= writable:
-                break
-            words[2 * address : 2 * address + 2] = data[pos + 10 : pos + 12]
-            out.append(data[pos : pos + 12])
-        elif function == 16 and length == 7 + 2 * quantity and 1 <= quantity <= MAX_WRITE_REGISTERS:
-            if pos + 6 + length > size or data[pos + 12] != 2 * quantity or end > writable:
-                break
-            words[2 * address : 2 * end] = data[pos + 13 : pos + 6 + length]
-            out.append(_WRITE_ECHO.pack(tid, 0, 6, unit, 16, address, quantity))
-        else:
-            break
-        ok[function] += 1
-        answered += 1
-        pos += 6 + length
-    if answered:
-        d.bus_message += answered
-        d.server_message += answered
-        d.event_count += answered  # none of these functions is a poll (§6.9)
-        d.events.extendleft(_PAIR * min(answered, MAX_EVENT_LOG))  # newest first, as `respond` leaves them
-    return b"".join(out), pos, answered
 
 
 def _send_event(code: int) -> int:

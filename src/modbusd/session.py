@@ -54,8 +54,8 @@ is sent to 0xFF and answered from the device's own (old) address. It may also re
 response PDU (a coroutine request hook), which is answered from the request's unit id, in request order.
 """
 
-Batch = Callable[[bytes], tuple[bytes, int, int]]
-"""Pipelined requests answered at once (`handler.respond_frames`, bound by `answers.py`): bytes of an MBAP stream
+Batch = Callable[[bytes], tuple[bytes | bytearray, int, int]]
+"""The common requests of a read answered at once (`batch.batch_for`, bound by `answers.py`): bytes of an MBAP stream
 → (the framed responses to its first requests, the bytes they took, how many they were); (b"", 0, 0) to leave it
 all to the reference path."""
 

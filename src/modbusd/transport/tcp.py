@@ -174,7 +174,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         session = self._session
         done = session.requests  # type: ignore[union-attr]  # set in connection_made, which runs first
         try:
-            out = session.receive(bytes(self._buffer[:nbytes]))  # type: ignore[union-attr]  # as above
+            out = session.receive(self._buffer[:nbytes].tobytes())  # type: ignore[union-attr]  # as above
         except FrameError as exc:
             self._owner.peer_warnings.log(log, logging.WARNING, "bad frame", self.host,
                                           "%s: %s; closing this connection", self.peer, exc)  # fmt: skip
