@@ -316,7 +316,7 @@ class Answers:
         bus = self._bus
         self.stats.accept("rtu-over-tcp")
         # Discards counted under one name for every client: a label per client address would grow without bound.
-        errors = LineErrors(f"RTU over TCP from {peer}", bus, self.stats, "rtu-over-tcp")
+        errors = LineErrors(f"RTU over TCP from {peer}", bus, self._warnings, self.stats, "rtu-over-tcp")
         answer = self._held_addressed(
             self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp"),
             peer,
@@ -330,7 +330,7 @@ class Answers:
     def serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
         bus, peer = self._bus, line.device
-        errors = LineErrors(line.device, bus, self.stats, line.device)
+        errors = LineErrors(line.device, bus, self._warnings, self.stats, line.device)
         counts = self.stats.counts(line.framing.value)
         if line.framing is Framing.RTU:
             answer = self._held_addressed(
