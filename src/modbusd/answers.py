@@ -471,7 +471,8 @@ class Answers:
     ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
         """A request over Modbus/TCP or UDP whose function code is observed (`EventsHub.observed`)."""
         if unit_id in self._routes:  # forwarded: the downstream device's write, and its business
-            return self._hub.record_later(self.answer(unit_id, pdu), peer, transport, unit_id, pdu)  # type: ignore[arg-type]  # a future
+            forwarded = self.answer(unit_id, pdu)
+            return self._hub.record_later(forwarded, peer, transport, unit_id, pdu, endpoint=self._endpoint)  # type: ignore[arg-type]  # a future
         device = self.device_for(unit_id)
         if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
             reply = self.answer(unit_id, pdu)

@@ -3,7 +3,8 @@
 ``--follow`` streams new requests until Ctrl-C (exit code 0); a lost control API ends it with one line and exit
 code 2, since what was missed meanwhile cannot be known. Without it: the last requests the server kept (it records
 only while someone follows). The line is the ``-v`` log's, with the values written and the latency:
-``12:00:01.234 127.0.0.1:50312 tcp unit=1 fc=16 addr=0 qty=2 values=[1, 2] -> ok (0.081 ms)``.
+``12:00:01.234 127.0.0.1:50312 tcp unit=1 fc=16 addr=0 qty=2 values=[1, 2] -> ok (0.081 ms)``, with
+``endpoint=meter7`` after the transport for a request to one of the server's named endpoints.
 """
 
 import json
@@ -21,7 +22,10 @@ def line(record: dict[str, Any]) -> str:
     if "dropped" in record:
         return f"… {record['dropped']} requests not shown: this terminal fell behind"
     when = time.strftime("%H:%M:%S", time.localtime(record["time"])) + f".{int(record['time'] * 1000) % 1000:03d}"
-    parts = [when, record["client"], record["transport"], f"unit={record['unit_id']}", f"fc={record['function']}"]
+    parts = [when, record["client"], record["transport"]]
+    if record.get("endpoint") is not None:  # one of the server's named endpoints; the default one has none
+        parts.append(f"endpoint={record['endpoint']}")
+    parts += [f"unit={record['unit_id']}", f"fc={record['function']}"]
     for key, short in (("address", "addr"), ("quantity", "qty"), ("write_address", "write_addr")):
         if key in record:
             parts.append(f"{short}={record[key]}")
