@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from pymodbus.client import ModbusTcpClient
 
-from modbusd import Server
+from modbusd import Device, Server
 from modbusd.config import loads
+from modbusd.endpoints import Endpoint
 from tests.conftest import HOST, TIMEOUT
 
 pytest.importorskip("aiohttp")
@@ -98,11 +99,12 @@ class Console:
 def open_console(
     browser: Any, start_server: Callable[..., Server], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., Console]]:
-    """open_console(token=None) → a Console on a new server with the DEVICE points; its page not yet loaded."""
+    """open_console(token=None, **options) → a Console on a new server (`Server` options) with the DEVICE points; its
+    page not yet loaded."""
     made: list[tuple[Console, Any]] = []
 
-    def open_(token: str | None = None) -> Console:
-        server = start_server(loads(DEVICE).build_devices())  # the points hold their initial values
+    def open_(token: str | None = None, **options: Any) -> Console:
+        server = start_server(loads(DEVICE).build_devices(), **options)  # the points hold their initial values
         api = asyncio.run_coroutine_threadsafe(HttpApi.start(server, port=0, token=token), server._loop).result(TIMEOUT)
         context = browser.new_context(viewport={"width": 1280, "height": 720})
         page = context.new_page()
@@ -244,6 +246,27 @@ def test_traffic_log_shows_requests_with_their_outcome(open_console: Callable[..
         client.close()
     console.tab("points")  # the log is followed only while it is shown: recording stops with it
     assert _wait(lambda: not console.server.requests.followers)
+    assert console.errors == []
+
+
+def test_traffic_log_names_the_endpoint_a_request_came_to(open_console: Callable[..., Console]) -> None:
+    console = open_console(endpoints=[Endpoint("meter7", Device(), host=HOST, port=0)])
+    console.open()
+    console.tab("traffic")
+    clients = [ModbusTcpClient(HOST, port=p, timeout=TIMEOUT, retries=0)
+               for p in (console.server.port, console.server.endpoints["meter7"].port)]  # fmt: skip
+    try:
+        assert console.server.requests.followers or _wait(lambda: console.server.requests.followers)
+        assert all(client.connect() for client in clients)
+        assert not clients[0].read_holding_registers(11, count=1).isError()  # the default endpoint
+        assert not clients[1].read_holding_registers(22, count=1).isError()
+        rows = console.page.locator("#traffic-body tr")
+        sync_api.expect(rows).to_have_count(2)
+        sync_api.expect(rows.nth(0).locator("td").nth(2)).to_have_text("tcp meter7")  # newest first
+        sync_api.expect(rows.nth(1).locator("td").nth(2)).to_have_text("tcp")
+    finally:
+        for client in clients:
+            client.close()
     assert console.errors == []
 
 

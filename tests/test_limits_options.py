@@ -69,3 +69,21 @@ def test_rtu_over_tcp_clients_sending_bad_frames_make_one_warning(
             assert sock.recv(64) == ANSWER_RTU
     discarded = [r.getMessage() for r in caplog.records if "frame discarded" in r.getMessage()]
     assert len(discarded) == 1, discarded
+
+
+def test_two_servers_in_one_process_each_warn_once_about_their_own_clients_bad_frames(
+    start_server: Callable[..., Server], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The limiter of repeated warnings is each server's: one server having warned about a client does not silence
+    another server (a test before it, or a second server an embedding program runs) about the same client."""
+    caplog.set_level(logging.WARNING, logger="modbusd")
+    servers = [start_server(port=None, rtu_over_tcp=0) for _ in range(2)]
+    for server in servers:
+        assert server.rtu_over_tcp_port is not None
+        for _ in range(3):
+            with socket.create_connection((HOST, server.rtu_over_tcp_port), timeout=3) as sock:
+                sock.sendall(bytes.fromhex("01 03 0000 0001 0000") + READ_RTU)  # a bad CRC, then a good request
+                assert sock.recv(64) == ANSWER_RTU
+    discarded = [r.getMessage() for r in caplog.records if "frame discarded" in r.getMessage()]
+    assert len(discarded) == 2, discarded  # one per server
+    assert servers[0].peer_warnings is not servers[1].peer_warnings

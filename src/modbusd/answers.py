@@ -316,7 +316,7 @@ class Answers:
         bus = self._bus
         self.stats.accept("rtu-over-tcp")
         # Discards counted under one name for every client: a label per client address would grow without bound.
-        errors = LineErrors(f"RTU over TCP from {peer}", bus, self.stats, "rtu-over-tcp")
+        errors = LineErrors(f"RTU over TCP from {peer}", bus, self._warnings, self.stats, "rtu-over-tcp")
         answer = self._held_addressed(
             self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp"),
             peer,
@@ -330,7 +330,7 @@ class Answers:
     def serial_session(self, line: SerialLine) -> Session:
         assert self._bus is not None
         bus, peer = self._bus, line.device
-        errors = LineErrors(line.device, bus, self.stats, line.device)
+        errors = LineErrors(line.device, bus, self._warnings, self.stats, line.device)
         counts = self.stats.counts(line.framing.value)
         if line.framing is Framing.RTU:
             answer = self._held_addressed(
@@ -471,7 +471,8 @@ class Answers:
     ) -> bytes | Awaitable[bytes | None] | None:  # fmt: skip
         """A request over Modbus/TCP or UDP whose function code is observed (`EventsHub.observed`)."""
         if unit_id in self._routes:  # forwarded: the downstream device's write, and its business
-            return self._hub.record_later(self.answer(unit_id, pdu), peer, transport, unit_id, pdu)  # type: ignore[arg-type]  # a future
+            forwarded = self.answer(unit_id, pdu)
+            return self._hub.record_later(forwarded, peer, transport, unit_id, pdu, endpoint=self._endpoint)  # type: ignore[arg-type]  # a future
         device = self.device_for(unit_id)
         if device is None:  # no device has this unit id: exception 0x0B (logged) or silence, as ever
             reply = self.answer(unit_id, pdu)

@@ -129,17 +129,18 @@ def make_bus(single: Device | None, devices: dict[int, Device], unit_id: int, ob
     return Bus(units, observed, write)
 
 
-_DISCARDS = RateLimitedLog()  # every line's and RTU-over-TCP connection's: one line per port or client a minute
-
-
 class LineErrors:
     """Counts a line's discarded frames on every device of the bus; says so at WARNING once a minute per serial port
     or RTU-over-TCP client (however many connections it opens), at DEBUG otherwise."""
 
-    def __init__(self, name: str, bus: Bus, stats: Stats | None = None, line: str = "") -> None:
-        """`stats`, `line`: where and under which name the discards are counted for monitoring."""
+    def __init__(self, name: str, bus: Bus, warnings: RateLimitedLog, stats: Stats | None = None,
+                 line: str = "") -> None:  # fmt: skip
+        """`warnings`: the server's limiter of repeated warnings, which remembers what was said across connections.
+        Its owner's, not this module's: two servers in one process (tests, an embedding program) each say what
+        their own clients did. `stats`, `line`: where and under which name the discards are counted."""
         self._name = name
         self._bus = bus
+        self._warnings = warnings
         self._stats = stats
         self._line = line
 
@@ -148,5 +149,5 @@ class LineErrors:
             self._stats.discard(self._line)
         for device in {id(d): d for d in self._bus.units.values()}.values():
             handler.discarded(device)  # bus message + bus communication error (FC08/0B, 0C)
-        _DISCARDS.log(log, logging.WARNING, "frame discarded", host_of(self._name), "%s: frame discarded: %s (counted)",
-                      self._name, reason)  # fmt: skip
+        self._warnings.log(log, logging.WARNING, "frame discarded", host_of(self._name),
+                           "%s: frame discarded: %s (counted)", self._name, reason)  # fmt: skip

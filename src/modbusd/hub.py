@@ -182,14 +182,15 @@ class EventsHub:
             reply = self.write(device, unit_id, pdu, peer, broadcast, role=role, endpoint=endpoint)
         else:
             reply = handler.respond(device, pdu, broadcast=broadcast)
-        requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, started=started)
+        requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, started=started,
+                        endpoint=endpoint)  # fmt: skip
         return reply
 
     def bus_transport(self, peer: str) -> str:
         return self.serial_transports.get(peer, "rtu-over-tcp")
 
     def record_later(self, answer: Awaitable[bytes | None], peer: str, transport: str, unit_id: int,
-                     pdu: bytes) -> Awaitable[bytes | None]:  # fmt: skip
+                     pdu: bytes, *, endpoint: str | None = None) -> Awaitable[bytes | None]:  # fmt: skip
         """A forwarded request's answer, recorded when it comes (while someone follows)."""
         if not self.requests.followers:
             return answer
@@ -206,7 +207,7 @@ class EventsHub:
                 reply = exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
                 raise
             finally:
-                self.requests.record(peer, transport, unit_id, pdu, reply, started=started)
+                self.requests.record(peer, transport, unit_id, pdu, reply, started=started, endpoint=endpoint)
             return reply
 
         return recorded()
@@ -249,7 +250,7 @@ class EventsHub:
                                              request_id=next(self._request_ids), by=by, role=role,
                                              endpoint=endpoint))  # fmt: skip
         if self.requests.followers:
-            self.requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply)
+            self.requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, endpoint=endpoint)
 
     def _publish(self, events: list[WriteEvent]) -> None:
         self.published += len(events)

@@ -72,6 +72,10 @@ Plan = tuple[bytes, list[tuple[float, bytes]], str | None]
 class Fault(Protocol):
     replaces: bool  # the response is replaced, so the request is not carried out
 
+    def replacement(self, pdu: bytes) -> bytes | None:
+        """The response PDU a replacing fault gives the request `pdu` instead (None: no response at all)."""
+        ...
+
     def apply(self, out: bytes | None, adu: Adu, framer: Framer) -> Plan:
         """What to send instead of `out`, the framed response (None when `replaces`)."""
         ...
@@ -355,13 +359,24 @@ class Session:
         if self._debug:
             log.debug("%s unit=%d %s -> %s", self.peer, adu[2], summary(adu[3]), fault)
         if fault.replaces:
-            return self._apply(fault, adu, None)
+            return self._replaced(fault, adu)
         waiting = len(self.awaiting)
         out = self._reply(adu)
         if len(self.awaiting) > waiting:  # deferred (the gateway, a coroutine hook): faulted when it settles
             self.awaiting[-1].fault = fault  # type: ignore[union-attr]  # _defer appended a Pending
             return b""
         return self._apply(fault, adu, out) if out else b""  # no response was due: nothing to change
+
+    def _replaced(self, fault: Fault, adu: Adu) -> bytes:
+        """A replacing fault's doing, counted as the client sees it (`RequestCounts.answered`): an exception fault
+        as that exception, silent, close and reset as no response. The request is never carried out, so neither
+        `_reply` nor a settle counts it; without this the request metrics would miss it."""
+        out = self._apply(fault, adu, None)
+        counts = self._counts
+        if counts is not None:
+            pdu = adu[3]
+            counts.answered(pdu[0], fault.replacement(pdu), len(out))
+        return out
 
     def _apply(self, fault: Fault, adu: Adu, out: bytes | None) -> bytes:
         now, pieces, end = fault.apply(out, adu, self._framer)

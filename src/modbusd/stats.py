@@ -32,9 +32,9 @@ class RequestCounts:
     """One transport's requests (tcp, udp, rtu-over-tcp, rtu, ascii): outcomes by function code, bytes, latency.
 
     `ok[fc]`, `silent[fc]`: requests of function `fc` answered normally, or not answered (a broadcast, listen-only
-    mode, a unit id nobody has on a serial line or with ``unknown_unit = "ignore"``); `exceptions[fc << 8 | code]`:
-    exception responses. `bytes_in`: every byte received (frames discarded included), `bytes_out`: every byte of
-    the responses made.
+    mode, a unit id nobody has on a serial line or with ``unknown_unit = "ignore"``, a fault rule's silent, close or
+    reset); `exceptions[fc << 8 | code]`: exception responses (a fault rule's ``exception:XX`` too). `bytes_in`:
+    every byte received (frames discarded included), `bytes_out`: every byte of the responses made.
     """
 
     __slots__ = ("bytes_in", "bytes_out", "exceptions", "latency", "latency_sum", "ok", "silent")

@@ -37,12 +37,13 @@ MAX_VALUES: Final = 16  # values shown per written request; more are counted in 
 WINDOW: Final = 0.1  # seconds over which a records-per-second cap is counted (a tenth of it per window)
 
 Record = dict[str, object]
-"""time, client, transport, unit_id, function (and its name), address, quantity, values written (at most
-MAX_VALUES, the rest counted), outcome ("ok", "exception" with its code and name, "silent"), latency_ms."""
+"""time, client, transport, endpoint (only for a request to one of the server's named endpoints), unit_id, function
+(and its name), address, quantity, values written (at most MAX_VALUES, the rest counted), outcome ("ok", "exception"
+with its code and name, "silent"), latency_ms."""
 
-Raw = tuple[float, str, str, int, bytes, bytes | None, float | None]
+Raw = tuple[float, str, str, int, bytes, bytes | None, float | None, str | None]
 """What `RequestLog.record` keeps: (time.time(), client, transport, unit_id, pdu, response or None, seconds from
-the request's arrival to its response or None)."""
+the request's arrival to its response or None, the endpoint's name or None for the server's default one)."""
 
 
 class Follower:
@@ -128,8 +129,9 @@ class RequestLog:
         return [describe(raw) for raw in self.ring]
 
     def record(self, client: str, transport: str, unit_id: int, pdu: bytes, reply: bytes | None, *,
-               started: float | None = None) -> None:  # fmt: skip
-        """One answered request; `started`: its time.perf_counter() on arrival, when the caller had it."""
+               started: float | None = None, endpoint: str | None = None) -> None:  # fmt: skip
+        """One answered request; `started`: its time.perf_counter() on arrival, when the caller had it; `endpoint`:
+        the name of the endpoint it came to (None: the server's default one), which the caller has at hand."""
         if self.paused:  # the observer counts these (`pause`)
             return
         now = self._clock()
@@ -142,7 +144,8 @@ class RequestLog:
             self._left -= 1
             if not self._left and self.pause is not None:
                 self.paused = self.pause(self._window_end - now)
-        raw = (time.time(), client, transport, unit_id, pdu, reply, None if started is None else now - started)
+        latency = None if started is None else now - started
+        raw = (time.time(), client, transport, unit_id, pdu, reply, latency, endpoint)
         self.ring.append(raw)
         for follower in self.followers:
             follower.push(raw)
@@ -150,8 +153,11 @@ class RequestLog:
 
 def describe(raw: Raw) -> Record:
     """The record of what `RequestLog.record` kept: the request decoded (`describe_request`) and its outcome."""
-    at, client, transport, unit_id, pdu, reply, latency = raw
-    entry: Record = {"time": round(at, 6), "client": client, "transport": transport, "unit_id": unit_id}
+    at, client, transport, unit_id, pdu, reply, latency, endpoint = raw
+    entry: Record = {"time": round(at, 6), "client": client, "transport": transport}
+    if endpoint is not None:  # absent for the default endpoint: a server without endpoints logs as it always did
+        entry["endpoint"] = endpoint
+    entry["unit_id"] = unit_id
     entry |= describe_request(pdu)
     if reply is None:
         entry["outcome"] = "silent"

@@ -84,6 +84,10 @@ def _network(text: str) -> str:
 _slave_id = _whole("unit id", 1, 247, base=0, why=", the slave ids of a serial line")
 _host_name = _checked(device_file.check_host_name)
 _register = _whole("register address", 0, 0xFFFF, base=0, example=" such as 0x07D0")
+# `modbusd log --per-second`: the control API's range for GET /log?follow=1&per_second= (`modbusd.web.app`'s
+# MAX_PER_SECOND, which tests/test_cli_log.py holds it to), checked here so that a mistake needs no running server
+MAX_PER_SECOND = 1_000_000
+_per_second = _whole("number of records a second", 1, MAX_PER_SECOND, example=" such as 100")
 
 
 _SETTINGS = re.compile(r"([78])([EON])([12])?", re.IGNORECASE)  # 8E1, 8N2, 7E1 …

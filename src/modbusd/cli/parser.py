@@ -39,7 +39,7 @@ examples:
       write the commented example device file, then serve it (port 5020)
 
 also: modbusd check FILE | init [PATH] | get POINT[:COUNT] [TYPE] | set POINT VALUE
-      | watch POINT[:COUNT] [TYPE]... | log [--follow] | clone TARGET   (each has --help)
+      | watch POINT[:COUNT] [TYPE]... | log [--follow [--per-second N]] | clone TARGET   (each has --help)
 """
 
 

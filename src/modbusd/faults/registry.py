@@ -35,12 +35,16 @@ class Fault:
         self.peer = peer
         self.replaces = rule.action.replaces
 
+    def replacement(self, pdu: bytes) -> bytes | None:
+        """The response PDU a replacing action gives the request `pdu`: its exception, or None (no response)."""
+        return replacement(self.rule.action, pdu)
+
     def apply(self, out: bytes | None, adu: Adu, framer: Framer) -> Plan:
         """What to send instead of `out`, the framed response to `adu` (None: replaced, so never made)."""
         rule, point = self.rule, self._point
         action = rule.action
         if out is None:
-            reply = replacement(action, adu.pdu)
+            reply = self.replacement(adu.pdu)
             result: Plan = (b"" if reply is None else framer.frame(adu, reply), [], action.kind
                             if action.kind in ("close", "reset") else None)  # fmt: skip
         else:

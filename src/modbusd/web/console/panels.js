@@ -183,7 +183,9 @@ export class TrafficPanel {
       row.className = r.outcome;
       cell(row, new Date(r.time * 1000).toISOString().slice(11, 23));
       cell(row, r.client);
-      cell(row, r.transport);
+      // a request to one of the server's [[endpoint]]s names it (the default endpoint's have no "endpoint")
+      const transport = cell(row, r.endpoint ? `${r.transport} ${r.endpoint}` : r.transport);
+      transport.title = r.endpoint ? `endpoint ${r.endpoint}` : "";
       cell(row, r.unit_id);
       cell(row, r.function).title = r.function_name ?? "";
       cell(row, r.address);
