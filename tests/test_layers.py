@@ -70,7 +70,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.endpoints": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.transport",
                           "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
                           "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults",
-                          "modbusd.security", "modbusd.stats"),  # the server's allow-list and request counts
+                          "modbusd.security", "modbusd.stats",  # the server's allow-list and request counts
+                          "modbusd.durable"),  # the server's state file, which every endpoint's writes go to
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulate", "modbusd.config",
                        "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",

@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
 import struct
 import time
 from pathlib import Path
 
 import pytest
+from pymodbus import FramerType
 
 from modbusd import Device, Endpoint, Server, config
 from modbusd.config import ConfigError
-from tests.conftest import RawClient
+from modbusd.protocol.errors import ServerDeviceFailure
+from tests.conftest import Mosquitto, RawClient
 from tests.test_cli import HOST
-from tests.test_cli_config import http, modbusd_cli
+from tests.test_cli_config import http
 from tests.test_endpoints import METER, connected, endpoint, plant, run
 
 TANK = """
@@ -292,21 +295,100 @@ def test_a_devices_allow_list_on_an_endpoint_is_one_line() -> None:
 # ------------------------------------------------------------------------------------------ state
 
 
-def test_state_with_endpoints_is_refused_in_the_file_from_python_and_on_the_command_line(tmp_path: Path) -> None:
-    text = METER.replace('name = "plant"', 'name = "plant"\nstate = "plant.state"') + endpoint("m", 0)
-    with pytest.raises(ConfigError, match=r"plant\.toml:4: server\.state: a state file keeps the values of the "):
-        config.loads(text, "plant.toml")
-    with pytest.raises(ValueError, match=r"^state: a state file keeps"):
-        Server(endpoints=[Endpoint("m", Device(), port=0)], state=tmp_path / "x.state")
-    file = tmp_path / "plant.toml"
-    file.write_text(METER + endpoint("m", 0))
-    done = modbusd_cli("--config", str(file), "--state", str(tmp_path / "x.state"))
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"modbusd: --state: {file}: a state file keeps the values of the default endpoint's devices (the top-level "
-        "[[device]] tables), not those of [[endpoint]] devices: serve the endpoints without state, or the state "
-        "without endpoints"]  # fmt: skip
-    assert not (tmp_path / "x.state").exists()
+STATEFUL = METER.replace('name = "plant"', 'name = "plant"\nstate = "plant.state"') + endpoint(
+    "meter", 0, HOST, "count = 2\n") + endpoint("line", 0, HOST, 'transport = "rtu-over-tcp"\n')  # fmt: skip
+
+
+def test_state_keeps_each_endpoints_writes_and_gives_them_back_to_that_endpoint(tmp_path: Path) -> None:
+    """Over Modbus/TCP, RTU over TCP (held answers of a serial line's kind) and the owner's `Server.write`: each
+    endpoint's value at the same address, back on that endpoint alone after a restart."""
+    server = plant(STATEFUL, tmp_path)
+
+    async def main() -> None:
+        async with server:
+            for n, name in enumerate(("meter1", "meter2", "line"), 1):
+                framer = {"framer": FramerType.RTU} if name == "line" else {}
+                client = await connected(server.endpoints[name].port, **framer)
+                try:
+                    assert not (await client.write_register(0, 10 * n, device_id=1)).isError()
+                    assert not (await client.write_coils(3, [True, bool(n & 1)], device_id=1)).isError()
+                finally:
+                    client.close()
+            server.write("meter2/power", 9.5)  # stored before it returns
+
+    run(main)
+    again = plant(STATEFUL, tmp_path)
+    assert [again.read(f"{name}/setpoint") for name in ("meter1", "meter2", "line")] == [10, 20, 30]
+    assert [again.read(f"{name}/4.co") for name in ("meter1", "meter2", "line")] == [True, False, True]
+    assert (again.read("meter1/power"), again.read("meter2/power")) == (1.5, 9.5)
+    assert again.state is not None
+    again.state.stop()
+    with sqlite3.connect(tmp_path / "plant.state") as db:
+        keys = sorted(key for (key,) in db.execute("SELECT DISTINCT device FROM written"))
+    db.close()
+    assert keys == ["line/1", "meter1/1", "meter2/1"]
+
+
+def test_a_write_on_an_endpoint_the_state_file_cannot_store_is_undone_and_refused_with_04(tmp_path: Path) -> None:
+    """Exception 04 (Server Device Failure) over the endpoint's Modbus/TCP and RTU over TCP, the owner told too,
+    the write undone, and the events log's second record naming the endpoint (docs/state.md)."""
+    log_file = tmp_path / "events.jsonl"
+    server = plant(STATEFUL.replace('name = "plant"', f'name = "plant"\neventslog = "{log_file}"'), tmp_path)
+    assert server.state is not None
+
+    async def main() -> None:
+        async with server:
+            server.state.store.connection.execute("PRAGMA query_only = ON")  # SQLITE_READONLY from now on
+            tcp = await connected(server.endpoints["meter2"].port)
+            rtu = await connected(server.endpoints["line"].port, framer=FramerType.RTU)
+            try:
+                for client in (tcp, rtu):
+                    refused = await client.write_register(0, 99, device_id=1)
+                    assert refused.isError() and refused.exception_code == 4, refused
+                with pytest.raises(ServerDeviceFailure):
+                    server.write("meter1/setpoint", 98)
+                assert [server.read(f"{n}/setpoint") for n in ("meter1", "meter2", "line")] == [7, 7, 7]  # undone
+                server.state.store.connection.execute("PRAGMA query_only = OFF")
+                assert not (await tcp.write_register(0, 55, device_id=1)).isError()  # stored again
+            finally:
+                tcp.close()
+                rtu.close()
+
+    run(main)
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    undone = [(r.get("endpoint"), r["exception"]) for r in records if r.get("by") == "state"]
+    assert sorted(undone) == [("line", 4), ("meter2", 4)]
+    again = plant(STATEFUL, tmp_path)
+    assert [again.read(f"{n}/setpoint") for n in ("meter1", "meter2", "line")] == [7, 55, 7]
+    assert again.state is not None
+    again.state.stop()
+
+
+def test_an_mqtt_set_on_an_endpoint_is_stored(tmp_path: Path, broker: Mosquitto) -> None:
+    from modbusd.mqtt import MqttBridge
+    from tests.test_mqtt import Watcher, until
+
+    aiomqtt = pytest.importorskip("aiomqtt")
+    server = plant(STATEFUL, tmp_path)
+
+    async def main() -> None:
+        async with server:
+            bridge = await MqttBridge.start(server, HOST, broker.port, named_points=True, min_backoff=0.1)
+            try:
+                await until(lambda: bridge.connected, what="the bridge's connection")
+                async with Watcher(broker.port, "modbusd/#") as watcher, \
+                        aiomqtt.Client(HOST, broker.port, timeout=5) as publisher:  # fmt: skip
+                    await until(lambda: watcher.on("modbusd/meter2/1/hr/0"), what="meter2's state")
+                    await publisher.publish("modbusd/meter2/1/hr/0/set", "64", qos=1)
+                    await until(lambda: watcher.written("modbusd/meter2/1/hr/0"), what="meter2's set")
+            finally:
+                await bridge.stop()
+
+    run(main)
+    again = plant(STATEFUL, tmp_path)
+    assert (again.read("meter1/setpoint"), again.read("meter2/setpoint")) == (7, 64)
+    assert again.state is not None
+    again.state.stop()
 
 
 # ------------------------------------------------------------------------------------------ counts

@@ -16,6 +16,9 @@ again; the log says when it works again.
 The owner's writes (`Server.write`, the control API's set) are committed before `Server.write` returns; a
 program's own writes to a device's tables are committed with the next turn's group.
 
+One `Durable` serves every endpoint of the server (`endpoints.py`): one journal over all their devices, one
+group commit, each endpoint's answer functions wrapped the same way.
+
 Nothing here runs unless the server keeps state: without `--state` the answer functions are not wrapped and the
 tables' journal is None, so the request path pays one comparison per write.
 """
@@ -30,11 +33,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from modbusd.model.device import Device
 from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.errors import ServerDeviceFailure
 from modbusd.session import AddressedAnswer, Answer
-from modbusd.state import Journal, device_keys, rollback, rows
+from modbusd.state import Devices, Journal, device_keys, rollback, rows
 from modbusd.state_store import StateStore, SyncMode
 
 log = logging.getLogger(__name__)
@@ -62,14 +64,11 @@ def _answer(held: list[_Held], ok: bool) -> None:
 class Durable:
     """The state file of one server, its journal, and the responses held until their writes are committed."""
 
-    def __init__(self, path: str | Path, single: Device | None, devices: Mapping[int, Device], *,
-                 reset: bool = False, sync: SyncMode | str = SyncMode.FULL) -> None:  # fmt: skip
-        """Open (or make) the state file and put its values into the devices; StateError if it cannot be used."""
-        keyed = device_keys(single, devices)
-        self.store = StateStore(path, keyed, reset=reset, sync=sync)
+    def __init__(self, path: str | Path, *, reset: bool = False, sync: SyncMode | str = SyncMode.FULL) -> None:
+        """The state file to `open` once the devices are made: the answer functions of every endpoint are wrapped
+        in this object while they are being made, and the endpoints' devices exist only then."""
+        self._path, self._reset, self._sync = path, reset, SyncMode(sync)
         self.journal = Journal(self._wake)
-        for key, device in keyed.items():
-            self.journal.attach(key, device)
         self._held: list[_Held] = []
         self._lock = threading.Lock()  # one commit at a time: the loop's, or an owner's from its own thread
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,8 +81,21 @@ class Durable:
         # it the fate of its write even when the loop's commit took it first, from another thread
         self._outcomes: deque[tuple[int, bool]] = deque(maxlen=64)
         self.last_error: sqlite3.Error | None = None  # why the last commit that failed did
+
+    def open(self, default: Devices | None, endpoints: Mapping[str, Devices]) -> None:
+        """Open (or make) the state file for the default endpoint's devices (None: it serves none) and each
+        endpoint's, by name; put its values into them and journal their writes from now on; StateError if it
+        cannot be used."""
+        devices = device_keys(default, endpoints)
+        self.store = StateStore(self._path, devices, reset=self._reset, sync=self._sync)
+        for key, device in devices.items():
+            self.journal.attach(key, device)
         log.info("state file %s (synchronous=%s): %d stored values restored", self.store.path, self.store.sync,
                  self.store.stored())  # fmt: skip
+        if self.store.added:  # one line, however many instances a template added
+            names = ", ".join("the default endpoint" if e is None else e for e in self.store.added)
+            log.info("state file %s keeps new endpoints from now on, their values starting from the device file's: "
+                     "%s", self.store.path, names)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ timing
 

@@ -28,6 +28,7 @@ from modbusd.admission import Admission
 from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.bus import Bus, make_bus
 from modbusd.config import ENDPOINT_NAME, TRANSPORTS, Config, build_devices
+from modbusd.durable import Durable
 from modbusd.faults import Faults
 from modbusd.hooks import RequestHook
 from modbusd.hub import EventsHub
@@ -90,6 +91,7 @@ class Wiring:
     faults: Faults | None = None  # the server's fault rules: they apply to every endpoint's sessions too
     security: Security | None = None  # the server's access rules: its allow-list of every network endpoint
     stats: Stats | None = None  # requests per transport, for GET /metrics: every endpoint's counted with the server's
+    durable: Durable | None = None  # the server's state file: every endpoint's writes are stored before answered
 
 
 class Admitted:
@@ -149,7 +151,7 @@ class Served:
         self.answers = Answers(
             self.single, self.devices, unknown_unit=wiring.unknown_unit, routes={}, hub=hub, hook=hook, bus=self._bus,
             quit_word=wiring.quit_word, on_quit=wiring.on_quit, warnings=wiring.admission.peer_warnings,
-            endpoint=self.name, faults=wiring.faults, stats=wiring.stats,
+            endpoint=self.name, faults=wiring.faults, stats=wiring.stats, durable=wiring.durable,
         )  # fmt: skip
         self.points = PointAccess(self.single, self.devices, self.device_for)
         self.owner = Admitted(self._admission, self.answers)

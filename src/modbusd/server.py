@@ -40,7 +40,7 @@ from modbusd.answers import Answers, Hook, UnknownUnit
 from modbusd.authorize import Roles
 from modbusd.bus import ANY_UNIT_ID, Bus, make_bus
 from modbusd.config import EVENTS_LOG_FILES, EVENTS_LOG_MAX_BYTES, HOOK_TIMEOUT, Config, import_hook
-from modbusd.config.schema import DEFAULT_TLS_PORT, STATE_AND_ENDPOINTS
+from modbusd.config.schema import DEFAULT_TLS_PORT
 from modbusd.config.tls import server_tls_context
 from modbusd.durable import Durable
 from modbusd.endpoints import Admitted, Endpoint, Endpoints, Served, Wiring, endpoints_from_config, own_port
@@ -160,15 +160,14 @@ class Server:
         networks. A device's read-only ranges are its `guard` (`modbusd.authorize.ReadOnly`).
 
         `state`: a state file (docs/state.md): written values are restored from it now, and every write is stored
-        before it is answered; `reset_state` empties it first; `state_sync` "full" or "normal" (SQLite's
-        synchronous). Raises StateError (a ValueError) for a file that cannot be used.
+        before it is answered, every endpoint's devices each under the endpoint's name; `reset_state` empties it
+        first; `state_sync` "full" or "normal" (SQLite's synchronous). Raises StateError (a ValueError) for a file
+        that cannot be used (one made for other devices, or for an endpoint no longer given).
 
 
         `endpoints`: more listeners, each with its own devices (`modbusd.endpoints`); with endpoints and no
         `devices`, the server serves only them (no Modbus/TCP of its own, and every point is ``ENDPOINT/POINT``)."""
         plant_only = devices is None and bool(endpoints)
-        if state is not None and endpoints:
-            raise ValueError(f"state: {STATE_AND_ENDPOINTS}")
         port = own_port(devices, endpoints, port, udp, rtu_over_tcp, serial)
         self._single, self.devices = split_devices(devices)
         if not listen_only:
@@ -202,8 +201,7 @@ class Server:
         self._routes = Routes(forward, local=self.devices, served=self.serial_lines, timeout=forward_timeout,
                               queue=forward_queue)  # fmt: skip
         self.downstreams = self._routes.downstreams
-        self.state = None if state is None else Durable(state, self._single, self.devices, reset=reset_state,
-                                                        sync=state_sync)  # fmt: skip
+        self.state = None if state is None else Durable(state, reset=reset_state, sync=state_sync)
         self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
         self._hub.count_requests = self.stats.total  # the request log's not-shown count, while it pauses
         self._answers = Answers(
@@ -218,9 +216,12 @@ class Server:
         )  # fmt: skip
         wiring = Wiring(name, self._hub, self._admission, self.unknown_unit, hook, hook_timeout, self.quit_word,
                         self._remote_quit, self._serving, listen_only, self.faults, self._security,
-                        self.stats)  # fmt: skip
+                        self.stats, self.state)  # fmt: skip
         self._endpoints = Endpoints(None if plant_only else PointAccess(self._single, self.devices, self.device_for),
                                     endpoints, wiring)  # fmt: skip
+        if self.state is not None:  # every endpoint's devices, once they are made: each endpoint's under its name
+            self.state.open(None if plant_only else (self._single, self.devices),
+                            {name: (s.single, s.devices) for name, s in self.endpoints.items()})  # fmt: skip
         self._points = self._endpoints  # the owner's access to points: ENDPOINT/POINT, or the default endpoint's
         self.simulator = Simulator(self.locate, self.read)  # value generators (docs/simulator.md)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -45,18 +45,43 @@ def fingerprint(device: Device) -> Fingerprint:
             device.holding_registers.size)  # fmt: skip
 
 
-def device_keys(single: Device | None, devices: Mapping[int, Device]) -> dict[str, Device]:
-    """Each device once, keyed as the state file knows it: "*" for one device answering every unit id, else its
-    lowest unit id at start (a device may answer several; the address change moves it later, its key stays)."""
-    if single is not None:
-        return {ANY_UNIT: single}
+SEPARATOR = "/"
+"""Between an endpoint's name and its device's key: ``meter7/*``, ``meter7/3`` (no endpoint name holds one)."""
+
+Devices = tuple[Device | None, Mapping[int, Device]]
+"""One endpoint's devices as a server holds them: the device answering every unit id, or unit id → device."""
+
+
+def device_keys(default: Devices | None, endpoints: Mapping[str, Devices] | None = None) -> dict[str, Device]:
+    """Each device once, keyed as the state file knows it: the default endpoint's "*" for one device answering
+    every unit id, else its lowest unit id at start (a device may answer several; the address change moves it
+    later, its key stays); an endpoint's the same behind its name, ``meter7/*``. The default endpoint's keys are
+    those of the files made before endpoints were kept, so those files still open. `default` None: a server
+    serving only its endpoints."""
     keyed: dict[str, Device] = {}
-    seen: set[int] = set()
-    for unit in sorted(devices):
-        if id(devices[unit]) not in seen:
-            seen.add(id(devices[unit]))
-            keyed[str(unit)] = devices[unit]
+    groups: list[tuple[str, Devices]] = [] if default is None else [("", default)]
+    groups += [(f"{name}{SEPARATOR}", devices) for name, devices in (endpoints or {}).items()]
+    for prefix, (single, devices) in groups:
+        if single is not None:
+            keyed[prefix + ANY_UNIT] = single
+            continue
+        seen: set[int] = set()
+        for unit in sorted(devices):
+            if id(devices[unit]) not in seen:
+                seen.add(id(devices[unit]))
+                keyed[f"{prefix}{unit}"] = devices[unit]
     return keyed
+
+
+def endpoint_of(key: str) -> str | None:
+    """The endpoint a device key belongs to (None: the default endpoint's)."""
+    name, slash, _ = key.partition(SEPARATOR)
+    return name if slash else None
+
+
+def unit_of(key: str) -> str:
+    """The key within its endpoint: "*" or a unit id."""
+    return key.rpartition(SEPARATOR)[2]
 
 
 class _Memory:

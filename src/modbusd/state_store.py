@@ -3,7 +3,10 @@
 A file modbusd made carries SQLite's application id "MBSD" in its header, so that `--reset-state` can tell its
 own file (which it may empty or replace, however damaged) from any other (which it never touches). The file
 names the devices it was made for, each with its layout and table sizes (`state.fingerprint`): values of
-another memory map would land at the wrong addresses, so a difference stops the start with one line.
+another memory map would land at the wrong addresses, so a difference stops the start with one line. Endpoints
+are compared one by one (`state.device_keys` keys an endpoint's devices behind its name): one the file does not
+know yet is added to it, since nothing stored changes; one the file knows and the server no longer serves, or
+whose devices differ, stops the start, as for the default endpoint's devices.
 
 It is opened in exclusive locking mode: a second server naming the same file is told so at start, rather than
 both writing it. One `commit` is one transaction: the rows of every write of one turn of the loop.
@@ -13,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
 from modbusd.model.device import Device
-from modbusd.state import Fingerprint, Row, fingerprint, restore
+from modbusd.state import Fingerprint, Row, endpoint_of, fingerprint, restore, unit_of
 
 APPLICATION_ID: Final = 0x4D425344  # "MBSD", in the SQLite header's application id field (offset 68)
 SCHEMA_VERSION: Final = 1  # PRAGMA user_version
@@ -80,14 +83,17 @@ class StateStore:
             self._remove()
             header = None
         wanted = {key: fingerprint(device) for key, device in devices.items()}
+        self.added: list[str | None] = []  # the endpoints (None: the default one) the file did not know, added now
         self.connection = self._connect()
         try:
             if not header:
                 self._create(wanted)
+                new: Mapping[str, Fingerprint] = {}
             else:
-                self._check(wanted)
-                self._restore(devices)
-            self._lock()
+                new = self._check(wanted)
+                self._restore({key: device for key, device in devices.items() if key not in new})
+                self.added = list(dict.fromkeys(endpoint_of(key) for key in new))
+            self._lock(new)
         except sqlite3.Error as exc:
             self.connection.close()
             if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
@@ -142,7 +148,8 @@ class StateStore:
         db.executemany("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)", [(k, *fp) for k, fp in wanted.items()])
         db.execute("COMMIT")
 
-    def _check(self, wanted: Mapping[str, Fingerprint]) -> None:
+    def _check(self, wanted: Mapping[str, Fingerprint]) -> dict[str, Fingerprint]:
+        """The devices of the endpoints the file does not know yet, to add; StateError for any other difference."""
         db = self.connection
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -150,13 +157,22 @@ class StateStore:
             raise StateError(f"{self.path}: a modbusd state file of another version ({version}) or damaged "
                              f"(tables {', '.join(sorted(tables)) or 'none'}): {_RESET_HINT}")  # fmt: skip
         stored = {row[0]: tuple(row[1:]) for row in db.execute("SELECT * FROM devices")}
-        if set(stored) != set(wanted):
-            raise StateError(f"{self.path} was made for the devices {_units(stored)}, not {_units(wanted)}: "
-                             f"{_RESET_HINT}")  # fmt: skip
+        there, here = _by_endpoint(stored), _by_endpoint(wanted)
+        gone = [endpoint for endpoint in there if endpoint not in here]
+        if gone:
+            one = len(gone) == 1
+            raise StateError(f"{self.path} keeps the values of {_endpoints(gone)}, which {'is' if one else 'are'} not "
+                             f"served now: serve {'it' if one else 'them'} again, or {_RESET_HINT}")  # fmt: skip
+        for endpoint, keys in here.items():
+            if endpoint in there and set(there[endpoint]) != set(keys):
+                whose = "the" if endpoint is None else f"{_endpoint(endpoint)}'s"
+                raise StateError(f"{self.path} was made for {whose} devices {_units(there[endpoint])}, not "
+                                 f"{_units(keys)}: {_RESET_HINT}")  # fmt: skip
         for key, fp in wanted.items():
-            if stored[key] != fp:
+            if key in stored and stored[key] != fp:
                 raise StateError(f"{self.path} was made for another memory map: {_differences(key, stored[key], fp)}: "
                                  f"{_RESET_HINT}")  # fmt: skip
+        return {key: fp for key, fp in wanted.items() if endpoint_of(key) not in there}
 
     def _restore(self, devices: Mapping[str, Device]) -> None:
         query = "SELECT address, value FROM written WHERE device = ? AND memory = ? ORDER BY address"
@@ -167,10 +183,11 @@ class StateStore:
                 try:
                     restore(device, memory, self.connection.execute(query, (key, memory)))
                 except ValueError as exc:
-                    raise StateError(f"{self.path}: unit {key}: {exc}: {_RESET_HINT}") from None
+                    raise StateError(f"{self.path}: {_device(key)}: {exc}: {_RESET_HINT}") from None
 
-    def _lock(self) -> None:
-        """WAL mode, the durability asked for, and the file's lock taken now, so another server is told at start."""
+    def _lock(self, new: Mapping[str, Fingerprint]) -> None:
+        """WAL mode, the durability asked for, and the file's lock taken now, so another server is told at start;
+        the devices of `new` endpoints written into the file in that first transaction."""
         db = self.connection
         db.execute("PRAGMA locking_mode = EXCLUSIVE")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -180,9 +197,10 @@ class StateStore:
         db.execute(f"PRAGMA synchronous = {self.sync.value.upper()}")
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             raise StateError(_in_use(self.path, exc)) from None
+        db.executemany("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)", [(k, *fp) for k, fp in new.items()])
+        db.execute("COMMIT")
 
     def commit(self, rows: Sequence[Row]) -> None:
         """Store `rows` in one transaction; sqlite3.Error (the disk is full, the file went read-only) leaves the
@@ -205,14 +223,44 @@ class StateStore:
         self.connection.close()
 
 
-def _units(keys: Mapping[str, object]) -> str:
+def _by_endpoint(keys: Iterable[str]) -> dict[str | None, list[str]]:
+    """Device keys by endpoint (None: the default one's), each as its endpoint knows it ("*" or a unit id)."""
+    found: dict[str | None, list[str]] = {}
+    for key in keys:
+        found.setdefault(endpoint_of(key), []).append(unit_of(key))
+    return found
+
+
+def _endpoint(endpoint: str | None) -> str:
+    return "the default endpoint (the top-level [[device]] tables)" if endpoint is None else f"endpoint {endpoint}"
+
+
+def _endpoints(endpoints: Sequence[str | None]) -> str:
+    """`endpoint meter3`, `endpoints meter3, meter4`, `endpoints meter1, …, meter5 and 45 more` (one line)."""
+    if len(endpoints) == 1:
+        return _endpoint(endpoints[0])
+    named = [e for e in endpoints if e is not None]
+    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    default = "the default endpoint (the top-level [[device]] tables) and " if None in endpoints else ""
+    return f"{default}endpoint{'s' if len(named) > 1 else ''} {shown}"
+
+
+def _units(keys: Iterable[str]) -> str:
     return ", ".join("*" if k == "*" else f"unit {k}" for k in sorted(keys, key=lambda k: (len(k), k))) or "none"
 
 
+def _device(key: str) -> str:
+    """`unit 3`, `the device` (answering every unit id), `endpoint meter7`, `endpoint meter7 unit 3`."""
+    endpoint, unit = endpoint_of(key), unit_of(key)
+    if endpoint is None:
+        return "the device" if unit == "*" else f"unit {unit}"
+    return f"endpoint {endpoint}" if unit == "*" else f"endpoint {endpoint} unit {unit}"
+
+
 def _differences(key: str, stored: Sequence[object], wanted: Sequence[object]) -> str:
-    """`unit 3's layout is separate there, packed here`: only what differs."""
+    """`unit 3's layout separate there, packed here`: only what differs."""
     names = ("layout", "coils", "discrete inputs", "input registers", "holding registers")
-    who = "the device's" if key == "*" else f"unit {key}'s"
+    who = f"{_device(key)}'s"
     return "; ".join(f"{who} {name} {a} there, {b} here" for name, a, b in zip(names, stored, wanted, strict=True)
                      if a != b)  # fmt: skip
 

@@ -214,8 +214,6 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             raise ValueError(f"--hook {args.hook}: {exc}") from None
     given["tls"], given["allow"] = _tls(args, config.server.tls), _allow(args, config.server.allow)
     server = dataclasses.replace(config.server, **{k: v for k, v in given.items() if v is not None})
-    if server.state is not None and config.endpoints:  # the file's own state is refused at its line already
-        raise ValueError(f"--state: {config.path}: {device_file.STATE_AND_ENDPOINTS}")
     if args.reset_state and server.state is None:
         raise ValueError("--reset-state empties a state file: name it with --state FILE (or state in the device file)")
     http = config.http

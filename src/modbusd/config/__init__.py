@@ -56,7 +56,6 @@ from modbusd.config.schema import (
     KEY_PASSWORD_ENV,
     LOOPBACK,
     SERIAL_KEYS,
-    STATE_AND_ENDPOINTS,
     TRANSPORTS,
     UNKNOWN_UNIT_POLICIES,
     Config,
@@ -88,7 +87,7 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS",
-    "STATE_AND_ENDPOINTS", "TRANSPORTS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
+    "TRANSPORTS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
     "EndpointConfig", "FaultSpec", "GeneratorConfig", "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig",
     "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "build_devices", "check_host_name",
     "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_fault",

@@ -12,7 +12,7 @@ from typing import Any
 from modbusd.config.endpoints import EndpointTables, qualified
 from modbusd.config.faults import FaultTables
 from modbusd.config.reader import MAX_NESTING, ConfigError, UnreadableFile, nesting_line, read_text
-from modbusd.config.schema import STATE_AND_ENDPOINTS, Config, ServerConfig
+from modbusd.config.schema import Config, ServerConfig
 from modbusd.config.services import ServiceTables
 
 
@@ -71,8 +71,6 @@ class Loader(ServiceTables, EndpointTables, FaultTables):
         mqtt = self.mqtt(data["mqtt"]) if "mqtt" in data else None
         templates = self.templates(data.get("template", []), server.layout)
         endpoints = self.endpoints(data["endpoint"], templates, server.layout, server) if "endpoint" in data else ()
-        if endpoints and server.state is not None:
-            raise self.error(("server", "state"), STATE_AND_ENDPOINTS)
         subscribe = (*(s for d in devices for s in d.subscribe), *qualified(endpoints),
                      *self.events(data.get("events", {})))  # fmt: skip
         roles = None

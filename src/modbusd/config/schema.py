@@ -387,9 +387,6 @@ def build_devices(configs: Sequence[DeviceConfig]) -> Device | dict[int, Device]
     return devices
 
 
-STATE_AND_ENDPOINTS = ("a state file keeps the values of the default endpoint's devices (the top-level [[device]] "
-                       "tables), not those of [[endpoint]] devices: serve the endpoints without state, or the state "
-                       "without endpoints")  # fmt: skip
 ENDPOINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # no dots nor slashes: part of point and event names
 TRANSPORTS = ("tcp", "udp", "rtu-over-tcp")  # an endpoint's listener
 
