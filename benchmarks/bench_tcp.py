@@ -47,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOADGEN_SRC = HERE / "loadgen.c"
 LIBMODBUS_SRC = HERE / "libmodbus_server.c"
+LIBMODBUS_REPLY_SRC = HERE / "libmodbus_reply_server.c"  # libmodbus's own loop: modbus_receive + modbus_reply
 HOST = "127.0.0.1"
 SERVER_CPU = "1"
 LOAD_CPU = "0"
@@ -60,6 +61,7 @@ MODBUSD = "modbusd"
 MODBUSD_UVLOOP = "modbusd+uvloop"
 PYMODBUS = "pymodbus"
 LIBMODBUS = "libmodbus C"
+LIBMODBUS_REPLY = "libmodbus rcv+reply"  # libmodbus_reply_server.c
 FLOOR = "asyncio floor"
 FLOOR_UVLOOP = "asyncio floor+uvloop"
 NAME_WIDTH = len(FLOOR_UVLOOP)  # the longest row label, so progress lines and tables align
@@ -726,7 +728,11 @@ def pythonpath_with_src() -> str:
 
 
 def server_specs(
-    libmodbus_bin: Path | None, with_modbusd: bool, with_uvloop: bool, with_floor: bool
+    libmodbus_bin: Path | None,
+    with_modbusd: bool,
+    with_uvloop: bool,
+    with_floor: bool,
+    libmodbus_reply_bin: Path | None = None,
 ) -> list[ServerSpec]:
     """The servers in the order they alternate within a round."""
     py = sys.executable
@@ -746,6 +752,8 @@ def server_specs(
         specs.append(ServerSpec(FLOOR_UVLOOP, lambda p: [py, floor, "-p", str(p), "--uvloop"]))
     if libmodbus_bin is not None:
         specs.append(ServerSpec(LIBMODBUS, lambda p: [str(libmodbus_bin), str(p)]))
+    if libmodbus_reply_bin is not None:
+        specs.append(ServerSpec(LIBMODBUS_REPLY, lambda p: [str(libmodbus_reply_bin), str(p)]))
     return specs
 
 
@@ -818,6 +826,16 @@ def build_tools(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path | None]
         print(f"NOTE: libmodbus ceiling row skipped: {error}")
         return loadgen, None
     return loadgen, lib_bin
+
+
+def build_libmodbus_reply(tmp: Path) -> Path | None:
+    """libmodbus's own serving loop (libmodbus_reply_server.c), for the scripts that show it beside the yardstick."""
+    binary = tmp / "libmodbus_reply_server"
+    error = compile_c(binary, [LIBMODBUS_REPLY_SRC], libmodbus_flags())
+    if error:
+        print(f"NOTE: libmodbus receive/reply row skipped: {error}")
+        return None
+    return binary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

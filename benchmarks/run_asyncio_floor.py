@@ -1,16 +1,18 @@
-"""The asyncio floor for bench_tcp.py: the cheapest server an asyncio Protocol can be.
+"""The asyncio floor for bench_tcp.py and bench_connections.py: the cheapest Python server an asyncio loop can run.
 
 Why it exists: a target such as "5x pymodbus at 100 connections on the default loop" is only
 meaningful if some asyncio server can reach it at all.  This one does no Modbus work: it takes
 every 12-byte request in what it reads as an FC03 read of 10 registers and answers with the
 same canned registers 0..9 = 0..9, echoing only the transaction id and the unit id.  No
 validation, no data model, no counters, no logging.  What it costs per request is what the
-event loop, the transport and the syscalls cost, the part no Protocol-based server can avoid.
+event loop, the syscalls and the least Python a read can take cost, the part no Python server on
+that loop can avoid.
 
-Its transport is modbusd's: an asyncio.BufferedProtocol reading into one buffer shared by
-every connection, with TCP_NODELAY and SO_KEEPALIVE, so the difference between the two rows
-is modbusd's own work.  It must never be used as a server: it answers anything with the same
-registers.
+It reads the way modbusd's transport (transport/direct.py) does, without its transport object:
+`loop.add_reader` callbacks, `recv_into` one buffer shared by every connection, one `send`, with
+TCP_NODELAY and SO_KEEPALIVE, so the difference between the two rows is modbusd's own work
+(transport, session, request counts, the fast path).  It must never be used as a server: it
+answers anything with the same registers.
 
 Prints "ready port=N" on stdout once listening; SIGTERM/SIGINT stop it (exit 0).
 """
@@ -53,49 +55,75 @@ def canned_replies(data: bytes) -> tuple[bytes, bytes]:
     return replies, data[whole:]
 
 
-class FloorProtocol(asyncio.BufferedProtocol):
-    """One connection: copy out what was read, answer it, keep a partial request for later."""
+class Floor:
+    """Every connection driven by the loop's readiness callbacks with as little Python as a read can take: one
+    callback, `recv_into` a buffer shared by every connection, the canned replies, one `send`. No transport object,
+    no protocol, no buffering of what the kernel does not take (the load generator reads everything it is sent)."""
 
-    __slots__ = ("_buffer", "_pending", "_transport")
+    def __init__(self, loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
+        self._loop, self._listener = loop, listener
+        self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        self._pending: dict[int, bytes] = {}  # a partial request, by file descriptor
+        self._sockets: dict[int, socket.socket] = {}
+        loop.add_reader(listener.fileno(), self._accept)
 
-    def __init__(self, buffer: memoryview) -> None:
-        self._buffer = buffer
-        self._pending = b""
-        self._transport: asyncio.Transport | None = None
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as modbusd: no Nagle delay
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        fd = conn.fileno()
+        self._sockets[fd] = conn
+        self._loop.add_reader(fd, self._read, conn, fd)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Same socket options as modbusd: no Nagle delay on one-response-per-request traffic."""
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    def _read(self, conn: socket.socket, fd: int) -> None:
+        try:
+            count = conn.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            count = 0
+        if not count:
+            self._loop.remove_reader(fd)
+            del self._sockets[fd]
+            self._pending.pop(fd, None)
+            conn.close()
+            return
+        data = self._buffer[:count].tobytes()
+        if fd in self._pending:
+            data = self._pending.pop(fd) + data
+        replies, rest = canned_replies(data)
+        if rest:
+            self._pending[fd] = rest
+        if replies:
+            try:  # noqa: SIM105  (contextlib.suppress costs a context manager per read)
+                conn.send(replies)
+            except OSError:
+                pass  # a peer gone: its read ends it
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """The shared buffer: the loop fills it and calls buffer_updated before the next read."""
-        return self._buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        """Copy out before the next connection's read reuses the buffer, then answer."""
-        data = bytes(self._buffer[:nbytes])
-        if self._pending:
-            data = self._pending + data
-        replies, self._pending = canned_replies(data)
-        if replies and self._transport is not None:
-            self._transport.write(replies)
+    def close(self) -> None:
+        self._loop.remove_reader(self._listener.fileno())
+        for fd, conn in self._sockets.items():
+            self._loop.remove_reader(fd)
+            conn.close()
+        self._listener.close()
 
 
 async def serve(port: int) -> None:
-    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then close the listener."""
+    """Listen on 127.0.0.1:port until SIGTERM/SIGINT, then close everything."""
     loop = asyncio.get_running_loop()
-    buffer = memoryview(bytearray(READ_BUFFER_SIZE))
-    server = await loop.create_server(lambda: FloorProtocol(buffer), HOST, port, reuse_address=True, backlog=1024)
+    listener = socket.create_server((HOST, port), reuse_port=False, backlog=1024)
+    listener.setblocking(False)
+    floor = Floor(loop, listener)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"ready port={server.sockets[0].getsockname()[1]}", flush=True)
+    print(f"ready port={listener.getsockname()[1]}", flush=True)
     await stop.wait()
-    server.close()
+    floor.close()
 
 
 def run(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
