@@ -102,6 +102,15 @@ class TcpDownstream(Downstream):
     def in_flight(self) -> int:
         return len(self._pending) + (self._dialing is not None)
 
+    def _send_now(self, unit_id: int, pdu: bytes, future: "asyncio.Future[bytes | None]") -> bool:
+        connection = self._connection
+        if connection is None or len(self._pending) >= self.in_flight_limit:
+            return False
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        connection.transport.write(self._enter(unit_id, pdu, future, deadline))  # type: ignore[union-attr]  # open
+        self._arm()
+        return True
+
     def _wake(self) -> None:
         self._send_waiting()
 
