@@ -162,6 +162,10 @@ class TcpDownstream(Downstream):
                 except ModbusError as exc:
                     self._fail(future, exc)
                     continue
+                except Exception as exc:  # our bug: the session answers 04 and logs it; the next request tries
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
                 finally:
                     self._dialing = None
                 if connection.transport is None or connection.transport.is_closing():  # closed at once
