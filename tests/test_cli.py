@@ -625,7 +625,7 @@ def test_modbusd_forwards_the_unit_ids_named_by_forward(
     downstream.device.holding_registers.set_values(0, [4321])
     port = free_port()
     child = launch("-p", str(port), "--host", HOST, "--forward", f"3,5-6=tcp:{HOST}:{downstream.port}",
-                   "--forward-timeout", "0.5", "--forward-queue", "4")  # fmt: skip
+                   "--forward-timeout", "0.5", "--forward-queue", "4", "--forward-in-flight", "4")  # fmt: skip
     banner = child.running()
     assert f"gateway for units 3, 5-6 to TCP {HOST}:{downstream.port}" in banner[1]
     assert read_register(port, unit_id=6) == 4321
@@ -648,6 +648,14 @@ def test_modbusd_rejects_a_wrong_forward_option_with_one_line(
     launch: Callable[..., Modbusd], option: str, words: str
 ) -> None:
     assert words in assert_one_line_error(launch("--forward", option))
+
+
+@pytest.mark.parametrize(("value", "words"), [("0", "must be greater than 0"), ("many", "is not a number"),
+                                             ("300", "in-flight bound 300 outside 1..256")])  # fmt: skip
+def test_modbusd_rejects_a_wrong_forward_in_flight_with_one_line(
+    launch: Callable[..., Modbusd], value: str, words: str
+) -> None:
+    assert words in assert_one_line_error(launch("--forward", "3=tcp:127.0.0.1", "--forward-in-flight", value))
 
 
 def test_modbusd_refuses_a_unit_id_both_served_and_forwarded(launch: Callable[..., Modbusd]) -> None:

@@ -27,7 +27,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.session": ("modbusd.protocol",),  # the answer function is injected
     "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
     # the gateway's master side: framing from protocol, serial ports opened through transport
-    "modbusd.forward": ("modbusd.protocol", "modbusd.transport"),
+    "modbusd.forward": ("modbusd.forward", "modbusd.protocol", "modbusd.transport"),
     # who may do what, from a PDU's bytes: roles' rights, read-only ranges, allow-lists (sans-I/O)
     "modbusd.authorize": ("modbusd.protocol", "modbusd.model"),
     # the access rules at run time: allow-lists, TLS roles, their counters, log lines and events log records

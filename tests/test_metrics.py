@@ -145,15 +145,17 @@ def test_metrics_over_the_control_api_count_exactly_what_clients_sent() -> None:
 
 
 def test_metrics_count_the_gateways_forwarded_timed_out_refused_and_unavailable_requests() -> None:
-    """A downstream that never answers: the first request times out (0x0B) and, with no queue, the second is refused
-    (06); a downstream whose port is closed: 0x0A. Each forwarded answer is timed, from request to response."""
+    """A downstream that never answers: the first request times out (0x0B) and, with one in flight and no queue, the
+    second is refused (06); a downstream whose port is closed: 0x0A. Each forwarded answer is timed, from request to
+    response."""
 
     async def main() -> tuple[Samples, int, int]:
         silent = await asyncio.start_server(lambda r, w: None, HOST, 0)
         closed = free_port()
         silent_port = silent.sockets[0].getsockname()[1]
         forward = {5: TcpTarget(HOST, silent_port), 6: TcpTarget(HOST, closed)}
-        server = Server(Device(), host=HOST, port=0, forward=forward, forward_timeout=0.3, forward_queue=0)
+        server = Server(Device(), host=HOST, port=0, forward=forward, forward_timeout=0.3, forward_queue=0,
+                        forward_in_flight=1)  # fmt: skip
         async with server:
             first, reply = await raw(server.port, mbap_frame(1, 5, "03 0000 0001") + mbap_frame(2, 5, "03 0000 0001"),
                                      18)  # fmt: skip

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
+from modbusd.forward import IN_FLIGHT, MAX_IN_FLIGHT, Downstream, SerialDownstream, TcpDownstream
 from modbusd.protocol.codes import MAX_UNIT_ID
 from modbusd.protocol.serial_line import SerialLine
 
 FORWARD_TIMEOUT = 1.0  # seconds a downstream device has to answer before exception 0x0B
-FORWARD_QUEUE = 16  # requests that may wait for one downstream (besides the one under way) before exception 06
+FORWARD_QUEUE = 16  # requests that may wait for one downstream (besides those under way) before exception 06
+FORWARD_IN_FLIGHT = IN_FLIGHT  # requests under way at once to one Modbus/TCP server (a serial line: always one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +60,19 @@ class Routes:
         served: Sequence[SerialLine],
         timeout: float,
         queue: int,
+        in_flight: int = FORWARD_IN_FLIGHT,
     ) -> None:
         """`local`: the unit ids of local devices; `served`: the serial lines served (neither may be forwarded)."""
+        if not 1 <= in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"forward in-flight bound {in_flight} outside 1..{MAX_IN_FLIGHT}")
         self.downstreams: dict[Target, Downstream] = {}
         self.routes: dict[int, Downstream] = {}
         if forward:
-            self._make(forward, set(local), {line.device for line in served}, timeout, queue)
+            self._make(forward, set(local), {line.device for line in served}, timeout=timeout, queue=queue,
+                       in_flight=in_flight)  # fmt: skip
 
-    def _make(self, forward: Mapping[int, Target], local: set[int], served: set[str], timeout: float,
-              queue: int) -> None:  # fmt: skip
+    def _make(self, forward: Mapping[int, Target], local: set[int], served: set[str], *, timeout: float,
+              queue: int, in_flight: int) -> None:  # fmt: skip
         for unit, target in forward.items():
             if not 0 <= unit <= 255:
                 raise ValueError(f"forwarded unit id {unit} outside 0..255")
@@ -80,7 +85,7 @@ class Routes:
                     raise ValueError(f"{target.device} is both served and forwarded to: a line has one master")
             downstream = self.downstreams.get(target)
             if downstream is None:
-                downstream = self.downstreams[target] = make_downstream(target, timeout, queue)
+                downstream = self.downstreams[target] = make_downstream(target, timeout, queue, in_flight)
             self.routes[unit] = downstream
 
     def units_of(self, downstream: Downstream) -> list[int]:
@@ -97,9 +102,10 @@ class Routes:
         return items
 
 
-def make_downstream(target: Target, timeout: float, queue: int) -> Downstream:
+def make_downstream(target: Target, timeout: float, queue: int, in_flight: int) -> Downstream:
+    """`in_flight` is for a Modbus/TCP server only: a serial line's master has one request on the line."""
     if isinstance(target, TcpTarget):
-        return TcpDownstream(target.host, target.port, timeout=timeout, queue_limit=queue)
+        return TcpDownstream(target.host, target.port, timeout=timeout, queue_limit=queue, in_flight_limit=in_flight)
     return SerialDownstream(
         target.device, framing=target.framing, baudrate=target.baudrate, bytesize=target.bytesize,
         parity=target.parity, stopbits=target.effective_stopbits, timeout=timeout, queue_limit=queue,

@@ -14,7 +14,7 @@ It is the one module that knows all the others, and it reads as their table of c
 - `durable.py`: the state file (`state.py`, `state_store.py`): written values kept, responses held until stored.
 
 Names that lived here before those modules (`ANY_UNIT_ID`, `UnknownUnit`, `TcpTarget`, `Target`, `FORWARD_TIMEOUT`,
-`FORWARD_QUEUE`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`, `StartError`,
+`FORWARD_QUEUE`, `FORWARD_IN_FLIGHT`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`, `StartError`,
 `ASCII_TIMEOUT`) stay importable from here.
 
 Longer than the ~400 lines a module should be (about 575) for the reason the Server class gives: the class is
@@ -56,7 +56,7 @@ from modbusd.protocol.codes import MIN_UNIT_ID
 from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.serial_line import SerialLine
 from modbusd.ratelimit import RateLimitedLog
-from modbusd.routing import FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
+from modbusd.routing import FORWARD_IN_FLIGHT, FORWARD_QUEUE, FORWARD_TIMEOUT, Routes, Target, TcpTarget, unit_ranges
 from modbusd.runner import ServingThread
 from modbusd.security import make_security
 from modbusd.session import Session
@@ -67,9 +67,9 @@ from modbusd.transport.tcp import CLOSE_GRACE, TcpConnection
 from modbusd.transports import ASCII_TIMEOUT, StartError, Transports
 
 __all__ = [  # what the rest of modbusd and embedding programs import from here
-    "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "FRAME_TIMEOUT",
-    "WRITE_TIMEOUT", "Endpoint", "EventsLog", "Listener", "SerialLine", "Server", "StartError", "Target", "TcpTarget",
-    "UnknownUnit", "unit_ranges",
+    "ANY_UNIT_ID", "ASCII_TIMEOUT", "EVENT_QUEUE", "FORWARD_IN_FLIGHT", "FORWARD_QUEUE", "FORWARD_TIMEOUT",
+    "FRAME_TIMEOUT", "WRITE_TIMEOUT", "Endpoint", "EventsLog", "Listener", "SerialLine", "Server", "StartError",
+    "Target", "TcpTarget", "UnknownUnit", "unit_ranges",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class Server:
         forward: Mapping[int, Target] | None = None,
         forward_timeout: float = FORWARD_TIMEOUT,
         forward_queue: int = FORWARD_QUEUE,
+        forward_in_flight: int = FORWARD_IN_FLIGHT,
         name: str = "modbusd",
         hook: RequestHook | str | None = None,
         hook_timeout: float = HOOK_TIMEOUT,
@@ -133,7 +134,8 @@ class Server:
         unit ids go there (unit 0 to a serial line: a broadcast, sent and not answered). Equal targets are one
         downstream. A forwarded unit id is never answered locally; with one device per unit id, it must not
         also be a device's. `forward_timeout`: seconds to wait for a response (then exception 0x0B);
-        `forward_queue`: requests that may wait per downstream (more get exception 06).
+        `forward_queue`: requests that may wait per downstream (more get exception 06); `forward_in_flight`:
+        requests sent to a Modbus/TCP server before its responses come (a serial line has one at a time).
 
         Connections (docs/limits.md): `max_connections` (at the limit, an unused one is closed: first those that
         never completed a request), `max_connections_per_client` (more from one address are closed at accept),
@@ -199,7 +201,7 @@ class Server:
             self._bus = make_bus(self._single, self.devices, unit_id, self._hub.observed, self._hub.observe)
         self._hub.serial_transports = {line.device: line.framing.value for line in self.serial_lines}
         self._routes = Routes(forward, local=self.devices, served=self.serial_lines, timeout=forward_timeout,
-                              queue=forward_queue)  # fmt: skip
+                              queue=forward_queue, in_flight=forward_in_flight)  # fmt: skip
         self.downstreams = self._routes.downstreams
         self.state = None if state is None else Durable(state, reset=reset_state, sync=state_sync)
         self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics

@@ -22,7 +22,7 @@ from modbusd.cli.options import (
     _unit_ids,
 )
 from modbusd.model.device import Layout
-from modbusd.server import FORWARD_QUEUE, FORWARD_TIMEOUT, FRAME_TIMEOUT, WRITE_TIMEOUT, UnknownUnit
+from modbusd.server import FORWARD_IN_FLIGHT, FORWARD_QUEUE, FORWARD_TIMEOUT, FRAME_TIMEOUT, WRITE_TIMEOUT, UnknownUnit
 from modbusd.version import __version__
 
 DEFAULT_HTTP_PORT = device_file.DEFAULT_HTTP_PORT
@@ -174,8 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     gateway.add_argument(
         "--forward-queue", type=_count, default=FORWARD_QUEUE, metavar="N",
-        help=f"requests that may wait per downstream, besides the one under way; more: exception 06 "
+        help=f"requests that may wait per downstream, besides those under way; more: exception 06 "
         f"(default {FORWARD_QUEUE})",
+    )  # fmt: skip
+    gateway.add_argument(
+        "--forward-in-flight", type=_positive(int), default=FORWARD_IN_FLIGHT, metavar="N",
+        help=f"requests sent to a tcp: downstream before its responses come, paired by transaction id; 1 for a "
+        f"device that takes one at a time (default {FORWARD_IN_FLIGHT}; a serial line always has one)",
     )  # fmt: skip
     faults = parser.add_argument_group("fault injection", "misbehave on purpose, to test clients (docs/faults.md)")
     faults.add_argument(

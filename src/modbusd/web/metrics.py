@@ -196,11 +196,14 @@ def _gateway(counter: Any, gauge: Any, server: Server) -> Iterator[Any]:
                 labels=["downstream"]),
     ]  # fmt: skip
     queued = gauge("modbusd_gateway_queued", "requests waiting for a downstream now", labels=["downstream"])
+    in_flight = gauge("modbusd_gateway_in_flight", "requests sent to a downstream and not yet answered",
+                      labels=["downstream"])  # fmt: skip
     for downstream in server.downstreams.values():
         for family, name in zip(families, names, strict=True):
             family.add_metric([downstream.name], getattr(downstream, name))
         queued.add_metric([downstream.name], downstream.queued)
-    yield from (*families, queued)
+        in_flight.add_metric([downstream.name], downstream.in_flight)
+    yield from (*families, queued, in_flight)
 
 
 def make_registry(server: Server) -> Any:
