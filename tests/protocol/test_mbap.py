@@ -118,3 +118,18 @@ def test_framer_turns_split_garbage_into_frames_or_frame_error_and_nothing_else(
 @given(st.binary(max_size=2000), st.lists(st.integers(0, 2000), max_size=20))
 def test_split_at_pieces_join_back_to_the_data(data: bytes, cuts: list[int]) -> None:
     assert b"".join(split_at(data, cuts)) == data
+
+
+@given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=10))
+def test_empty_says_whether_bytes_of_a_partial_frame_are_kept(data: bytes, cuts: list[int]) -> None:
+    """`empty` is an attribute `feed` keeps (the session reads it before every read), so it must follow every way
+    the kept bytes change: frames taken, a partial frame kept, a bad header dropping everything."""
+    framer = MbapFramer()
+    assert framer.empty
+    for part in split_at(data, cuts):
+        try:
+            framer.feed(part)
+        except FrameError:
+            assert framer.empty
+            break
+        assert framer.empty == (framer.pending == b"")

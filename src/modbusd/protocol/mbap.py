@@ -19,15 +19,13 @@ MAX_LENGTH: Final = 254  # unit id + 253-byte PDU
 class MbapFramer:
     """Stateful: keeps the bytes of an incomplete frame until the rest arrives."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "empty")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-
-    @property
-    def empty(self) -> bool:
-        """True when no partial frame is waiting for more bytes."""
-        return not self._buf
+        # True when no partial frame is waiting for more bytes. An attribute kept by `feed`, not a property: the
+        # session asks before every read whether the fast path may take it.
+        self.empty = True
 
     @property
     def pending(self) -> bytes:
@@ -57,6 +55,7 @@ class MbapFramer:
             if not MIN_LENGTH <= length <= MAX_LENGTH:
                 header = bytes(buf[pos : pos + 7]).hex(" ")
                 buf.clear()
+                self.empty = True
                 raise FrameError(f"MBAP length {length} outside {MIN_LENGTH}..{MAX_LENGTH} in header {header}", adus)
             end = pos + 6 + length
             if end > size:
@@ -65,6 +64,7 @@ class MbapFramer:
             pos = end
         if pos:
             del buf[:pos]
+        self.empty = not buf
         return adus
 
     def frame(self, request: Adu, pdu: bytes) -> bytes:
