@@ -15,10 +15,10 @@ Why it is built this way:
   checked to answer FC03 with exactly those values before it is measured.
 * A libmodbus C server is measured in the same run: its figure shows how much loadgen can
   drive, i.e. that the Python figures are the servers' limits, not the client's.
-* An "asyncio floor" server (run_asyncio_floor.py: modbusd's transport answering canned FC03
-  responses, no Modbus work) is measured in the same run too: its figure is the most any
-  Protocol-based server can do on that loop, so a target ratio to pymodbus above the floor's
-  own ratio is shown, not argued, to be out of reach.
+* An "asyncio floor" server (run_asyncio_floor.py: one readiness callback per read answering canned
+  FC03 responses, no Modbus work) is measured in the same run too: its figure is the most any
+  Python server can do on that loop, so a target ratio above the floor's own ratio is shown, not
+  argued, to be out of reach.
 
 Only processes started here are stopped (by pid), all traffic stays on 127.0.0.1, and every
 wait is bounded.  Standard library only; the servers need pymodbus and optionally uvloop.
@@ -579,12 +579,13 @@ def picked_rps(results: Results, scenario: Scenario, stat: str) -> dict[str, flo
 def print_floor(results: Results, stat: str) -> None:
     """modbusd next to the asyncio floor, both as ratios to pymodbus and as a share of the floor.
 
-    The floor's ratio to pymodbus bounds what any Protocol-based server can reach on that loop:
+    The floor's ratio to pymodbus bounds what any Python server can reach on that loop:
     a target above it cannot be met by making modbusd's own work cheaper.
     """
     if FLOOR not in results[SCENARIOS[0].key]:
         return
-    print(f"\n-- Against the asyncio floor: {FLOOR} = modbusd's transport answering canned FC03, no Modbus work")
+    print(f"\n-- Against the asyncio floor: {FLOOR} = one readiness callback per read answering canned FC03, "
+          "no Modbus work")  # fmt: skip
     heads = ("floor", "floor+uv", "modbusd /", "floor /", "+uvloop /", "floor+uv /")
     print(f"{'':<24}| " + " | ".join(f"{h:>10}" for h in heads))
     units = ("rps", "rps", "pymodbus", "pymodbus", "pymodbus", "pymodbus")
