@@ -111,10 +111,15 @@ class Writer:
             return  # the server died (or is stopping): what was acknowledged is recorded
 
 
-def write_until(port: int, writers: list[Writer], end: Callable[[], None]) -> None:
+def write_until(port: int, writers: list[Writer], end: Callable[[], object]) -> None:
     """Run every writer on its own connection, call `end` (the kill), then wait for every writer to see it."""
+    write_until_all([(port, writer) for writer in writers], end)
+
+
+def write_until_all(running: list[tuple[int, Writer]], end: Callable[[], object]) -> None:
+    """`write_until` over several ports (endpoints): each writer on its own connection to its port."""
     stop = threading.Event()
-    threads = [threading.Thread(target=w.run, args=(port, stop), daemon=True) for w in writers]
+    threads = [threading.Thread(target=w.run, args=(port, stop), daemon=True) for port, w in running]
     for thread in threads:
         thread.start()
     try:

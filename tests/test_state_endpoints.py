@@ -13,9 +13,7 @@ import random
 import re
 import signal
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,18 @@ from modbusd.state_store import StateError, StateStore
 from tests.conftest import free_port
 from tests.test_cli import Modbusd, assert_one_line_error
 from tests.test_cli_config import modbusd_cli
-from tests.test_state_crash import HOST, REGISTERS, SPAN, TIMEOUT, Launch, Writer, allowed_after, check, read_all
+from tests.test_state_crash import (
+    HOST,
+    REGISTERS,
+    SPAN,
+    TIMEOUT,
+    Launch,
+    Writer,
+    allowed_after,
+    check,
+    read_all,
+    write_until_all,
+)
 from tests.test_web_hardening import call
 
 # ------------------------------------------------------------------------------------------ the store
@@ -257,18 +266,3 @@ def test_an_endpoint_removed_or_resized_is_one_line_and_exit_2_and_a_new_one_is_
     with sqlite3.connect(state) as db:
         assert sorted(key for (key,) in db.execute("SELECT device FROM devices")) == ["*", "meter1/1", "plc/1"]
     db.close()
-
-
-def write_until_all(running: list[tuple[int, Writer]], end: Callable[[], object]) -> None:
-    """`write_until` over several ports: each writer on its own endpoint's, until `end` (the kill) returns."""
-    stop = threading.Event()
-    threads = [threading.Thread(target=w.run, args=(port, stop), daemon=True) for port, w in running]
-    for thread in threads:
-        thread.start()
-    try:
-        end()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a writer did not end"
