@@ -8,10 +8,11 @@ still take back, and the cost of the sync is shared by all the writes that came 
 a read in the same turn may see a value whose commit is under way.
 
 A commit that fails (the disk is full, the file went read-only) is logged once, its writes are undone in memory
-(`state.rollback`) and their responses become exception 04 (Server Device Failure, MODBUS Application Protocol
-§7): refused, never acknowledged and then lost. Each refusal is told to the wrapper's `Refused` callback (the
-answers put it right in the FC08 counters and the events log, which saw the write done). The next turn tries
-again; the log says when it works again.
+(`state.rollback`; the subscribers of the points that went back get an event with the value put back: `undoing`)
+and their responses become exception 04 (Server Device Failure, MODBUS Application Protocol §7): refused, never
+acknowledged and then lost. Each refusal is told to the wrapper's `Refused` callback (the answers put it right
+in the FC08 counters and the events log, which saw the write done). The next turn tries again; the log says when
+it works again.
 
 The owner's writes (`Server.write`, the control API's set) are committed before `Server.write` returns; a
 program's own writes to a device's tables are committed with the next turn's group.
@@ -33,18 +34,29 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+from modbusd.model.device import Device
 from modbusd.protocol.codes import ExceptionCode
 from modbusd.protocol.errors import ServerDeviceFailure
 from modbusd.session import AddressedAnswer, Answer
-from modbusd.state import Devices, Journal, device_keys, rollback, rows
+from modbusd.state import ANY_UNIT, Devices, Entry, Journal, device_keys, rollback, rows, unit_of
 from modbusd.state_store import StateStore, SyncMode
 
 log = logging.getLogger(__name__)
+
+Undoing = Callable[[list[tuple[Device, int]]], Callable[[], object] | None]
+"""Told before a rollback whose devices it puts back (each with the unit id its key names, 0 for "*"); what it
+returns, if anything, is called once they are back (the events hub's: the subscribers are told, `hub.py`)."""
 
 Refused = Callable[[int, bytes, bytes], object]
 """Told of each write refused after all (unit id, request PDU, the exception 04 sent instead of its response)."""
 
 _Held = tuple["asyncio.Future[bytes | None]", bytes, int, bytes, Refused | None]  # future, reply, unit, request, told
+
+
+def _unit(key: str) -> int:
+    """The unit id a device key names within its endpoint ("plc/3": 3); 0 for a device answering every unit id."""
+    unit = unit_of(key)
+    return 0 if unit == ANY_UNIT else int(unit)
 
 
 def _refused(reply: bytes) -> bytes:
@@ -81,12 +93,14 @@ class Durable:
         # it the fate of its write even when the loop's commit took it first, from another thread
         self._outcomes: deque[tuple[int, bool]] = deque(maxlen=64)
         self.last_error: sqlite3.Error | None = None  # why the last commit that failed did
+        self.undoing: Undoing | None = None  # set by the server: its subscribers are told of the values put back
+        self._devices: dict[str, Device] = {}  # by journal key
 
     def open(self, default: Devices | None, endpoints: Mapping[str, Devices]) -> None:
         """Open (or make) the state file for the default endpoint's devices (None: it serves none) and each
         endpoint's, by name; put its values into them and journal their writes from now on; StateError if it
         cannot be used."""
-        devices = device_keys(default, endpoints)
+        devices = self._devices = device_keys(default, endpoints)
         self.store = StateStore(self._path, devices, reset=self._reset, sync=self._sync)
         for key, device in devices.items():
             self.journal.attach(key, device)
@@ -141,7 +155,7 @@ class Durable:
                     self.store.commit(rows(entries))
                 except sqlite3.Error as exc:
                     ok = False
-                    rollback(entries)
+                    self._undo(entries)
                     self._failed(exc, len(held))
                 self._outcomes.append((noted, ok))
                 if ok:
@@ -156,6 +170,18 @@ class Durable:
             else:  # an owner's commit from its own thread: futures are the loop's to complete
                 loop.call_soon_threadsafe(_answer, held, ok)
         return ok
+
+    def _undo(self, entries: list[Entry]) -> None:
+        """Memory as it was before `entries`; whoever `undoing` tells, told of the values put back."""
+        undoing = self.undoing
+        if undoing is None:
+            rollback(entries)
+            return
+        keys = {memory.device for memory, *_ in entries}
+        undone = undoing([(self._devices[key], _unit(key)) for key in keys])
+        rollback(entries)
+        if undone is not None:
+            undone()
 
     def _failed(self, exc: sqlite3.Error, refused: int) -> None:
         self.failed += 1

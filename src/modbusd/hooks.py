@@ -113,6 +113,7 @@ class WriteEvent:
 
     One event per point the write touched, even when the value did not change (as HSYCO's). All the events of one
     request share `request_id`. `time` is the wall-clock time (seconds since the epoch) the write was applied.
+    `by` "state": no client wrote, the state file put back the value of a write it could not store (`hub.py`).
     """
 
     name: str
@@ -129,6 +130,7 @@ class WriteEvent:
     function: int
     role: str | None = None  # the client certificate's role over Modbus/TCP Security; None elsewhere
     endpoint: str | None = None  # the endpoint whose device was written (`modbusd.endpoints`); None: the default one
+    by: str = "tables"  # or "state": the events log's words for who did it
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -406,4 +408,6 @@ def event_record(event: WriteEvent) -> dict[str, object]:
         record["role"] = event.role
     if event.endpoint is not None:
         record["endpoint"] = event.endpoint
+    if event.by != "tables":
+        record["by"] = event.by
     return record

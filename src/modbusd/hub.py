@@ -12,9 +12,10 @@ Subscriptions and event names follow HSYCO's Modbus server (``subscribe``, ``<se
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from modbusd import handler
 from modbusd.events import Listener
@@ -30,6 +31,7 @@ from modbusd.hooks import (
     written_range,
 )
 from modbusd.model.device import Device
+from modbusd.model.names import Table
 from modbusd.model.points import Point
 from modbusd.model.values import Order, ValueType
 from modbusd.protocol.codes import ExceptionCode
@@ -37,6 +39,7 @@ from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.traffic import RequestLog
 
+UNDONE_BY = "state"  # who made the events of writes the state file undid: the events log's word for its refusals
 EVERY_FUNCTION = frozenset(range(256))  # observed while the request log is followed: reads and unknown codes too
 
 
@@ -51,6 +54,8 @@ class EventsHub:
         self.observed: set[int] = set()
         self.published = 0
         self._subscriptions = Subscriptions()
+        # The unit id the last client write named each subscription naming none by: the name its undoing gives
+        self._last_unit: dict[Subscription, int] = {}
         self._listeners: list[Listener] = []
         self._request_ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,6 +91,8 @@ class EventsHub:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.remove(subscription)
+        if subscription not in self._subscriptions:
+            self._last_unit.pop(subscription, None)
         self._update_observed()
 
     @property
@@ -236,6 +243,8 @@ class EventsHub:
                 events.extend(subscription.events(
                     old, subscription.capture(), written, server=self.name, unit_id=unit_id, client=peer,
                     time=now, request_id=request_id, function=pdu[0], role=role))  # fmt: skip
+                if subscription.unit_id is None:
+                    self._last_unit[subscription] = unit_id
             self._publish(events)
         return None if broadcast else reply
 
@@ -251,6 +260,59 @@ class EventsHub:
                                              endpoint=endpoint))  # fmt: skip
         if self.requests.followers:
             self.requests.record(peer, transport or self.bus_transport(peer), unit_id, pdu, reply, endpoint=endpoint)
+
+    def undoing(self, devices: Iterable[tuple[Device, int]]) -> Callable[[], None] | None:
+        """The state file is about to put back what `devices` held before writes it could not store (`durable.py`):
+        the subscribed points of those devices as they are now, and a function that, once it has, tells each
+        subscriber of a point whose value went back. None when nobody subscribes to them: nothing to tell.
+
+        The tables are compared, not the writes replayed: a point written twice in the undone writes, or written
+        back to its value, gets one event, or none. The event carries the value in the table now (the one put back)
+        and, as its previous, the one undone; `by` and `client` "state" mark it. Its unit id is the subscription's,
+        or else the one the last client write of it named, or else the one each device comes with (its key's; 0
+        for a device answering every unit id). Called in the thread that commits: an owner's `Server.write`
+        commits from its own."""
+        if not len(self._subscriptions):
+            return None
+        units = {id(device): unit for device, unit in devices}
+        last = self._last_unit
+        watched = [(s, last.get(s, units[id(s.device)]), s.capture()) for s in self._subscriptions
+                   if id(s.device) in units]  # fmt: skip
+        if not watched:
+            return None
+
+        def undone() -> None:
+            now, request_id = time.time(), next(self._request_ids)
+            events: list[WriteEvent] = []
+            for subscription, unit, before in watched:
+                after = subscription.capture()
+                if after == before:
+                    continue
+                for event in subscription.events(before, after, (subscription.address, subscription.count),
+                                                 server=self.name, unit_id=unit, client=UNDONE_BY, time=now,
+                                                 request_id=request_id, function=0):  # fmt: skip
+                    if (event.bit is not None or event.table is Table.COILS) and event.value == event.previous:
+                        continue  # a coil or a bit of the range that did not change (a value's bytes did)
+                    events.append(dataclasses.replace(event, by=UNDONE_BY))
+            if events:
+                self._publish_from_any_thread(events)
+
+        return undone
+
+    def _publish_from_any_thread(self, events: list[WriteEvent]) -> None:
+        """`_publish` in the server's loop, where the listeners' queues are taken, whichever thread calls."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._publish(events)  # not serving: queued for when it does
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._publish(events)
+        else:
+            loop.call_soon_threadsafe(self._publish, events)
 
     def _publish(self, events: list[WriteEvent]) -> None:
         self.published += len(events)

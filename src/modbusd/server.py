@@ -204,6 +204,8 @@ class Server:
                               queue=forward_queue, in_flight=forward_in_flight)  # fmt: skip
         self.downstreams = self._routes.downstreams
         self.state = None if state is None else Durable(state, reset=reset_state, sync=state_sync)
+        if self.state is not None:
+            self.state.undoing = self._hub.undoing  # a write undone is told to the subscribers of its points
         self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
         self._hub.count_requests = self.stats.total  # the request log's not-shown count, while it pauses
         self._answers = Answers(
