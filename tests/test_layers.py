@@ -50,11 +50,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
     # typed access to points, the events hub, connection admission
     "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security", "modbusd.durable",
-                        "modbusd.faults", "modbusd.batch"),
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub"),
+    # each transport's sessions around the answers: framers, access rules, the state file, fault rules, fast path
+    "modbusd.sessions": ("modbusd.protocol", "modbusd.session", "modbusd.answers", "modbusd.bus", "modbusd.security",
+                         "modbusd.durable", "modbusd.faults", "modbusd.batch"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
     # durable state (--state): what a write changed and how to undo it, sans-I/O; the SQLite file; the group
-    # commit that holds responses to writes until they are stored (answers wraps its answer functions in it)
+    # commit that holds responses to writes until they are stored (sessions wraps the answer functions in it)
     "modbusd.state": ("modbusd.model",),
     "modbusd.state_store": ("modbusd.model", "modbusd.state"),
     "modbusd.durable": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.state", "modbusd.state_store"),
@@ -68,13 +70,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.runner": (),
     # more listeners, each with its own devices: one endpoint wires what server.py wires for its default devices
     "modbusd.endpoints": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.transport",
-                          "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
-                          "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults",
+                          "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers",
+                          "modbusd.sessions", "modbusd.bus", "modbusd.hooks", "modbusd.hub", "modbusd.transports",
+                          "modbusd.faults",
                           "modbusd.security", "modbusd.stats",  # the server's allow-list and request counts
                           "modbusd.durable"),  # the server's state file, which every endpoint's writes go to
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulate", "modbusd.config",
-                       "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
+                       "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.sessions",
+                       "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
                        "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable",
                        "modbusd.endpoints", "modbusd.faults"),

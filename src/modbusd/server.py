@@ -2,7 +2,8 @@
 
 It is the one module that knows all the others, and it reads as their table of contents:
 
-- `answers.py`: request → answer, per transport: the tables, the request hook, the gateway (`UnknownUnit`);
+- `answers.py`: request → answer: the tables, the request hook, the gateway (`UnknownUnit`);
+- `sessions.py`: each transport's sessions around those answers (access rules, state file, fault rules);
 - `routing.py`: the gateway's routes, unit id → downstream (`TcpTarget`, `Target`, `forward.py` forwards);
 - `bus.py`: serial-bus semantics (slave ids, broadcast, address change) for serial lines and RTU over TCP;
 - `access.py`: typed access to data points for the owner (`locate`, `read`, `write`, `data_points`);
@@ -60,6 +61,7 @@ from modbusd.routing import FORWARD_IN_FLIGHT, FORWARD_QUEUE, FORWARD_TIMEOUT, R
 from modbusd.runner import ServingThread
 from modbusd.security import make_security
 from modbusd.session import Session
+from modbusd.sessions import Sessions
 from modbusd.simulate import Simulator
 from modbusd.stats import Stats
 from modbusd.traffic import RequestLog
@@ -206,10 +208,13 @@ class Server:
         self.state = None if state is None else Durable(state, reset=reset_state, sync=state_sync)
         self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
         self._hub.count_requests = self.stats.total  # the request log's not-shown count, while it pauses
-        self._answers = Answers(
+        answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
+        )  # fmt: skip
+        self._sessions = Sessions(
+            answers, bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
             security=self._security,
             durable=self.state,
@@ -375,7 +380,7 @@ class Server:
         counters, what UDP datagrams held after their first request (dropped), and each fault rule's counts, for
         monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
+                "devices": self._points.device_counters(), "udp": self._sessions.udp_drops.counters(),
                 **({"security": self._security.counters()} if self._security is not None else {}),
                 "faults": self.faults.counters(),
                 } | self._endpoints.counters()  # fmt: skip
@@ -471,7 +476,7 @@ class Server:
         self._admission.admit(connection)
         assert self._security is not None  # made whenever there is TLS
         return self._security.tls_session(
-            connection, lambda peer, role: self._answers.tcp_session(peer, tls=True, role=role)
+            connection, lambda peer, role: self._sessions.tcp_session(peer, tls=True, role=role)
         )
 
     def _serving(self) -> bool:
@@ -508,10 +513,10 @@ class Server:
                 await downstream.start()
                 log.info("forwarding unit%s %s to %s", "s" if len(self._routes.units_of(downstream)) > 1 else "",
                          unit_ranges(self._routes.units_of(downstream)), downstream)  # fmt: skip
-            owner = Admitted(self._admission, self._answers)
+            owner = Admitted(self._admission, self._sessions)
             await self._transports.start(loop, owner, rtu_session=owner.open_rtu_session,
-                                         udp_session=self._answers.udp_session,
-                                         serial_session=self._answers.serial_session, gate=self._admission,
+                                         udp_session=self._sessions.udp_session,
+                                         serial_session=self._sessions.serial_session, gate=self._admission,
                                          warnings=self._admission.peer_warnings, tls_session=self._open_tls_session,
                                          **({} if self._security is None else {"refuser": self._security.refuser,
                                             "handshake_failed": self._security.handshake_failed}))  # fmt: skip

@@ -55,7 +55,7 @@ response PDU (a coroutine request hook), which is answered from the request's un
 """
 
 Batch = Callable[[bytes], tuple[bytes | bytearray, int, int]]
-"""The common requests of a read answered at once (`batch.batch_for`, bound by `answers.py`): bytes of an MBAP stream
+"""The common requests of a read answered at once (`batch.batch_for`, bound by `sessions.py`): bytes of an MBAP stream
 → (the framed responses to its first requests, the bytes they took, how many they were); (b"", 0, 0) to leave it
 all to the reference path."""
 
