@@ -20,6 +20,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.ratelimit": (),
     "modbusd.stats": (),  # the request-path counters: plain ints, read by GET /metrics through Server.stats
     "modbusd.protocol": ("modbusd.protocol",),
+    "modbusd.protocol.messages": ("modbusd.protocol.codes",),  # the dataclasses alone; pdu.py turns them into bytes
     "modbusd.model": ("modbusd.model", "modbusd.protocol"),
     "modbusd.handler": ("modbusd.protocol", "modbusd.model"),
     "modbusd.batch": ("modbusd.protocol", "modbusd.model"),  # the fast path beside handler's reference path
