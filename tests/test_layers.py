@@ -24,7 +24,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.model": ("modbusd.model", "modbusd.protocol"),
     "modbusd.handler": ("modbusd.protocol", "modbusd.model"),
     "modbusd.batch": ("modbusd.protocol", "modbusd.model"),  # the fast path beside handler's reference path
-    "modbusd.hooks": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.hooks": ("modbusd.protocol", "modbusd.model", "modbusd.writes"),
+    # a client write as data: the range a request touches, WriteEvent, the events log's records (hooks re-exports)
+    "modbusd.writes": ("modbusd.protocol", "modbusd.model"),
     "modbusd.session": ("modbusd.protocol",),  # the answer function is injected
     "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
     # the gateway's master side: framing from protocol, serial ports opened through transport
