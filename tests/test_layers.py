@@ -46,6 +46,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.simulate": ("modbusd.simulate", "modbusd.protocol", "modbusd.model"),
     "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize",
                        "modbusd.faults", "modbusd.simulate"),  # [[fault]], generators
+    # the settings of [http], [metrics] and [mqtt] and the rules the command line shares: the standard library only
+    "modbusd.config.service_settings": (),
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
