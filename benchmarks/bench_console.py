@@ -272,7 +272,11 @@ def following_cost(repeats: int, count: int) -> dict[str, float]:
     from modbusd.web.log import lines
 
     server = Server(Device(), host=HOST, port=0)
-    answer = server._answers._session_answer("127.0.0.1:40000", "tcp")  # private: what a connection gets
+    sessions = getattr(server, "_sessions", None)  # private: what a connection gets
+    if sessions is not None:
+        answer = sessions.answers.session_answer("127.0.0.1:40000", "tcp")
+    else:  # --src of a tree from before sessions.py
+        answer = server._answers._session_answer("127.0.0.1:40000", "tcp")  # type: ignore[attr-defined]
     pdu = bytes.fromhex("03 0000 000a")
     costs: dict[str, list[float]] = {"nobody": [], "console": [], "every request": []}
     per_second = {"nobody": 0, "console": int(TRAFFIC.rsplit("=", 1)[1]), "every request": None}

@@ -37,7 +37,8 @@ rule, count = sys.argv[1], int(sys.argv[2])
 server = Server(Device(), host="127.0.0.1", port=0)
 if rule:
     server.faults.add(rule)
-session = server._answers.tcp_session("127.0.0.1:50000")   # what a connection gets, as the server makes it
+sessions = getattr(server, "_sessions", None) or server._answers  # _answers: a tree before sessions.py
+session = sessions.tcp_session("127.0.0.1:50000")   # what a connection gets, as the server makes it
 request = bytes.fromhex("0001 0000 0006 01 03 0000 000A")  # FC03, 10 registers
 receive = session.receive
 assert len(receive(request)) == 29

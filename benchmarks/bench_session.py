@@ -30,7 +30,9 @@ from modbusd import Device, Server
 device = Device()
 for i in range(100):
     device.holding_registers[i] = i
-session = Server(device, host="127.0.0.1", port=0)._answers.tcp_session("127.0.0.1:50000")
+server = Server(device, host="127.0.0.1", port=0)
+sessions = getattr(server, "_sessions", None) or server._answers  # _answers: a checkout before sessions.py
+session = sessions.tcp_session("127.0.0.1:50000")
 one = struct.pack(">HHHBBHH", 1, 0, 6, 1, 3, 0, 10)
 figures = {}
 for name, data, per_read in (("1 per read", one, 1), ("16 per read", one * 16, 16)):

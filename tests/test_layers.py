@@ -20,10 +20,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.ratelimit": (),
     "modbusd.stats": (),  # the request-path counters: plain ints, read by GET /metrics through Server.stats
     "modbusd.protocol": ("modbusd.protocol",),
+    "modbusd.protocol.messages": ("modbusd.protocol.codes",),  # the dataclasses alone; pdu.py turns them into bytes
     "modbusd.model": ("modbusd.model", "modbusd.protocol"),
     "modbusd.handler": ("modbusd.protocol", "modbusd.model"),
     "modbusd.batch": ("modbusd.protocol", "modbusd.model"),  # the fast path beside handler's reference path
-    "modbusd.hooks": ("modbusd.protocol", "modbusd.model"),
+    "modbusd.hooks": ("modbusd.protocol", "modbusd.model", "modbusd.writes"),
+    # a client write as data: the range a request touches, WriteEvent, the events log's records (hooks re-exports)
+    "modbusd.writes": ("modbusd.protocol", "modbusd.model"),
     "modbusd.session": ("modbusd.protocol",),  # the answer function is injected
     "modbusd.transport": ("modbusd.transport", "modbusd.session"),  # the Session type only
     # the gateway's master side: framing from protocol, serial ports opened through transport
@@ -43,6 +46,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.simulate": ("modbusd.simulate", "modbusd.protocol", "modbusd.model"),
     "modbusd.config": ("modbusd.config", "modbusd.protocol", "modbusd.model", "modbusd.authorize",
                        "modbusd.faults", "modbusd.simulate"),  # [[fault]], generators
+    # the settings of [http], [metrics] and [mqtt] and the rules the command line shares: the standard library only
+    "modbusd.config.service_settings": (),
     # what server.py wires, each imported by server.py only: serial-bus semantics, event delivery, the events log
     "modbusd.bus": ("modbusd.protocol", "modbusd.model", "modbusd.handler"),
     "modbusd.events": ("modbusd.hooks",),
@@ -50,11 +55,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # split out of server.py, each imported by server.py: request → answer, the gateway's routes, the owner's
     # typed access to points, the events hub, connection admission
     "modbusd.answers": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
-                        "modbusd.bus", "modbusd.forward", "modbusd.hub", "modbusd.security", "modbusd.durable",
-                        "modbusd.faults", "modbusd.batch"),
+                        "modbusd.bus", "modbusd.forward", "modbusd.hub"),
+    # each transport's sessions around the answers: framers, access rules, the state file, fault rules, fast path
+    "modbusd.sessions": ("modbusd.protocol", "modbusd.session", "modbusd.answers", "modbusd.bus", "modbusd.security",
+                         "modbusd.durable", "modbusd.faults", "modbusd.batch"),
     "modbusd.routing": ("modbusd.protocol", "modbusd.forward"),
     # durable state (--state): what a write changed and how to undo it, sans-I/O; the SQLite file; the group
-    # commit that holds responses to writes until they are stored (answers wraps its answer functions in it)
+    # commit that holds responses to writes until they are stored (sessions wraps the answer functions in it)
     "modbusd.state": ("modbusd.model",),
     "modbusd.state_store": ("modbusd.model", "modbusd.state"),
     "modbusd.durable": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.state", "modbusd.state_store"),
@@ -68,13 +75,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "modbusd.runner": (),
     # more listeners, each with its own devices: one endpoint wires what server.py wires for its default devices
     "modbusd.endpoints": ("modbusd.protocol", "modbusd.model", "modbusd.session", "modbusd.transport",
-                          "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers", "modbusd.bus",
-                          "modbusd.hooks", "modbusd.hub", "modbusd.transports", "modbusd.faults",
+                          "modbusd.config", "modbusd.access", "modbusd.admission", "modbusd.answers",
+                          "modbusd.sessions", "modbusd.bus", "modbusd.hooks", "modbusd.hub", "modbusd.transports",
+                          "modbusd.faults",
                           "modbusd.security", "modbusd.stats",  # the server's allow-list and request counts
                           "modbusd.durable"),  # the server's state file, which every endpoint's writes go to
     "modbusd.server": ("modbusd.protocol", "modbusd.model", "modbusd.handler", "modbusd.hooks", "modbusd.session",
                        "modbusd.transport", "modbusd.forward", "modbusd.simulate", "modbusd.config",
-                       "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.routing",
+                       "modbusd.bus", "modbusd.events", "modbusd.events_log", "modbusd.answers", "modbusd.sessions",
+                       "modbusd.routing",
                        "modbusd.access", "modbusd.hub", "modbusd.admission", "modbusd.transports", "modbusd.runner",
                        "modbusd.traffic", "modbusd.authorize", "modbusd.security", "modbusd.durable",
                        "modbusd.endpoints", "modbusd.faults"),

@@ -1,9 +1,11 @@
-"""Request → answer: the answer function of each transport's sessions, from the tables, the request hook or the gateway.
+"""Request → answer: the answer functions behind every transport's sessions, from the tables, the request hook or the
+gateway.
 
 Two unit-id semantics meet here. Modbus/TCP and UDP: one device answers every unit id (the TCP guide's direct
 device), or one device per unit id with a policy for the others (`UnknownUnit`), and forwarded unit ids go to the
 gateway (`routing.py`) before any local device is looked up. Serial lines (RTU, ASCII, and RTU over TCP): the
-`Bus` answers by slave id. The request hook (HSYCO's Modbus server's ``ModbusEvent``) goes in front of both.
+`Bus` answers by slave id. The request hook (HSYCO's Modbus server's ``ModbusEvent``) goes in front of both. The
+sessions that carry these answers, per transport, are `sessions.py`'s.
 
 Answer functions are on the hot path: they are made once per connection, with what they need in default
 arguments, and cost one set lookup more than the tables' own answer while no write is observed.
@@ -12,36 +14,22 @@ arguments, and cost one set lookup more than the tables' own answer while no wri
 from __future__ import annotations  # annotations as strings: nested answer functions are made per connection
 
 import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from modbusd import handler
-from modbusd.batch import batch_for
-from modbusd.bus import Bus, LineErrors
-from modbusd.durable import Durable
-from modbusd.faults import Faults
+from modbusd.bus import Bus
 from modbusd.forward import Downstream
 from modbusd.hooks import HookFailure, RequestHook, check_response
 from modbusd.hub import EventsHub
 from modbusd.model.device import Device
-from modbusd.protocol.adu import Adu
-from modbusd.protocol.ascii import AsciiFramer
 from modbusd.protocol.codes import BROADCAST_UNIT_ID, ExceptionCode
 from modbusd.protocol.errors import ModbusError
-from modbusd.protocol.mbap import DatagramFramer
 from modbusd.protocol.pdu import exception_pdu
-from modbusd.protocol.rtu import RtuFramer
-from modbusd.protocol.serial_line import Framing, SerialLine
-from modbusd.ratelimit import RateLimitedLog, host_of
-from modbusd.session import AddressedAnswer, Answer, Batch, Session
-from modbusd.stats import Stats
-
-if TYPE_CHECKING:
-    from modbusd.security import Security
+from modbusd.session import AddressedAnswer, Answer
 
 log = logging.getLogger("modbusd.server")  # the name it logged under before it had a module of its own
 
@@ -149,20 +137,9 @@ def _takes_role(hook: RequestHook) -> bool:
     return any(p.name == "role" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-class UdpDrops:
-    """What UDP datagrams held after their first request: dropped (`DatagramFramer`), counted, logged."""
-
-    def __init__(self) -> None:
-        self.datagrams = 0  # datagrams that held more than one request's bytes
-        self.requests = 0  # whole requests after the first, never answered
-        self.bytes = 0  # every byte after the first request
-
-    def counters(self) -> dict[str, int]:
-        return {"datagrams_trimmed": self.datagrams, "requests_dropped": self.requests, "bytes_dropped": self.bytes}
-
-
 class Answers:
-    """Every transport's sessions with their answer functions, over one server's devices, hub, bus and routes."""
+    """The answer functions over one server's (or endpoint's) devices, hub, request hook and routes: the base one
+    (`answer`), and one per connection (`session_answer`, `hook_addressed`) that `sessions.py` wraps in a session."""
 
     def __init__(
         self,
@@ -174,44 +151,30 @@ class Answers:
         hub: EventsHub,
         hook: Hook | None,
         bus: Bus | None,
-        quit_word: bytes | None,
-        on_quit: Callable[[], None],
-        warnings: RateLimitedLog,
-        security: Security | None = None,
-        durable: Durable | None = None,
         endpoint: str | None = None,
-        faults: Faults | None = None,
-        stats: Stats | None = None,
     ) -> None:
-        """`security`: allow-lists per unit id and TLS roles in front of the Modbus/TCP, TLS and UDP sessions.
-        `durable`: the state file (--state), which holds the responses to writes until they are stored.
-        `endpoint`: the name of the endpoint these devices are served by (`endpoints.py`), for the events
-        log; None for the server's default one. `faults`: the server's fault rules, which every session asks
-        while there are any (`modbusd.faults`). `stats`: where every session counts its requests (per
-        transport), and the connections and discarded frames are counted; a Stats of its own when not given."""
+        """`bus`: the serial lines' and RTU over TCP's, whose own unit ids the request hook sees. `endpoint`: the name
+        of the endpoint these devices are served by (`endpoints.py`), for the events log; None for the server's
+        default one."""
         self._endpoint = endpoint
         self._single = single
-        self._faults = Faults() if faults is None else faults
         self._devices = devices  # the server's own dict: an address change on a serial line is seen here too
         self._unknown_unit = unknown_unit
         self._routes = routes
         self._hub = hub
+        self.observed = hub.observed  # the function codes the hub observes: one set, updated in place
         self._hook = hook
         self._bus = bus
-        self._quit_word = quit_word
-        self._on_quit = on_quit
-        self._warnings = warnings  # the server's: one line per kind and client a minute
-        self._security = security
-        self._durable = durable
-        self.stats = Stats() if stats is None else stats
         self.answer = self._make_answer()
-        self._batches: dict[str, Batch | None] = {}  # by transport: see `_batch`
         # Bound once: a method bound per connection costs each of thousands of idle connections 64 bytes.
-        self._discard_unit, self._observe = self._discarded, self._observed
-        self.udp_drops = UdpDrops()
+        self._observe = self._observed
 
     def device_for(self, unit_id: int) -> Device | None:
         return self._single if self._single is not None else self._devices.get(unit_id)
+
+    def tables_alone(self) -> Device | None:
+        """The direct device, when its tables alone answer (no request hook, no gateway); None otherwise."""
+        return self._single if self._hook is None and not self._routes else None
 
     def _make_answer(self) -> Answer:
         local = self._make_local_answer()
@@ -245,127 +208,19 @@ class Answers:
 
         return answer
 
-    def _discarded(self, unit_id: int) -> None:
+    def discarded(self, unit_id: int) -> None:
+        """A frame for `unit_id` that reached its device and was not acted on: counted there (FC08)."""
         device = self.device_for(unit_id)
         if device is not None:
             handler.discarded(device)
 
-    # ------------------------------------------------------------------------------ sessions, per transport
-
-    def tcp_session(self, peer: str, *, tls: bool = False, role: str | None = None) -> Session:
-        """A Modbus/TCP connection's session (one per connection accepted, so counted as one here); `tls`: Modbus/TCP
-        Security's, whose client has `role`."""
-        transport = "tls" if tls else "tcp"
-        self.stats.accept(transport)
-        answer = self._held(self._guarded(peer, transport, role), peer, transport, role)
-        counts = self.stats.counts(transport)
-        return Session(answer, peer=peer, discard=self._discard_unit, quit_word=self._quit_word,
-                       on_quit=self._on_quit, faults=self._faults.point("tcp", endpoint=self._endpoint), counts=counts,
-                       batch=self._batch(transport))  # fmt: skip
-
-    def _batch(self, transport: str) -> Batch | None:
-        """Pipelined requests answered at once (`batch.batch_for`) where the answer function is the direct
-        device's tables alone: no hook, no gateway, no access rules, no state file, one device. The function codes
-        the hub observes (a subscribed write, the followed request log) still take the reference path. One function
-        per transport, shared by its connections (memory per connection)."""
-        if transport in self._batches:
-            return self._batches[transport]
-        single, batch = self._single, None
-        plain = self._hook is None and self._security is None and self._durable is None and not self._routes
-        if single is not None and plain:
-            batch = self._batches[transport] = batch_for(single, self.stats.counts(transport).ok, self._hub.observed)
-        return batch
-
-    def udp_session(self, peer: str) -> Session:
-        """One datagram's session: its first request answered, the rest dropped (`DatagramFramer`)."""
-        framer = DatagramFramer(lambda requests, extra: self._udp_dropped(peer, requests, extra))
-        answer = self._held(self._guarded(peer, "udp", None), peer, "udp")
-        return Session(answer, framer=framer, peer=peer, discard=self._discarded,
-                       faults=self._faults.point("udp", endpoint=self._endpoint),
-                       counts=self.stats.counts("udp"))  # fmt: skip
-
-    def _guarded(self, peer: str, transport: str, role: str | None) -> Answer:
-        """The session's answer behind the access rules (`security.py`), when there are any."""
-        answer = self._session_answer(peer, transport, role)
-        if self._security is None:
-            return answer
-        return self._security.guard(answer, peer, role=role, tls=transport == "tls", absent=self._absent)
-
-    def _absent(self, unit_id: int, pdu: bytes) -> bytes | None:
+    def absent(self, unit_id: int, pdu: bytes) -> bytes | None:
         """What a unit id without a device gets: exception 0x0B, or silence (`UnknownUnit.IGNORE`)."""
         if self._unknown_unit is UnknownUnit.IGNORE:
             return None
         return exception_pdu(pdu[0], ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND)
 
-    def _udp_dropped(self, peer: str, requests: list[Adu], extra: int) -> None:
-        """Counted in `counters()["udp"]`, and each whole request on its device as a frame that reached it and was
-        not acted on (FC08 bus message and bus communication error), as a protocol id other than 0 is."""
-        drops = self.udp_drops
-        drops.datagrams += 1
-        drops.requests += len(requests)
-        drops.bytes += extra
-        for request in requests:
-            self._discarded(request.unit_id)
-        self._warnings.log(log, logging.WARNING, "UDP extra requests", host_of(peer), "%s: UDP datagram held %d more "
-                           "requests (%d bytes) after its first; only the first is answered", peer, len(requests),
-                           extra)  # fmt: skip
-
-    def rtu_session(self, peer: str) -> Session:
-        """RTU over TCP: a serial line's frames and unit-id rules, without its silences (so: resync)."""
-        assert self._bus is not None
-        bus = self._bus
-        self.stats.accept("rtu-over-tcp")
-        # Discards counted under one name for every client: a label per client address would grow without bound.
-        errors = LineErrors(f"RTU over TCP from {peer}", bus, self._warnings, self.stats, "rtu-over-tcp")
-        answer = self._held_addressed(
-            self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu-over-tcp"),
-            peer,
-            "rtu-over-tcp",
-        )
-        return Session(answer, framer=RtuFramer(resync=True, on_discard=errors), addressed=True,
-                       peer=peer, quit_word=self._quit_word, on_quit=self._on_quit,
-                       faults=self._faults.point("rtu-over-tcp", bus.units, self._endpoint),
-                       counts=self.stats.counts("rtu-over-tcp"))  # fmt: skip
-
-    def serial_session(self, line: SerialLine) -> Session:
-        assert self._bus is not None
-        bus, peer = self._bus, line.device
-        errors = LineErrors(line.device, bus, self._warnings, self.stats, line.device)
-        counts = self.stats.counts(line.framing.value)
-        if line.framing is Framing.RTU:
-            answer = self._held_addressed(
-                self._hook_addressed(peer, lambda unit_id, pdu: bus.answer(unit_id, pdu, peer), "rtu"), peer, "rtu"
-            )
-            return Session(answer, framer=RtuFramer(on_discard=errors), addressed=True, peer=peer,
-                           faults=self._faults.point("rtu", bus.units), counts=counts,
-                           time_every_read=True)  # fmt: skip
-        framer = AsciiFramer(on_discard=errors)
-
-        def ascii_answer(unit_id: int, pdu: bytes) -> tuple[int, bytes] | None:
-            found = bus.answer_from(unit_id, pdu, peer)
-            if found is None:
-                return None
-            device, from_unit, reply = found
-            framer.change_delimiter(device.diagnostics.ascii_delimiter)  # FC08/03, from the next frame on
-            return from_unit, reply
-
-        return Session(self._held_addressed(self._hook_addressed(peer, ascii_answer, "ascii"), peer, "ascii"),
-                       framer=framer,
-                       addressed=True, peer=peer, faults=self._faults.point("ascii", bus.units), counts=counts,
-                       time_every_read=True)  # fmt: skip
-
-    def _held(self, answer: Answer, peer: str, transport: str, role: str | None = None) -> Answer:
-        """With a state file, responses to writes wait until the writes are stored; without, `answer` itself."""
-        if self._durable is None:
-            return answer
-        return self._durable.wrap(answer, functools.partial(self._undone, peer, transport, role))
-
-    def _held_addressed(self, answer: AddressedAnswer, peer: str, transport: str) -> AddressedAnswer:
-        if self._durable is None:
-            return answer
-        return self._durable.wrap_addressed(answer, functools.partial(self._undone, peer, transport, None))
-
-    def _undone(  # noqa: PLR0917  (the session's parts bound first, then what `Durable` tells)
+    def undone(  # noqa: PLR0917  (the session's parts bound first, then what `Durable` tells)
         self, peer: str, transport: str, role: str | None, unit_id: int, pdu: bytes, refusal: bytes
     ) -> None:
         """A write the tables carried out and the state file could not store: undone, and answered with exception
@@ -378,9 +233,9 @@ class Answers:
         self._hub.log_write(pdu, refusal, peer, unit_id, by="state", transport=transport, role=role,
                             endpoint=self._endpoint)  # fmt: skip
 
-    # ------------------------------------------------------------------------------------- answer functions
+    # ------------------------------------------------------------------------------ one connection's answer
 
-    def _session_answer(self, peer: str, transport: str, role: str | None = None) -> Answer:
+    def session_answer(self, peer: str, transport: str, role: str | None = None) -> Answer:
         """The answer function of one Modbus/TCP connection or UDP datagram (`transport`) from `peer`; `role`: a
         TLS client's, for the hook, the events log and the events.
 
@@ -439,7 +294,7 @@ class Answers:
 
         return local_only
 
-    def _hook_addressed(self, peer: str, tables: AddressedAnswer, transport: str) -> AddressedAnswer:
+    def hook_addressed(self, peer: str, tables: AddressedAnswer, transport: str) -> AddressedAnswer:
         """A serial line's (or RTU over TCP's) answer with the request hook in front, for the bus's own unit ids
         and broadcasts (a request for another slave id is the other device's to answer, not the hook's)."""
         if self._hook is None:

@@ -5,8 +5,9 @@ A `Server`'s own host, port and devices are its default endpoint, as ever. Each 
 server at its own address or port" as the Messaging on TCP/IP Implementation Guide §3.1.3 pictures devices on a
 network, while all of them are served by one loop, under the same connection limits, with the same request hook,
 subscriptions, listeners and events log. An endpoint at work (`Served`) holds what the server holds for its default
-devices: the devices, their answers (`answers.py`), their bus (`bus.py`, for RTU over TCP) and the owner's typed
-access to their points (`access.py`); `Endpoints` holds them all and finds a point's endpoint by its name.
+devices: the devices, their answers and sessions (`answers.py`, `sessions.py`), their bus (`bus.py`, for RTU over
+TCP) and the owner's typed access to their points (`access.py`); `Endpoints` holds them all and finds a point's
+endpoint by its name.
 
 Names: a point of an endpoint is ``ENDPOINT/POINT`` (``meter7/1.100.hr``, ``meter7/40001``, ``meter7/power``),
 wherever a point is named (`Server.read`, `write`, `subscribe`, the control API, ``modbusd get``/``set``); a name
@@ -38,6 +39,7 @@ from modbusd.model.values import Order, Value, ValueType
 from modbusd.ratelimit import RateLimitedLog
 from modbusd.security import Security
 from modbusd.session import Session
+from modbusd.sessions import Sessions
 from modbusd.stats import Stats
 from modbusd.transport.tcp import TcpConnection
 from modbusd.transports import StartError, Transports
@@ -96,10 +98,10 @@ class Wiring:
 
 class Admitted:
     """The `ConnectionOwner` of one endpoint's TCP connections (the server's default endpoint's too): each is
-    admitted under the server's connection limits (`Admission`), then answered with that endpoint's `Answers`."""
+    admitted under the server's connection limits (`Admission`), then given a session of that endpoint's `Sessions`."""
 
-    def __init__(self, admission: Admission, answers: Answers) -> None:
-        self._admission, self._answers = admission, answers
+    def __init__(self, admission: Admission, sessions: Sessions) -> None:
+        self._admission, self._sessions = admission, sessions
 
     @property
     def peer_warnings(self) -> RateLimitedLog:
@@ -108,18 +110,18 @@ class Admitted:
 
     def open_session(self, connection: TcpConnection) -> Session:
         self._admission.admit(connection)
-        return self._answers.tcp_session(connection.peer)
+        return self._sessions.tcp_session(connection.peer)
 
     def open_rtu_session(self, connection: TcpConnection) -> Session:
         self._admission.admit(connection)
-        return self._answers.rtu_session(connection.peer)
+        return self._sessions.rtu_session(connection.peer)
 
     def connection_closed(self, connection: TcpConnection) -> None:
         self._admission.closed(connection)
 
 
 class Served:
-    """An endpoint at work: its devices, answers, bus and point access, and its one listener.
+    """An endpoint at work: its devices, sessions (and their answers), bus and point access, and its one listener.
 
     Its TCP connections are `Admitted` by the server's connection limits and get this endpoint's answers.
     """
@@ -148,13 +150,15 @@ class Served:
             hook = Hook(wiring.hook, wiring.hook_timeout, named, hub, endpoint=self.name)
         self._admission = wiring.admission
         self._refuse = None if wiring.security is None else wiring.security.endpoint_refuser(self.name)
-        self.answers = Answers(
-            self.single, self.devices, unknown_unit=wiring.unknown_unit, routes={}, hub=hub, hook=hook, bus=self._bus,
-            quit_word=wiring.quit_word, on_quit=wiring.on_quit, warnings=wiring.admission.peer_warnings,
-            endpoint=self.name, faults=wiring.faults, stats=wiring.stats, durable=wiring.durable,
+        answers = Answers(self.single, self.devices, unknown_unit=wiring.unknown_unit, routes={}, hub=hub, hook=hook,
+                          bus=self._bus, endpoint=self.name)  # fmt: skip
+        self.sessions = Sessions(
+            answers, bus=self._bus, quit_word=wiring.quit_word, on_quit=wiring.on_quit,
+            warnings=wiring.admission.peer_warnings, endpoint=self.name, faults=wiring.faults, stats=wiring.stats,
+            durable=wiring.durable,
         )  # fmt: skip
         self.points = PointAccess(self.single, self.devices, self.device_for)
-        self.owner = Admitted(self._admission, self.answers)
+        self.owner = Admitted(self._admission, self.sessions)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} {self.transport} {self.host} port {self.port}>"
@@ -188,7 +192,7 @@ class Served:
         """Bind the listener; StartError naming this endpoint (and its host) when it cannot."""
         try:
             await self.transports.start(loop, self.owner, rtu_session=self.owner.open_rtu_session,
-                                         udp_session=self.answers.udp_session, serial_session=self._no_serial,
+                                         udp_session=self.sessions.udp_session, serial_session=self._no_serial,
                                          gate=self._admission, warnings=self._admission.peer_warnings,
                                          refuser=lambda _transport: self._refuse)  # fmt: skip
         except StartError as exc:

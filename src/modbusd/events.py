@@ -1,6 +1,6 @@
 """Delivery of the server's write events: one `Listener` per subscriber, each with its own bounded queue.
 
-The events hub (`hub.py`) makes the events (`hooks.py` says what an event is) and pushes each to every listener;
+The events hub (`hub.py`) makes the events (`writes.py` says what an event is) and pushes each to every listener;
 a listener hands them on, to a callback run by a task of the server's loop or to `async for`.
 """
 

@@ -3,7 +3,8 @@
 A client write is observed while a subscription or the events log wants it: `observed` then holds the write
 function codes, and the answer functions (`answers.py`, `bus.py`) hand such writes to `write`, which carries
 them out on the device, reading the subscribed points before and after. What an event is and how one is made is
-`hooks.py`'s; delivering them is each `Listener`'s (`events.py`); the file is `EventsLog`'s (`events_log.py`).
+`writes.py`'s and `hooks.py`'s; delivering them is each `Listener`'s (`events.py`); the file is `EventsLog`'s
+(`events_log.py`).
 While someone follows the live request log (`traffic.py`), every function code is observed and `observe` records
 each request there; nobody following costs nothing more than before.
 Subscriptions and event names follow HSYCO's Modbus server (``subscribe``, ``<server>.<unit>.<address>.<table>``).

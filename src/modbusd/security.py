@@ -2,7 +2,7 @@
 what each refuses: counted, logged once per client and kind a minute, and (a denied request) in the events log.
 
 The decisions are `authorize.py`'s, from bytes; this module puts them in front of the answer functions
-(`answers.py`) and the listeners (`transports.py`), and reads each TLS client's role from its certificate, once
+(`sessions.py`) and the listeners (`transports.py`), and reads each TLS client's role from its certificate, once
 per connection (MODBUS/TCP Security §8.4, R-30). Nothing configured, nothing here is on the request path.
 """
 

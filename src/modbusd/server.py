@@ -2,7 +2,8 @@
 
 It is the one module that knows all the others, and it reads as their table of contents:
 
-- `answers.py`: request → answer, per transport: the tables, the request hook, the gateway (`UnknownUnit`);
+- `answers.py`: request → answer: the tables, the request hook, the gateway (`UnknownUnit`);
+- `sessions.py`: each transport's sessions around those answers (access rules, state file, fault rules);
 - `routing.py`: the gateway's routes, unit id → downstream (`TcpTarget`, `Target`, `forward.py` forwards);
 - `bus.py`: serial-bus semantics (slave ids, broadcast, address change) for serial lines and RTU over TCP;
 - `access.py`: typed access to data points for the owner (`locate`, `read`, `write`, `data_points`);
@@ -17,11 +18,13 @@ Names that lived here before those modules (`ANY_UNIT_ID`, `UnknownUnit`, `TcpTa
 `FORWARD_QUEUE`, `FORWARD_IN_FLIGHT`, `unit_ranges`, `EVENT_QUEUE`, `Listener`, `EventsLog`, `SerialLine`, `StartError`,
 `ASCII_TIMEOUT`) stay importable from here.
 
-Longer than the ~400 lines a module should be (about 575) for the reason the Server class gives: the class is
+Longer than the ~400 lines a module should be (about 580) for the reason the Server class gives: the class is
 nearly all of it, and what else is here is the imports and re-exports above. Splitting the public API over
 mixins or a second module to shorten it would spread one class's methods over several files; every piece of work
 has already moved out (the list above), and `from_config`'s mapping of the file onto the constructor's arguments
-stays beside the constructor it fills in (``config`` may not import this module).
+stays beside the constructor it fills in (``config`` may not import this module). The constructor's wiring stays
+too: most of its lines set the public attributes a program reads (`state`, `faults`, `stats`, `simulator`,
+`downstreams` …), in the order the pieces need each other, and a builder would hand each back to be set here.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from modbusd.routing import FORWARD_IN_FLIGHT, FORWARD_QUEUE, FORWARD_TIMEOUT, R
 from modbusd.runner import ServingThread
 from modbusd.security import make_security
 from modbusd.session import Session
+from modbusd.sessions import Sessions
 from modbusd.simulate import Simulator
 from modbusd.stats import Stats
 from modbusd.traffic import RequestLog
@@ -83,7 +87,7 @@ class Server:
     Use it inside a running asyncio loop (`await start()` … `await stop()`, or `async with`), or from
     plain threaded code (`start_thread()` … `stop_thread()`).
 
-    Longer than the ~300 lines a class should be (about 495) because it is the public API: every method a program
+    Longer than the ~300 lines a class should be (about 500) because it is the public API: every method a program
     calls, each with its docstring, and each handing the work in a line or two to the piece that does it.
     """
 
@@ -208,10 +212,13 @@ class Server:
             self.state.undoing = self._hub.undoing  # a write undone is told to the subscribers of its points
         self.stats = Stats()  # requests per transport, connections, discarded frames: read by GET /metrics
         self._hub.count_requests = self.stats.total  # the request log's not-shown count, while it pauses
-        self._answers = Answers(
+        answers = Answers(
             self._single, self.devices, unknown_unit=self.unknown_unit, routes=self._routes.routes, hub=self._hub,
             hook=None if hook is None else Hook(hook, hook_timeout, name, self._hub, forwarded=hook_forwarded),
             bus=self._bus,
+        )  # fmt: skip
+        self._sessions = Sessions(
+            answers, bus=self._bus,
             quit_word=self.quit_word, on_quit=self._remote_quit, warnings=self._admission.peer_warnings,
             security=self._security,
             durable=self.state,
@@ -377,7 +384,7 @@ class Server:
         counters, what UDP datagrams held after their first request (dropped), and each fault rule's counts, for
         monitoring."""
         return {"connections": self.connection_count, "events": self._hub.counters(),
-                "devices": self._points.device_counters(), "udp": self._answers.udp_drops.counters(),
+                "devices": self._points.device_counters(), "udp": self._sessions.udp_drops.counters(),
                 **({"security": self._security.counters()} if self._security is not None else {}),
                 "faults": self.faults.counters(),
                 } | self._endpoints.counters()  # fmt: skip
@@ -473,7 +480,7 @@ class Server:
         self._admission.admit(connection)
         assert self._security is not None  # made whenever there is TLS
         return self._security.tls_session(
-            connection, lambda peer, role: self._answers.tcp_session(peer, tls=True, role=role)
+            connection, lambda peer, role: self._sessions.tcp_session(peer, tls=True, role=role)
         )
 
     def _serving(self) -> bool:
@@ -510,10 +517,10 @@ class Server:
                 await downstream.start()
                 log.info("forwarding unit%s %s to %s", "s" if len(self._routes.units_of(downstream)) > 1 else "",
                          unit_ranges(self._routes.units_of(downstream)), downstream)  # fmt: skip
-            owner = Admitted(self._admission, self._answers)
+            owner = Admitted(self._admission, self._sessions)
             await self._transports.start(loop, owner, rtu_session=owner.open_rtu_session,
-                                         udp_session=self._answers.udp_session,
-                                         serial_session=self._answers.serial_session, gate=self._admission,
+                                         udp_session=self._sessions.udp_session,
+                                         serial_session=self._sessions.serial_session, gate=self._admission,
                                          warnings=self._admission.peer_warnings, tls_session=self._open_tls_session,
                                          **({} if self._security is None else {"refuser": self._security.refuser,
                                             "handshake_failed": self._security.handshake_failed}))  # fmt: skip

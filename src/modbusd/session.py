@@ -15,6 +15,11 @@ Fault injection (`modbusd.faults`): while the injected `FaultHook` has rules, ea
 fault it picks may replace the response or change it, and may send pieces later (a delay, a split, a repeat) or
 close the connection: those go to the transport as a `Schedule`, in `awaiting` too, and are not held in line, so a
 delayed response never holds up the responses after it (over TCP the transaction id pairs them).
+
+Longer than the ~400 lines a module should be (about 440): `Session` is one state machine (framing, the line of
+responses owed, the faults applied within it), on the request path, where a helper called per request would cost
+time; the types above it are the contracts it is handed (`Answer`, `Batch`, `FaultHook`) and the items of its line
+(`Pending`, `Schedule`), which read best beside their one user.
 """
 
 import logging
@@ -55,7 +60,7 @@ response PDU (a coroutine request hook), which is answered from the request's un
 """
 
 Batch = Callable[[bytes], tuple[bytes | bytearray, int, int]]
-"""The common requests of a read answered at once (`batch.batch_for`, bound by `answers.py`): bytes of an MBAP stream
+"""The common requests of a read answered at once (`batch.batch_for`, bound by `sessions.py`): bytes of an MBAP stream
 → (the framed responses to its first requests, the bytes they took, how many they were); (b"", 0, 0) to leave it
 all to the reference path."""
 

@@ -1,6 +1,6 @@
 """The listeners of one server: Modbus/TCP, RTU over TCP, UDP and serial lines, opened and closed together.
 
-What a listener does with the bytes is its session's (`answers.py` makes them); this module only binds ports and
+What a listener does with the bytes is its session's (`sessions.py` makes them); this module only binds ports and
 opens serial lines, reports what could not be started (`StartError`), and says what is served, for the banner.
 """
 

@@ -2,9 +2,9 @@
 
 Imports the protocol and the model only; `Server.from_config` and the command line put it to use. The rooms:
 `reader.py` (reading tables, errors as ``FILE:LINE: key: message``), `schema.py` (the settings and their defaults,
-and building devices from them), `services.py`, `devices.py`, `points.py`, `ranges.py` (each table's reader),
-`loader.py` (`load`, `loads`), `writer.py` (devices → the text of a device file), `summary.py` (what `modbusd check`
-prints), and `example.toml` (`EXAMPLE`).
+and building devices from them), `service_settings.py` (those of [http], [metrics] and [mqtt]), `services.py`,
+`devices.py`, `points.py`, `ranges.py` (each table's reader), `loader.py` (`load`, `loads`), `writer.py` (devices
+→ the text of a device file), `summary.py` (what `modbusd check` prints), and `example.toml` (`EXAMPLE`).
 
 The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
 
@@ -46,15 +46,12 @@ from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
     CSV_COLUMNS,
-    DEFAULT_HTTP_PORT,
-    DEFAULT_MQTT_PORT,
     DEFAULT_TLS_PORT,
     ENDPOINT_NAME,
     EVENTS_LOG_FILES,
     EVENTS_LOG_MAX_BYTES,
     HOOK_TIMEOUT,
     KEY_PASSWORD_ENV,
-    LOOPBACK,
     SERIAL_KEYS,
     TRANSPORTS,
     UNKNOWN_UNIT_POLICIES,
@@ -62,21 +59,26 @@ from modbusd.config.schema import (
     DeviceConfig,
     EndpointConfig,
     GeneratorConfig,
-    HttpAccessError,
-    HttpConfig,
-    MetricsConfig,
-    MqttConfig,
     ServerConfig,
     Subscribe,
     TlsConfig,
     build_devices,
+    import_hook,
+    parse_simulate,
+    parse_subscribe,
+)
+from modbusd.config.service_settings import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_MQTT_PORT,
+    LOOPBACK,
+    HttpAccessError,
+    HttpConfig,
+    MetricsConfig,
+    MqttConfig,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
-    import_hook,
     parse_mqtt_url,
-    parse_simulate,
-    parse_subscribe,
 )
 from modbusd.config.summary import summary
 from modbusd.config.tls import TlsSettingError, mqtt_tls_context, server_tls_context

@@ -1,19 +1,19 @@
 """The schema of a device file: what each table may hold, as frozen dataclasses with their defaults.
 
 No reading here (`reader.py`, `loader.py`): the settings a checked file gives, and how devices are built from
-them. Imports the protocol and the model only.
+them. The settings of the services beside Modbus (the control API, metrics, the MQTT bridge) are
+`service_settings.py`'s; `Config` holds them too.
 """
 
 import importlib
 import re
 import sys
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from modbusd.authorize import ReadOnly, Roles, Span
+from modbusd.config.service_settings import HttpConfig, MetricsConfig, MqttConfig
 from modbusd.faults import FaultSpec
 from modbusd.model.device import Device, Layout, default_identification
 from modbusd.model.identification import BASIC_LAST
@@ -27,12 +27,8 @@ from modbusd.simulate import GeneratorError, make
 from modbusd.simulate.build import Context
 from modbusd.version import __version__
 
-DEFAULT_HTTP_PORT = 8020
-DEFAULT_MQTT_PORT = 1883
-DEFAULT_MQTTS_PORT = 8883  # MQTT over TLS (IANA's secure-mqtt)
 DEFAULT_TLS_PORT = 802  # Modbus/TCP Security, IANA's mbap/tls/tcp (MODBUS/TCP Security §5)
 KEY_PASSWORD_ENV = "MODBUSD_KEY_PASSWORD"  # an encrypted server key's passphrase: from the environment, not argv
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_UNIT_POLICIES = ("exception", "ignore")  # server.UnknownUnit's values; config may not import server
 CSV_COLUMNS = ("name", "address", "type", "order", "value", "unit", "comment")
 SERIAL_KEYS = ("device", "framing", "baudrate", "bytesize", "parity", "stopbits")
@@ -141,116 +137,6 @@ def parse_simulate(text: str) -> GeneratorConfig:
         raise ValueError(str(exc)) from None
     return GeneratorConfig(point.strip(), spec.strip(), type_text.strip() or None,
                            order.strip().upper() or None, "--simulate")  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConfig:
-    """The control API (`modbusd.web`): off unless the file has [http] or the command line --http."""
-
-    port: int = DEFAULT_HTTP_PORT
-    host: str = "127.0.0.1"
-    token: str | None = None
-    allow_hosts: tuple[str, ...] = ()  # Host names clients may use besides loopback's and `host` (DNS rebinding)
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    """``GET /metrics`` on a port of its own (`modbusd.web.MetricsApi`): off unless the file has [metrics] or the
-    command line --metrics-port. Read-only, so no token: see docs/metrics.md."""
-
-    port: int
-    host: str = "127.0.0.1"
-
-
-@dataclass(frozen=True, slots=True)
-class MqttConfig:
-    """The MQTT bridge (`modbusd.mqtt`): off unless the file has [mqtt] or the command line --mqtt."""
-
-    host: str = "localhost"
-    port: int = DEFAULT_MQTT_PORT
-    username: str | None = None
-    password: str | None = None
-    prefix: str = "modbusd"
-    retain: bool = True
-    qos: int = 1
-    subscribe: tuple[str, ...] = ()  # more points to publish, "POINT[:TYPE]", besides the named co/hr points
-    queue: int = 1000
-    tls: bool = False  # mqtts://
-    ca: str | None = None  # PEM file of the CAs the broker's certificate is checked against (default: the system's)
-    cert: str | None = None  # PEM file of the bridge's client certificate (and its key, unless `key` is given)
-    key: str | None = None  # PEM file of the client certificate's private key
-
-    @property
-    def url(self) -> str:
-        """The broker's address, without the password."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def parse_mqtt_url(text: str) -> dict[str, Any]:
-    """``mqtt[s]://[user[:password]@]host[:port]`` → host, port, username, password, tls; ValueError saying what is
-    wrong. ``mqtts`` is MQTT over TLS, port 8883 unless given."""
-    url = text.strip()
-    if "://" not in url:
-        url = "mqtt://" + url
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"{text!r}: expected mqtt://host[:port], or mqtts://host[:port] for TLS")
-    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
-        raise ValueError(f"{text!r}: expected mqtt://[user:password@]host[:port], without a path")
-    try:
-        port = parsed.port
-    except ValueError:
-        raise ValueError(f"{text!r}: the port must be a number 1..65535") from None
-    if not parsed.hostname:
-        raise ValueError(f"{text!r}: no host: expected mqtt://host[:port]")
-    tls = parsed.scheme == "mqtts"
-    return {"host": parsed.hostname, "port": port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), "tls": tls,
-            "username": urllib.parse.unquote(parsed.username) if parsed.username else None,
-            "password": urllib.parse.unquote(parsed.password) if parsed.password is not None else None}  # fmt: skip
-
-
-MIN_TOKEN_LENGTH = 16  # a bearer token shorter than this is refused: the control API can write anything
-
-
-class HttpAccessError(ValueError):
-    """The control API's token rule broken; `key` is what to fix: "token" (too short) or "host" (none given)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-def check_http_access(host: str, token: str | None, token_option: str = "a token") -> None:
-    """The one rule for the device file's [http] and the command line's --http-host/--http-token.
-
-    The control API can write anything: any address beyond loopback needs a bearer token, and a token, wherever
-    it binds, needs MIN_TOKEN_LENGTH characters. `token_option`: how the caller's user gives one.
-    """
-    if token is not None and len(token) < MIN_TOKEN_LENGTH:
-        raise HttpAccessError("token", f"a bearer token needs at least {MIN_TOKEN_LENGTH} characters "
-                                       f"(this one has {len(token)})")  # fmt: skip
-    if host not in LOOPBACK and token is None:
-        raise HttpAccessError("host", f"the control API can write anything: binding it to {host} (beyond this "
-                                      f"machine) needs {token_option}")  # fmt: skip
-
-
-_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*")
-
-
-def check_host_name(name: object) -> str:
-    """A name for the control API's Host check (`modbusd.web.checks`): a host name or address, no port, no *."""
-    plain = name.strip().lower().removeprefix("[").removesuffix("]") if isinstance(name, str) else ""
-    if not _HOST_NAME.fullmatch(plain):
-        raise ValueError(f"{name!r} is not a host name such as plant.example or an IP address (no port, no *)")
-    return plain
-
-
-def check_mqtt_prefix(prefix: str) -> str:
-    cleaned = prefix.strip().strip("/")
-    if not cleaned or any(c in cleaned for c in "+#"):
-        raise ValueError(f"the MQTT prefix must be a topic without + or #, such as modbusd, not {prefix!r}")
-    return cleaned
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,19 +10,21 @@ from modbusd.config.reader import Path_
 from modbusd.config.schema import (
     SERIAL_KEYS,
     UNKNOWN_UNIT_POLICIES,
+    ServerConfig,
+    Subscribe,
+    TlsConfig,
+    import_hook,
+    parse_subscribe,
+)
+from modbusd.config.service_settings import (
     HttpAccessError,
     HttpConfig,
     MetricsConfig,
     MqttConfig,
-    ServerConfig,
-    Subscribe,
-    TlsConfig,
     check_host_name,
     check_http_access,
     check_mqtt_prefix,
-    import_hook,
     parse_mqtt_url,
-    parse_subscribe,
 )
 from modbusd.config.tls import TlsSettingError, mqtt_tls_context, server_tls_context
 from modbusd.model.device import Layout

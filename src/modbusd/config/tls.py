@@ -13,7 +13,8 @@ import os
 import ssl
 from collections.abc import Callable
 
-from modbusd.config.schema import KEY_PASSWORD_ENV, MqttConfig, TlsConfig
+from modbusd.config.schema import KEY_PASSWORD_ENV, TlsConfig
+from modbusd.config.service_settings import MqttConfig
 
 log = logging.getLogger("modbusd.config")
 

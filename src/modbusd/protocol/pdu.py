@@ -1,4 +1,4 @@
-"""Modbus PDUs as frozen dataclasses, and the functions that turn them into bytes and back.
+"""Modbus PDUs: the messages (`messages.py`, one frozen dataclass per request and response) into bytes and back.
 
 Messages hold what the wire holds: register data stay big-endian `bytes` and coil data stay packed bytes
 (use `registers()` / `bits.unpack_bits()` to see them as numbers). That keeps the server's path to a
@@ -8,13 +8,13 @@ response a matter of slicing, and a decoded message re-encodes to exactly the by
 unsupported function or sub-function raises IllegalFunction (01); a PDU whose length, byte count,
 quantity or value is wrong raises IllegalDataValue (03). Address checks (02) belong to the data model.
 
-Longer than the ~400 lines a module should be: each function code's request and response, and the encoder and
-decoder of both, are one symmetric table that reads (and is tested, round trip) best side by side.
+The server's pair is `decode_request` / `encode_response`; the mirror pair (`encode_request` / `decode_response`)
+is for tests, `modbusd clone` and the benchmark client. The four stay together: each function code's encoder and
+decoder of both directions form one symmetric table that reads (and is tested, round trip) best side by side.
 """
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from modbusd.protocol.bits import byte_count
@@ -32,6 +32,44 @@ from modbusd.protocol.codes import (
     FunctionCode,
 )
 from modbusd.protocol.errors import IllegalDataValue, IllegalFunction
+from modbusd.protocol.messages import (
+    CommEventCounterResponse,
+    CommEventLogResponse,
+    DeviceIdentificationResponse,
+    Diagnostics,
+    ExceptionResponse,
+    GetCommEventCounter,
+    GetCommEventLog,
+    MaskWriteRegister,
+    ReadBits,
+    ReadBitsResponse,
+    ReadDeviceIdentification,
+    ReadExceptionStatus,
+    ReadExceptionStatusResponse,
+    ReadRegisters,
+    ReadRegistersResponse,
+    ReadWriteMultipleRegisters,
+    ReportServerId,
+    ReportServerIdResponse,
+    Request,
+    Response,
+    WriteMultipleCoils,
+    WriteMultipleRegisters,
+    WriteMultipleResponse,
+    WriteSingleCoil,
+    WriteSingleRegister,
+)
+
+__all__ = [  # the messages too (`messages.py`): they were defined here first, and are imported from here
+    "READ_BIT_FUNCTIONS", "READ_REGISTER_FUNCTIONS", "SUPPORTED_FUNCTIONS", "CommEventCounterResponse",
+    "CommEventLogResponse", "DeviceIdentificationResponse", "Diagnostics", "ExceptionResponse", "GetCommEventCounter",
+    "GetCommEventLog", "MaskWriteRegister", "ReadBits", "ReadBitsResponse", "ReadDeviceIdentification",
+    "ReadExceptionStatus", "ReadExceptionStatusResponse", "ReadRegisters", "ReadRegistersResponse",
+    "ReadWriteMultipleRegisters", "ReportServerId", "ReportServerIdResponse", "Request", "Response",
+    "WriteMultipleCoils", "WriteMultipleRegisters", "WriteMultipleResponse", "WriteSingleCoil", "WriteSingleRegister",
+    "decode_report_server_id", "decode_request", "decode_response", "encode_request", "encode_response",
+    "exception_pdu", "register_bytes", "registers",
+]  # fmt: skip
 
 _HH = struct.Struct(">HH")
 _HHH = struct.Struct(">HHH")
@@ -57,248 +95,6 @@ def exception_pdu(function: int, code: int) -> bytes:
     """§7: the request's function code with its high bit set, then the exception code."""
     return bytes(((function | 0x80) & 0xFF, code))
 
-
-# --------------------------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True, slots=True)
-class ReadBits:
-    """FC01 / FC02 (§6.1, §6.2)."""
-
-    function: FunctionCode
-    address: int
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReadRegisters:
-    """FC03 / FC04 (§6.3, §6.4)."""
-
-    function: FunctionCode
-    address: int
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class WriteSingleCoil:
-    """FC05 (§6.5). The response is an echo of the request."""
-
-    address: int
-    value: bool
-    function: FunctionCode = FunctionCode.WRITE_SINGLE_COIL
-
-
-@dataclass(frozen=True, slots=True)
-class WriteSingleRegister:
-    """FC06 (§6.6). The response is an echo of the request."""
-
-    address: int
-    value: int
-    function: FunctionCode = FunctionCode.WRITE_SINGLE_REGISTER
-
-
-@dataclass(frozen=True, slots=True)
-class ReadExceptionStatus:
-    """FC07 (§6.7)."""
-
-    function: FunctionCode = FunctionCode.READ_EXCEPTION_STATUS
-
-
-@dataclass(frozen=True, slots=True)
-class Diagnostics:
-    """FC08 (§6.8). Request and normal response have the same shape: sub-function, then data."""
-
-    sub_function: int
-    data: bytes = b"\x00\x00"
-    function: FunctionCode = FunctionCode.DIAGNOSTICS
-
-
-@dataclass(frozen=True, slots=True)
-class GetCommEventCounter:
-    """FC11 (§6.9)."""
-
-    function: FunctionCode = FunctionCode.GET_COMM_EVENT_COUNTER
-
-
-@dataclass(frozen=True, slots=True)
-class GetCommEventLog:
-    """FC12 (§6.10)."""
-
-    function: FunctionCode = FunctionCode.GET_COMM_EVENT_LOG
-
-
-@dataclass(frozen=True, slots=True)
-class WriteMultipleCoils:
-    """FC15 (§6.11). `values` is the packed bit string as on the wire, LSB first."""
-
-    address: int
-    quantity: int
-    values: bytes
-    function: FunctionCode = FunctionCode.WRITE_MULTIPLE_COILS
-
-
-@dataclass(frozen=True, slots=True)
-class WriteMultipleRegisters:
-    """FC16 (§6.12). `values` is big-endian register bytes; the quantity is len(values) // 2."""
-
-    address: int
-    values: bytes
-    function: FunctionCode = FunctionCode.WRITE_MULTIPLE_REGISTERS
-
-    @property
-    def quantity(self) -> int:
-        return len(self.values) // 2
-
-
-@dataclass(frozen=True, slots=True)
-class ReportServerId:
-    """FC17 (§6.13)."""
-
-    function: FunctionCode = FunctionCode.REPORT_SERVER_ID
-
-
-@dataclass(frozen=True, slots=True)
-class MaskWriteRegister:
-    """FC22 (§6.16). The response is an echo of the request."""
-
-    address: int
-    and_mask: int
-    or_mask: int
-    function: FunctionCode = FunctionCode.MASK_WRITE_REGISTER
-
-
-@dataclass(frozen=True, slots=True)
-class ReadWriteMultipleRegisters:
-    """FC23 (§6.17): the write is performed before the read."""
-
-    read_address: int
-    read_quantity: int
-    write_address: int
-    values: bytes
-    function: FunctionCode = FunctionCode.READ_WRITE_MULTIPLE_REGISTERS
-
-    @property
-    def write_quantity(self) -> int:
-        return len(self.values) // 2
-
-
-@dataclass(frozen=True, slots=True)
-class ReadDeviceIdentification:
-    """FC43 / MEI 14 (§6.21)."""
-
-    code: int
-    object_id: int
-    function: FunctionCode = FunctionCode.ENCAPSULATED_INTERFACE_TRANSPORT
-
-
-Request = (
-    ReadBits
-    | ReadRegisters
-    | WriteSingleCoil
-    | WriteSingleRegister
-    | ReadExceptionStatus
-    | Diagnostics
-    | GetCommEventCounter
-    | GetCommEventLog
-    | WriteMultipleCoils
-    | WriteMultipleRegisters
-    | ReportServerId
-    | MaskWriteRegister
-    | ReadWriteMultipleRegisters
-    | ReadDeviceIdentification
-)
-
-# -------------------------------------------------------------------------------------------- responses
-
-
-@dataclass(frozen=True, slots=True)
-class ReadBitsResponse:
-    """FC01 / FC02: `values` is the packed bit string (the byte count is its length)."""
-
-    function: FunctionCode
-    values: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ReadRegistersResponse:
-    """FC03 / FC04 / FC23: big-endian register bytes."""
-
-    function: FunctionCode
-    values: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class WriteMultipleResponse:
-    """FC15 / FC16: start address and quantity written."""
-
-    function: FunctionCode
-    address: int
-    quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReadExceptionStatusResponse:
-    status: int
-    function: FunctionCode = FunctionCode.READ_EXCEPTION_STATUS
-
-
-@dataclass(frozen=True, slots=True)
-class CommEventCounterResponse:
-    status: int
-    event_count: int
-    function: FunctionCode = FunctionCode.GET_COMM_EVENT_COUNTER
-
-
-@dataclass(frozen=True, slots=True)
-class CommEventLogResponse:
-    """FC12: `events` newest first, at most 64 bytes."""
-
-    status: int
-    event_count: int
-    message_count: int
-    events: bytes
-    function: FunctionCode = FunctionCode.GET_COMM_EVENT_LOG
-
-
-@dataclass(frozen=True, slots=True)
-class ReportServerIdResponse:
-    server_id: bytes
-    running: bool
-    additional_data: bytes = b""
-    function: FunctionCode = FunctionCode.REPORT_SERVER_ID
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceIdentificationResponse:
-    code: int
-    conformity_level: int
-    more_follows: bool
-    next_object_id: int
-    objects: tuple[tuple[int, bytes], ...]
-    function: FunctionCode = FunctionCode.ENCAPSULATED_INTERFACE_TRANSPORT
-
-
-@dataclass(frozen=True, slots=True)
-class ExceptionResponse:
-    function: int  # the request's function code, without the 0x80 bit
-    code: int
-
-
-Response = (
-    ReadBitsResponse
-    | ReadRegistersResponse
-    | WriteSingleCoil
-    | WriteSingleRegister
-    | ReadExceptionStatusResponse
-    | Diagnostics
-    | CommEventCounterResponse
-    | CommEventLogResponse
-    | WriteMultipleResponse
-    | ReportServerIdResponse
-    | MaskWriteRegister
-    | DeviceIdentificationResponse
-    | ExceptionResponse
-)
 
 # --------------------------------------------------------------------------------------- request decode
 
