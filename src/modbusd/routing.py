@@ -8,45 +8,25 @@ port; the server does the same for Modbus/TCP and UDP requests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-from modbusd.forward import IN_FLIGHT, MAX_IN_FLIGHT, Downstream, SerialDownstream, TcpDownstream
-from modbusd.protocol.codes import MAX_UNIT_ID
+from modbusd.forward import Downstream, SerialDownstream, TcpDownstream
+from modbusd.protocol.gateway import (
+    FORWARD_QUEUE,
+    FORWARD_TIMEOUT,
+    IN_FLIGHT,
+    MAX_IN_FLIGHT,
+    Target,
+    TcpTarget,
+    check_route,
+    unit_ranges,
+)
 from modbusd.protocol.serial_line import SerialLine
 
-FORWARD_TIMEOUT = 1.0  # seconds a downstream device has to answer before exception 0x0B
-FORWARD_QUEUE = 16  # requests that may wait for one downstream (besides those under way) before exception 06
 FORWARD_IN_FLIGHT = IN_FLIGHT  # requests under way at once to one Modbus/TCP server (a serial line: always one)
 
-
-@dataclass(frozen=True, slots=True)
-class TcpTarget:
-    """A Modbus/TCP server the gateway forwards to."""
-
-    host: str
-    port: int = 502
-
-    def __post_init__(self) -> None:
-        if not 0 < self.port <= 65535:
-            raise ValueError(f"port {self.port} outside 1..65535")
-
-    def __str__(self) -> str:
-        return f"TCP {self.host}:{self.port}"
-
-
-Target = SerialLine | TcpTarget
-"""Where the gateway forwards a unit id's requests: devices on a serial line, or a Modbus/TCP server."""
-
-
-def unit_ranges(units: Sequence[int]) -> str:
-    """[1, 2, 3, 7] → `1-3, 7`, for the banner."""
-    ranges: list[list[int]] = []
-    for unit in sorted(units):
-        if ranges and unit == ranges[-1][1] + 1:
-            ranges[-1][1] = unit
-        else:
-            ranges.append([unit, unit])
-    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+# the targets and the defaults are plain data (`protocol.gateway`), shared with the device file and the command line
+__all__ = ["FORWARD_IN_FLIGHT", "FORWARD_QUEUE", "FORWARD_TIMEOUT", "Routes", "Target", "TcpTarget", "make_downstream",
+           "unit_ranges"]  # fmt: skip
 
 
 class Routes:
@@ -78,11 +58,9 @@ class Routes:
                 raise ValueError(f"forwarded unit id {unit} outside 0..255")
             if unit in local:
                 raise ValueError(f"unit id {unit} is both a local device and forwarded: choose one")
-            if isinstance(target, SerialLine):
-                if unit > MAX_UNIT_ID:
-                    raise ValueError(f"unit id {unit} forwarded to {target.device}: slave ids are 0..247")
-                if target.device in served:
-                    raise ValueError(f"{target.device} is both served and forwarded to: a line has one master")
+            check_route((unit,), target)
+            if isinstance(target, SerialLine) and target.device in served:
+                raise ValueError(f"{target.device} is both served and forwarded to: a line has one master")
             downstream = self.downstreams.get(target)
             if downstream is None:
                 downstream = self.downstreams[target] = make_downstream(target, timeout, queue, in_flight)

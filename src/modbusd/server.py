@@ -243,6 +243,7 @@ class Server:
     def from_config(cls, config: Config, *, address_register: int | None = None, **transports: Any) -> Server:
         """A server as a device file describes it, every data point holding its initial value.
 
+        The file's gateway ([gateway] and its [[gateway.forward]] routes) is the server's `forward` and its settings.
         The file's transports ([server] port, udp, rtu_over_tcp, serial; a device's serial_unit_id as `unit_id`)
         are served unless `transports` (serial, unit_id, rtu_over_tcp, udp, port) replace them: each one given
         is passed on to the constructor over the file's. `address_register` turns the address change on for
@@ -268,6 +269,8 @@ class Server:
             "tls": None if s.tls is None else server_tls_context(s.tls), "tls_port": s.tls.port if s.tls else 0,
             "allow": s.allow or None, "allow_units": config.allow_units or None,
             "state": s.state, "state_sync": s.state_sync,
+            "forward": config.gateway.forward, "forward_timeout": config.gateway.timeout,
+            "forward_queue": config.gateway.queue, "forward_in_flight": config.gateway.in_flight,
         }  # fmt: skip
         server = cls(devices if config.devices else None, **(options | transports))
         for fault in config.faults:  # the file's [[fault]] rules, then the command line's --fault

@@ -118,9 +118,7 @@ def _command(argv: Sequence[str] | None) -> int:
         server = Server.from_config(
             config, address_register=args.address_register, **(transports if named else {}),
             **({"unit_id": args.unit} if args.unit is not None else {}),
-            forward={unit: target for units, target in args.forward for unit in units},
-            forward_timeout=args.forward_timeout, forward_queue=args.forward_queue,
-            forward_in_flight=args.forward_in_flight, reset_state=args.reset_state,
+            reset_state=args.reset_state,
             **{k: v for k, v in (("frame_timeout", args.frame_timeout), ("write_timeout", args.write_timeout))
                if v is not None},
         )  # fmt: skip

@@ -1,13 +1,11 @@
 """The value types of the options: each turns one option's text into a value, or says in one line what is wrong."""
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from modbusd import config as device_file
 from modbusd.protocol.serial_line import parse_parity
-from modbusd.server import SerialLine, TcpTarget
 
 T = TypeVar("T")
 
@@ -90,66 +88,19 @@ MAX_PER_SECOND = 1_000_000
 _per_second = _whole("number of records a second", 1, MAX_PER_SECOND, example=" such as 100")
 
 
-_SETTINGS = re.compile(r"([78])([EON])([12])?", re.IGNORECASE)  # 8E1, 8N2, 7E1 …
-
-
-def _forward(text: str) -> tuple[list[int], SerialLine | TcpTarget]:
-    """`1-10=rtu:/dev/ttyUSB0,9600,8N1`, `3=ascii:/dev/ttyS1`, `20,21=tcp:10.0.0.5:502` → (unit ids, target)."""
-    units_text, equals, target_text = text.partition("=")
-    if not equals or _split_target(target_text) is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not UNITS=rtu:DEVICE[,BAUD[,8E1]], UNITS=ascii:… or UNITS=tcp:HOST[:PORT]"
-        )
+def _forward(text: str) -> device_file.Route:
+    """`--forward UNITS=TARGET`: the grammar of the device file's [[gateway.forward]] (`protocol.gateway`), and
+    the option's text to name the route by in a later mistake (an overlap with another route)."""
     try:
-        units = []
-        for part in units_text.split(","):
-            low, _, high = part.partition("-")
-            units.extend(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{units_text!r} is not a list of unit ids such as 0,1-10") from None
-    if not units or not all(0 <= u <= 255 for u in units):
-        raise argparse.ArgumentTypeError(f"forwarded unit ids must be within 0..255, got {units_text!r}")
-    try:
-        return units, _target(target_text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"--forward {text!r}: {exc}") from None
+        units, target = device_file.parse_forward(text)
+    except ValueError as exc:
+        message = str(exc)
+        raise argparse.ArgumentTypeError(message if message.startswith(repr(text)) else f"--forward {text!r}: "
+                                         f"{message}") from None  # fmt: skip
+    return device_file.Route(tuple(units), target, f"--forward {text}")
 
 
-def _split_target(text: str) -> tuple[str, str] | None:
-    kind, colon, where = text.partition(":")
-    return (kind.lower(), where) if colon and where and kind.lower() in ("rtu", "ascii", "tcp") else None
-
-
-def _target(text: str) -> SerialLine | TcpTarget:
-    """A device to talk to as its client: `rtu:/dev/ttyUSB0,9600,8N1`, `ascii:/dev/ttyS1`, `tcp:10.0.0.5[:502]`
-    (the gateway's --forward, and modbusd clone)."""
-    found = _split_target(text)
-    if found is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not rtu:DEVICE[,BAUD[,8E1]], ascii:… or tcp:HOST[:PORT]")
-    kind, where = found
-    try:
-        if kind == "tcp":
-            if where.startswith("["):  # [::1]:502
-                host, _, rest = where[1:].partition("]")
-                port = rest.removeprefix(":")
-            elif where.count(":") == 1:
-                host, _, port = where.partition(":")
-            else:  # a name, an IPv4 address, or an IPv6 address without a port
-                host, port = where, ""
-            return TcpTarget(host, _port(port) if port else 502)
-        device, *options = where.split(",")
-        if len(options) > 2:
-            raise ValueError(f"{where!r}: DEVICE[,BAUD[,SETTINGS]] at most")
-        if options and not options[0].isdigit():
-            raise ValueError(f"{options[0]!r} is not a baud rate")
-        baudrate = int(options[0]) if options else 19200
-        settings = _SETTINGS.fullmatch(options[1]) if len(options) > 1 else None
-        if len(options) > 1 and settings is None:
-            raise ValueError(f"{options[1]!r} is not serial settings such as 8E1, 8N2 or 7E1")
-        bytesize, parity, stopbits = settings.groups() if settings else ("8", "E", None)
-        return SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_target = _checked(device_file.parse_target)  # a device to talk to as its client: modbusd clone's TARGET
 
 
 _parity = _checked(parse_parity)

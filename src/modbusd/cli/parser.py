@@ -166,21 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--forward", type=_forward, action="append", default=[], metavar="UNITS=TARGET",
         help="forward these unit ids' requests: UNITS=rtu:DEVICE[,BAUD[,8E1]] or UNITS=ascii:DEVICE[,…] (a serial "
         "line, modbusd its master; unit 0 there is a broadcast) or UNITS=tcp:HOST[:PORT] (another Modbus/TCP "
-        "server); e.g. 1-10=rtu:/dev/ttyUSB0,9600,8N1. Forwarded ids are never answered locally",
+        "server); e.g. 1-10=rtu:/dev/ttyUSB0,9600,8N1. Forwarded ids are never answered locally; repeatable, added "
+        "to the device file's [[gateway.forward]] routes",
     )  # fmt: skip
     gateway.add_argument(
-        "--forward-timeout", type=_positive(float), default=FORWARD_TIMEOUT, metavar="SECONDS",
-        help=f"no response in this time: exception 0x0B (default {FORWARD_TIMEOUT:g})",
+        "--forward-timeout", type=_positive(float), metavar="SECONDS",
+        help=f"no response in this time: exception 0x0B (default {FORWARD_TIMEOUT:g}, or the device "
+        "file's [gateway] timeout)",
     )  # fmt: skip
     gateway.add_argument(
-        "--forward-queue", type=_count, default=FORWARD_QUEUE, metavar="N",
+        "--forward-queue", type=_count, metavar="N",
         help=f"requests that may wait per downstream, besides those under way; more: exception 06 "
-        f"(default {FORWARD_QUEUE})",
+        f"(default {FORWARD_QUEUE}, or the device file's [gateway] queue)",
     )  # fmt: skip
     gateway.add_argument(
-        "--forward-in-flight", type=_positive(int), default=FORWARD_IN_FLIGHT, metavar="N",
+        "--forward-in-flight", type=_positive(int), metavar="N",
         help=f"requests sent to a tcp: downstream before its responses come, paired by transaction id; 1 for a "
-        f"device that takes one at a time (default {FORWARD_IN_FLIGHT}; a serial line always has one)",
+        f"device that takes one at a time (default {FORWARD_IN_FLIGHT}, or the device file's [gateway] "
+        f"in_flight; a serial line always has one)",
     )  # fmt: skip
     faults = parser.add_argument_group("fault injection", "misbehave on purpose, to test clients (docs/faults.md)")
     faults.add_argument(

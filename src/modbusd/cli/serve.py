@@ -248,9 +248,14 @@ def _settings(args: argparse.Namespace) -> tuple[device_file.Config, device_file
             device_file.mqtt_tls_context(mqtt)
         except device_file.TlsSettingError as exc:
             raise ValueError(f"--mqtt-{exc.key} / [mqtt] {exc.key}: {exc}") from None
+    # --forward's routes are added to the file's (as --fault's rules and --subscribe's points are); its settings win
+    settings = {"timeout": args.forward_timeout, "queue": args.forward_queue, "in_flight": args.forward_in_flight}
+    routes = device_file.add_routes(config.gateway.routes, args.forward)
+    gateway = dataclasses.replace(config.gateway, routes=routes, **{k: v for k, v in settings.items() if v is not None})
     subscribe = (*config.subscribe, *args.subscribe, *args.mqtt_subscribe)
     faults = (*config.faults, *args.fault)
     generators = (*config.generators, *args.simulate)
     return dataclasses.replace(
-        config, server=server, mqtt=mqtt, subscribe=subscribe, faults=faults, metrics=metrics, generators=generators
-    ), http
+        config, server=server, mqtt=mqtt, subscribe=subscribe, faults=faults, metrics=metrics, generators=generators,
+        gateway=gateway,
+    ), http  # fmt: skip

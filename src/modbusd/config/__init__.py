@@ -36,12 +36,15 @@ The file's shape (``modbusd init`` writes a commented example, `EXAMPLE`):
   ranges, `ranges.py`) and ``[[device.point]]`` (name, address, type, order, value, unit, comment, subscribe,
   generate) and ``[[device.generator]]`` (point, type, order, generate: `generators.py`).
 - ``[[fault]]`` (any number): fault rules, tried in order (`faults.py`; docs/faults.md).
+- ``[gateway]``: timeout, queue, in_flight, and ``[[gateway.forward]]`` (any number: units, target), the routes of
+  ``--forward`` (`gateway.py`; docs/gateway.md).
 """
 
 from importlib.resources import files
 
 from modbusd.authorize import parse_network  # the allow lists' addresses, for the command line's --allow
 from modbusd.config.faults import FaultSpec, parse_fault
+from modbusd.config.gateway import GatewayConfig, Route, add_routes, parse_forward, parse_target
 from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
@@ -89,9 +92,10 @@ EXAMPLE = files(__name__).joinpath("example.toml").read_text(encoding="utf-8")
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_HTTP_PORT", "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "ENDPOINT_NAME", "EVENTS_LOG_FILES",
     "EVENTS_LOG_MAX_BYTES", "EXAMPLE", "HOOK_TIMEOUT", "KEY_PASSWORD_ENV", "LOOPBACK", "SERIAL_KEYS",
-    "TRANSPORTS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig",
-    "EndpointConfig", "FaultSpec", "GeneratorConfig", "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig",
-    "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "build_devices", "check_host_name",
+    "TRANSPORTS", "UNKNOWN_UNIT_POLICIES", "Config", "ConfigError", "DeviceConfig", "EndpointConfig", "FaultSpec",
+    "GatewayConfig", "GeneratorConfig", "HttpAccessError", "HttpConfig", "MetricsConfig", "MqttConfig", "Route",
+    "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "add_routes", "build_devices", "check_host_name",
     "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_fault",
-    "parse_mqtt_url", "parse_network", "parse_simulate", "parse_subscribe", "server_tls_context", "summary",
+    "parse_forward", "parse_mqtt_url", "parse_network", "parse_simulate", "parse_subscribe", "parse_target",
+    "server_tls_context", "summary",
 ]  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 
 from modbusd.config.endpoints import EndpointTables, qualified
 from modbusd.config.faults import FaultTables
+from modbusd.config.gateway import GatewayConfig, GatewayTables
 from modbusd.config.reader import MAX_NESTING, ConfigError, UnreadableFile, nesting_line, read_text
 from modbusd.config.schema import Config, ServerConfig
 from modbusd.config.services import ServiceTables
@@ -47,15 +48,14 @@ def loads(text: str, name: str = "<config>", *, base: Path | None = None) -> Con
     return Loader(name, text, base or Path.cwd()).load(data)
 
 
-class Loader(ServiceTables, EndpointTables, FaultTables):
+TABLES = ("server", "http", "metrics", "mqtt", "events", "device", "roles", "template", "endpoint", "fault", "gateway")
+
+
+class Loader(ServiceTables, EndpointTables, FaultTables, GatewayTables):
     """A whole device file: its tables in order, then the checks across them."""
 
     def load(self, data: dict[str, Any]) -> Config:
-        self.table(
-            data,
-            (),
-            ("server", "http", "metrics", "mqtt", "events", "device", "roles", "template", "endpoint", "fault"),
-        )
+        self.table(data, (), TABLES)
         server = self.server(data.get("server", {}))
         plant_only = "endpoint" in data and "device" not in data
         if plant_only:  # the [server]'s own transports serve the top-level [[device]] tables: there are none
@@ -79,8 +79,10 @@ class Loader(ServiceTables, EndpointTables, FaultTables):
         faults = self.faults(data["fault"]) if "fault" in data else ()
         metrics = self.metrics(data["metrics"]) if "metrics" in data else None
         generators = self.check_generators({p.name for d in devices for p in d.points})
+        gateway = self.gateway(data["gateway"], server.serial) if "gateway" in data else GatewayConfig()
+        self.check_forwarded(gateway, {unit: i for i, d in enumerate(devices) for unit in d.unit_ids})
         return Config(self.name, server, http, devices, mqtt, subscribe, roles, endpoints, faults, metrics,
-                      generators)  # fmt: skip
+                      generators, gateway)  # fmt: skip
 
     def plant_server(self, raw: dict[str, Any], server: ServerConfig) -> ServerConfig:
         """A file of endpoints only: no Modbus/TCP of the [server]'s own, and none of its other transports."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from modbusd.authorize import ReadOnly, Roles, Span
+from modbusd.config.gateway import GatewayConfig
 from modbusd.config.service_settings import HttpConfig, MetricsConfig, MqttConfig
 from modbusd.faults import FaultSpec
 from modbusd.model.device import Device, Layout, default_identification
@@ -306,6 +307,7 @@ class Config:
     faults: tuple[FaultSpec, ...] = ()  # [[fault]] tables, then --fault (docs/faults.md)
     metrics: MetricsConfig | None = None
     generators: tuple[GeneratorConfig, ...] = ()  # the devices' generators, then --simulate's
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)  # [gateway], its routes, then --forward's
 
     @property
     def subscriptions(self) -> tuple[Subscribe, ...]:

@@ -44,6 +44,11 @@ def summary(config: Config) -> list[str]:
         units = ", ".join(unit_id_list(d.unit_ids) if d.unit_ids else "every unit id" for d in endpoint.devices)
         lines.append(f"endpoint {endpoint.name}: {endpoint.transport} {endpoint.host} port {endpoint.port}; "
                      f"unit ids {units}; {sum(len(d.points) for d in endpoint.devices)} data points")  # fmt: skip
+    gateway = config.gateway
+    lines.extend(f"gateway: {route}" for route in gateway.routes)
+    if gateway.routes:
+        lines.append(f"gateway: time-out {gateway.timeout:g} s, queue {gateway.queue} per downstream, "
+                     f"{gateway.in_flight} in flight to a Modbus/TCP server")  # fmt: skip
     lines.extend(f"fault: {spec.text()}{'' if spec.enabled else ' (disabled)'}" for spec in config.faults)
     lines.extend(f"generator: {g.point}{':' + g.type if g.type else ''} = {g.spec}" for g in config.generators)
     for device in config.devices:

@@ -25,11 +25,9 @@ from collections.abc import Sequence
 from modbusd.forward.downstream import Downstream, Waiting, log
 from modbusd.protocol.adu import Adu
 from modbusd.protocol.errors import FrameError, GatewayTargetDeviceFailedToRespond, ModbusError
+from modbusd.protocol.gateway import IN_FLIGHT, MAX_IN_FLIGHT  # shared with the device file and the command line
 from modbusd.protocol.mbap import MbapFramer
 from modbusd.protocol.mbap import frame as mbap_frame
-
-IN_FLIGHT = 16  # requests on one connection at once; the TCP guide's NumberMaxOfServerTransaction examples go to 16
-MAX_IN_FLIGHT = 256  # a bound past any server's; transaction ids (65,536 of them) must never run out
 
 
 class _Pending:
