@@ -41,11 +41,8 @@ def _whole(noun: str, low: int, high: int, *, base: int = 10, example: str = "",
 
 def _unit_ids(text: str) -> list[int]:
     """`1,2,5-7` → [1, 2, 5, 6, 7]."""
-    units: list[int] = []
     try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            units.extend(range(int(low), int(high or low) + 1))
+        units = device_file.unit_id_list(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of unit ids such as 1,2,5-7") from None
     bad = [u for u in units if not 1 <= u <= 247]

@@ -44,7 +44,7 @@ from importlib.resources import files
 
 from modbusd.authorize import parse_network  # the allow lists' addresses, for the command line's --allow
 from modbusd.config.faults import FaultSpec, parse_fault
-from modbusd.config.gateway import GatewayConfig, Route, add_routes, parse_forward, parse_target
+from modbusd.config.gateway import GatewayConfig, Route, add_routes, parse_forward, parse_target, unit_id_list
 from modbusd.config.loader import load, loads
 from modbusd.config.reader import ConfigError
 from modbusd.config.schema import (
@@ -97,5 +97,5 @@ __all__ = [
     "ServerConfig", "Subscribe", "TlsConfig", "TlsSettingError", "add_routes", "build_devices", "check_host_name",
     "check_http_access", "check_mqtt_prefix", "import_hook", "load", "loads", "mqtt_tls_context", "parse_fault",
     "parse_forward", "parse_mqtt_url", "parse_network", "parse_simulate", "parse_subscribe", "parse_target",
-    "server_tls_context", "summary",
+    "server_tls_context", "summary", "unit_id_list",
 ]  # fmt: skip

@@ -23,11 +23,12 @@ from modbusd.protocol.gateway import (
     parse_forward,
     parse_target,
     parse_units,
+    unit_id_list,
     unit_ranges,
 )
 from modbusd.protocol.serial_line import SerialLine
 
-__all__ = ["GatewayConfig", "GatewayTables", "Route", "add_routes", "parse_forward", "parse_target"]
+__all__ = ["GatewayConfig", "GatewayTables", "Route", "add_routes", "parse_forward", "parse_target", "unit_id_list"]
 
 MAX_QUEUE = 1_000_000  # requests waiting for one downstream: past any real need, short of unbounded memory
 

@@ -81,13 +81,20 @@ def parse_target(text: str) -> Target:
     return SerialLine(device, kind, baudrate, int(bytesize), parity, int(stopbits) if stopbits else None)
 
 
+def unit_id_list(text: str) -> list[int]:
+    """`0,1-10` → [0, 1, …, 10]: the unit-id lists of `--forward` and `--unit`; ValueError when `text` is not one.
+    Which unit ids are allowed is the caller's to check."""
+    units: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        units.extend(range(int(low), int(high or low) + 1))
+    return units
+
+
 def parse_units(text: str) -> list[int]:
     """Forwarded unit ids: `0,1-10` → [0, 1, …, 10]; ValueError saying what is wrong."""
-    units: list[int] = []
     try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            units.extend(range(int(low), int(high or low) + 1))
+        units = unit_id_list(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a list of unit ids such as 0,1-10") from None
     if not units or not all(0 <= u <= MAX_FORWARDED_UNIT_ID for u in units):
