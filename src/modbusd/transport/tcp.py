@@ -88,10 +88,19 @@ def start_awaiting(
 async def _run(schedule: Schedule, send: Callable[[bytes], None], end: End | None) -> None:
     for gap, piece in schedule.pieces:
         if gap > 0:
-            await asyncio.sleep(gap)
+            await sleep_at_least(gap)
         send(piece)
     if schedule.end is not None and end is not None:
         end(schedule.end)
+
+
+async def sleep_at_least(seconds: float) -> None:
+    """`asyncio.sleep`, never shorter by the clock: a fault's delay:500ms is at least 500 ms to the client. A loop's
+    timer may end early: uvloop counts from the time libuv cached at the start of the loop's turn, and asyncio's
+    loop runs timers due within its clock resolution."""
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        await asyncio.sleep(left)
 
 
 def _settled(  # noqa: PLR0917  (the context of one awaited answer, bound by start_awaiting's lambda)
