@@ -40,6 +40,19 @@ from modbusd.protocol.errors import ModbusError
 from modbusd.protocol.pdu import exception_pdu
 from modbusd.traffic import RequestLog
 
+
+def _call_in(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    """`callback(*args)` at once when called from `loop`, else soon in it: an owner's thread may call."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        callback(*args)
+    else:
+        loop.call_soon_threadsafe(callback, *args)
+
+
 UNDONE_BY = "state"  # who made the events of writes the state file undid: the events log's word for its refusals
 EVERY_FUNCTION = frozenset(range(256))  # observed while the request log is followed: reads and unknown codes too
 
@@ -137,14 +150,7 @@ class EventsHub:
         self._listeners = [*self._listeners, listener]
         loop = self._loop
         if loop is not None and self._stopped is not None and not self._stopped.is_set():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                listener._start()
-            else:
-                loop.call_soon_threadsafe(listener._start)
+            _call_in(loop, listener._start)
         return listener
 
     def remove_listener(self, listener: Listener) -> None:
@@ -305,15 +311,8 @@ class EventsHub:
         loop = self._loop
         if loop is None or loop.is_closed():
             self._publish(events)  # not serving: queued for when it does
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._publish(events)
         else:
-            loop.call_soon_threadsafe(self._publish, events)
+            _call_in(loop, self._publish, events)
 
     def _publish(self, events: list[WriteEvent]) -> None:
         self.published += len(events)
