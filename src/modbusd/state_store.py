@@ -241,7 +241,7 @@ def _endpoints(endpoints: Sequence[str | None]) -> str:
         return _endpoint(endpoints[0])
     named = [e for e in endpoints if e is not None]
     shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
-    default = "the default endpoint (the top-level [[device]] tables) and " if None in endpoints else ""
+    default = f"{_endpoint(None)} and " if None in endpoints else ""
     return f"{default}endpoint{'s' if len(named) > 1 else ''} {shown}"
 
 
